@@ -1,0 +1,47 @@
+"""cnnzoo: the classic convolutional networks, faithfully built, inspected and trained fast.
+
+The public names are imported on first use, so ``import cnnzoo`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "CnnzooError": "cnnzoo.errors",
+    "ModelInfo": "cnnzoo.models",
+    "get_model": "cnnzoo.models",
+    "list_models": "cnnzoo.models",
+    "model_info": "cnnzoo.models",
+    "register_model": "cnnzoo.models",
+    "conv_output_size": "cnnzoo.geometry",
+    "trace_shapes": "cnnzoo.inspect.shapes",
+    "minimum_input_size": "cnnzoo.inspect.shapes",
+    "summary": "cnnzoo.inspect.summary",
+    "ModelSummary": "cnnzoo.inspect.summary",
+    "conv_cost": "cnnzoo.inspect.cost",
+    "load_dataset": "cnnzoo.data",
+    "DataSet": "cnnzoo.data",
+    "BatchIterator": "cnnzoo.data",
+    "train": "cnnzoo.train",
+    "Recipe": "cnnzoo.train",
+    "evaluate": "cnnzoo.train",
+    "predict": "cnnzoo.train",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cnnzoo' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -1,0 +1,45 @@
+"""The ``cnnzoo`` command: a thin layer that parses arguments, calls the library and prints.
+
+Each subcommand lives in its own module here with ``register(subparsers)``, which adds its parser
+and sets ``func(args) -> int``. A ``CnnzooError`` (the user's mistake) prints one line and exits
+with status 2; Ctrl-C exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import CnnzooError
+
+# Subcommand modules, in the order --help lists them.
+COMMANDS = ("models", "shapes")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cnnzoo",
+        description="The classic convolutional networks: build, inspect, train, evaluate.")
+    from .. import __version__
+    parser.add_argument("--version", action="version", version=f"cnnzoo {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except CnnzooError as error:
+        print(f"cnnzoo: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cnnzoo: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,120 @@
+"""One test over the whole registry: output shape, gradients everywhere, exact parameter counts.
+
+Expected counts come from the papers, torchvision's documentation and d2l's reference builds
+(see the anchors in the docs: docs/models.md).
+"""
+
+import pytest
+import torch
+
+import cnnzoo
+from cnnzoo.errors import CnnzooError, UnknownModelError
+
+EXPECTED_PARAMS = {
+    "lenet5": 60_000,
+    "lenet5_d2l": 61_706,
+    "lenet5_maxpool": 44_426,
+    "lenet5_bn_d2l": 44_878,
+    "lenet5_bn_scratch_d2l": 44_878,
+    "alexnet": 62_378_344,
+    "alexnet_d2l": 46_764_746,
+    "vgg11": 132_863_336,
+    "vgg13": 133_047_848,
+    "vgg16": 138_357_544,
+    "vgg19": 143_667_240,
+    "vgg11_d2l": 43_093_322,
+    "nin_d2l": 1_992_166,
+    "googlenet": 6_624_904,
+    "googlenet_d2l": 5_977_530,
+    "inception_mnist": 97_298,
+    "residual_mnist": 41_514,
+    "resnet18": 11_689_512,
+    "resnet34": 21_797_672,
+    "resnet50": 25_557_032,
+    "resnet101": 44_549_160,
+    "resnet152": 60_192_808,
+    "resnet18_d2l": 11_178_378,
+    "densenet121": 7_978_856,
+    "densenet_d2l": 758_226,
+    "mobilenet_v1": 4_231_976,
+}
+
+
+def count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_every_expected_model_is_registered():
+    missing = set(EXPECTED_PARAMS) - set(cnnzoo.list_models())
+    assert not missing, f"not registered: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("name", cnnzoo.list_models())
+def test_model(name):
+    info = cnnzoo.model_info(name)
+    torch.manual_seed(0)
+    model = cnnzoo.get_model(name)
+    assert name in EXPECTED_PARAMS, f"{name} has no expected parameter count in this test"
+    assert count(model) == EXPECTED_PARAMS[name]
+
+    model.train()
+    x = torch.rand(2, *info.input_size)
+    out = model(x)
+    if isinstance(out, tuple):  # GoogLeNet with aux classifiers in training mode
+        out = out[0]
+    assert out.shape == (2, info.num_classes)
+    out.float().pow(2).mean().backward()
+    no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not no_grad, f"parameters without a gradient: {no_grad[:5]}"
+
+
+@pytest.mark.parametrize("name", ["lenet5_d2l", "alexnet", "vgg11_d2l", "resnet18_d2l",
+                                  "googlenet_d2l", "densenet_d2l", "mobilenet_v1", "nin_d2l"])
+def test_num_classes_and_in_channels(name):
+    info = cnnzoo.model_info(name)
+    model = cnnzoo.get_model(name, num_classes=7, in_channels=3).eval()
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, *info.input_size[1:]))
+    assert out.shape == (1, 7)
+
+
+def test_googlenet_aux_count():
+    assert count(cnnzoo.get_model("googlenet", aux_logits=True)) == 13_004_888
+
+
+def test_lenet5_connections_of_the_paper():
+    # LeCun et al. 1998, section II.B: 340,908 connections, 60,000 trainable parameters.
+    from cnnzoo.models.lenet import lenet5_connections
+    assert lenet5_connections(cnnzoo.get_model("lenet5")) == 340_908
+
+
+def test_registry_names_are_naturally_sorted_and_filtered():
+    assert cnnzoo.list_models("vgg*") == ["vgg11", "vgg11_d2l", "vgg13", "vgg16", "vgg19"]
+    assert cnnzoo.list_models("resnet1") == ["resnet18", "resnet18_d2l", "resnet101",
+                                             "resnet152"]
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(UnknownModelError, match="resnet18"):
+        cnnzoo.get_model("resnet81")
+
+
+def test_registering_twice_is_an_error():
+    from cnnzoo.models.registry import register_model
+    with pytest.raises(ValueError, match="twice"):
+        register_model(family="x", paper="x", year=2000, input_size=(1, 8, 8), num_classes=2,
+                       source="paper", name="lenet5_d2l")(lambda **kw: None)
+
+
+def test_model_info_metadata():
+    info = cnnzoo.model_info("alexnet")
+    assert info.year == 2012 and info.input_size == (3, 227, 227) and info.num_classes == 1000
+    assert {cnnzoo.model_info(n).source for n in cnnzoo.list_models()} <= {
+        "paper", "d2l", "seed", "torchvision"}
+
+
+def test_fixed_head_takes_input_size_at_construction():
+    model = cnnzoo.get_model("alexnet_d2l", input_size=(1, 96, 96)).eval()
+    assert model(torch.rand(1, 1, 96, 96)).shape == (1, 10)
+    with pytest.raises(CnnzooError, match="too small"):
+        cnnzoo.get_model("alexnet", input_size=32)
