@@ -1,0 +1,275 @@
+"""LeNet, AlexNet, VGG and NiN against their sources: the papers' tables and formulas, and the
+reference code of the seeds and d2l rebuilt here as plain ``nn.Sequential`` stacks.
+
+Reference stacks get the zoo model's parameters copied over in order; the two must then compute
+the same function.
+"""
+
+import pytest
+import torch
+from torch import nn
+
+import cnnzoo
+from cnnzoo.errors import CnnzooError, InputTooSmallError
+from cnnzoo.models.lenet import PartialConv2d, Subsampling, lenet5_connections
+
+
+def count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def assert_same_function(model, reference, input_size):
+    ours = list(model.parameters())
+    theirs = list(reference.parameters())
+    assert [p.shape for p in ours] == [p.shape for p in theirs]
+    with torch.no_grad():
+        for src, dst in zip(ours, theirs):
+            dst.copy_(src)
+    model.eval(), reference.eval()
+    x = torch.rand(3, *input_size)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x))
+
+
+# --- LeNet-5, LeCun et al. 1998 ---------------------------------------------------------------
+
+# Table I of the paper as printed: a row per S2 map, a column per C3 map, X = connected
+TABLE_I = """
+X...XXX..XXXX.XX
+XX...XXX..XXXX.X
+XXX...XXX..X.XXX
+.XXX..XXXX..X.XX
+..XXX..XXXX.XX.X
+...XXX..XXXX.XXX
+"""
+
+
+def test_c3_wiring_is_table_i():
+    c3 = cnnzoo.get_model("lenet5").features.c3
+    rows = TABLE_I.split()
+    for s2_map in range(6):
+        for c3_map in range(16):
+            # does C3 map c3_map change when S2 map s2_map does?
+            x = torch.zeros(1, 6, 14, 14)
+            y0 = c3(x)[0, c3_map]
+            x[0, s2_map] = torch.rand(14, 14) + 1
+            changed = not torch.equal(c3(x)[0, c3_map], y0)
+            assert changed == (rows[s2_map][c3_map] == "X"), (s2_map, c3_map)
+    # the paper: 1,516 trainable parameters, 151,600 connections
+    assert count(c3) == 1_516
+
+
+def test_partial_conv_is_a_masked_dense_conv():
+    torch.manual_seed(0)
+    table = ((0, 2), (1,), (0, 1, 2))
+    partial = PartialConv2d(3, table, 3, padding=1)
+    dense = nn.Conv2d(3, 3, 3, padding=1)
+    with torch.no_grad():
+        dense.weight.zero_()
+        for k, (out, source) in enumerate((o, s) for o, sources in enumerate(table)
+                                          for s in sources):
+            dense.weight[out, source] = partial.weight[k, 0]
+        dense.bias.copy_(partial.bias)
+    x = torch.randn(2, 3, 7, 7)
+    torch.testing.assert_close(partial(x), dense(x))
+    assert count(partial) == (2 + 1 + 3) * 9 + 3
+    with pytest.raises(ValueError):
+        PartialConv2d(2, table, 3)
+
+
+def test_subsampling_is_a_weighted_window_sum_plus_bias():
+    # seed 003's worked example: the 2x2 windows of 1..16 average 3.5, 5.5, 11.5, 13.5
+    layer = Subsampling(1)
+    with torch.no_grad():
+        layer.weight.fill_(0.5)
+        layer.bias.fill_(-1.0)
+    x = torch.arange(1.0, 17.0).view(1, 1, 4, 4)
+    expected = 0.5 * 4 * torch.tensor([[3.5, 5.5], [11.5, 13.5]]) - 1.0
+    torch.testing.assert_close(layer(x)[0, 0], expected)
+    assert count(layer) == 2
+
+
+def test_lenet5_squashing_and_rbf_output():
+    model = cnnzoo.get_model("lenet5").eval()
+    squash = model.features.tanh1
+    # Appendix A: A = 1.7159 makes f(1) = 1 and f(-1) = -1
+    torch.testing.assert_close(squash(torch.tensor([1.0, -1.0])), torch.tensor([1.0, -1.0]),
+                               atol=1e-4, rtol=0)
+    rbf = model.classifier.output
+    assert "classifier.output.prototypes" in dict(model.named_buffers())
+    assert not any("prototypes" in name for name, _ in model.named_parameters())
+    codes = rbf.prototypes
+    assert codes.shape == (10, 84) and set(codes.unique().tolist()) == {-1.0, 1.0}
+    assert torch.cdist(codes, codes).add(torch.eye(10) * 1e3).min() > 12  # well apart
+    # the logits are minus the squared Euclidean distances, so the nearest code wins
+    x = codes[[3, 7]] * 0.9
+    logits = rbf(x)
+    torch.testing.assert_close(logits, -torch.cdist(x, codes).pow(2))
+    assert logits.argmax(1).tolist() == [3, 7]
+
+
+def test_lenet5_connections_follow_the_input_size():
+    # section II.B at 32x32: C1 122,304 + S2 5,880 + C3 151,600 + S4 2,000 + C5 48,120
+    # + F6 10,164 + output 840
+    assert lenet5_connections(cnnzoo.get_model("lenet5")) == 340_908
+    # at 36x36 every map grows by 4 (conv) or 2 (subsampled) and C5 leaves 2x2
+    expected = (26 * 6 * 32 * 32 + 5 * 6 * 16 * 16 + 1_516 * 12 * 12 + 5 * 16 * 6 * 6
+                + 48_120 * 2 * 2 + (480 * 84 + 84) + 840)
+    assert lenet5_connections(cnnzoo.get_model("lenet5", input_size=36)) == expected
+
+
+def test_lenet5_input_size_and_classes():
+    with pytest.raises(InputTooSmallError, match="c5"):
+        cnnzoo.get_model("lenet5", input_size=28)
+    model = cnnzoo.get_model("lenet5", input_size=(3, 36, 36), num_classes=4).eval()
+    assert model(torch.rand(2, 3, 36, 36)).shape == (2, 4)
+    with pytest.raises(CnnzooError, match="127"):
+        cnnzoo.get_model("lenet5", num_classes=128)
+
+
+# --- the textbook LeNets: seed 003 (d2l), seed 001, d2l's BN-LeNet ----------------------------
+
+def test_lenet5_d2l_is_seed_003():
+    reference = nn.Sequential(
+        nn.Conv2d(1, 6, kernel_size=5, padding=2), nn.Sigmoid(), nn.AvgPool2d(2, stride=2),
+        nn.Conv2d(6, 16, kernel_size=5), nn.Sigmoid(), nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.Sigmoid(), nn.Linear(120, 84), nn.Sigmoid(),
+        nn.Linear(84, 10))
+    assert_same_function(cnnzoo.get_model("lenet5_d2l"), reference, (1, 28, 28))
+
+
+def test_lenet5_maxpool_is_seed_001():
+    reference = nn.Sequential(
+        nn.Conv2d(1, 6, 5), nn.Sigmoid(), nn.MaxPool2d(2, 2),
+        nn.Conv2d(6, 16, 5), nn.Sigmoid(), nn.MaxPool2d(2, 2),
+        nn.Flatten(), nn.Linear(16 * 4 * 4, 120), nn.Sigmoid(), nn.Linear(120, 84), nn.Sigmoid(),
+        nn.Linear(84, 10))
+    assert_same_function(cnnzoo.get_model("lenet5_maxpool"), reference, (1, 28, 28))
+
+
+def test_lenet5_bn_d2l_is_d2l():
+    reference = nn.Sequential(
+        nn.Conv2d(1, 6, kernel_size=5), nn.BatchNorm2d(6), nn.Sigmoid(),
+        nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Conv2d(6, 16, kernel_size=5), nn.BatchNorm2d(16), nn.Sigmoid(),
+        nn.AvgPool2d(kernel_size=2, stride=2), nn.Flatten(),
+        nn.Linear(256, 120), nn.BatchNorm1d(120), nn.Sigmoid(),
+        nn.Linear(120, 84), nn.BatchNorm1d(84), nn.Sigmoid(),
+        nn.Linear(84, 10))
+    assert_same_function(cnnzoo.get_model("lenet5_bn_d2l"), reference, (1, 28, 28))
+
+
+# --- AlexNet ----------------------------------------------------------------------------------
+
+def test_alexnet_layers_are_seed_000():
+    # seed 000's torchinfo table, layer by layer, and its output shapes at 227x227
+    model = cnnzoo.get_model("alexnet")
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert [count(m) for m in layers] == [34_944, 614_656, 885_120, 1_327_488, 884_992,
+                                          37_752_832, 16_781_312, 4_097_000]
+    with torch.no_grad():
+        assert model.forward_features(torch.rand(1, 3, 227, 227)).shape == (1, 256, 6, 6)
+
+
+def test_alexnet_dropout_on_the_two_hidden_fc_layers():
+    # section 4.2: dropout "in the first two fully-connected layers", zeroing their outputs
+    kinds = [type(m) for m in cnnzoo.get_model("alexnet").classifier]
+    assert kinds == [nn.Flatten, nn.Linear, nn.ReLU, nn.Dropout, nn.Linear, nn.ReLU, nn.Dropout,
+                     nn.Linear]
+
+
+def test_alexnet_two_towers_is_the_papers_count():
+    # the paper's two-GPU split of conv2, conv4, conv5 (as in Caffe's bvlc_alexnet): 60,965,224
+    assert count(cnnzoo.get_model("alexnet", two_towers=True)) == 60_965_224
+
+
+def test_alexnet_local_response_norm_is_the_papers_formula():
+    # section 3.3: b_i = a_i / (k + alpha * sum_{j=i-n/2}^{i+n/2} a_j^2)^beta,
+    # k = 2, n = 5, alpha = 1e-4, beta = 0.75
+    model = cnnzoo.get_model("alexnet", local_response_norm=True)
+    norm = model.features.norm1
+    a = torch.rand(2, 8, 3, 3) * 30
+    expected = torch.empty_like(a)
+    for i in range(8):
+        window = a[:, max(0, i - 2):min(8, i + 3)].pow(2).sum(1)
+        expected[:, i] = a[:, i] / (2 + 1e-4 * window) ** 0.75
+    torch.testing.assert_close(norm(a), expected)
+    assert count(model) == 62_378_344
+    names = list(dict(model.features.named_children()))
+    assert names[:4] == ["conv1", "relu1", "norm1", "pool1"]
+
+
+def test_alexnet_d2l_is_d2l():
+    reference = nn.Sequential(
+        nn.Conv2d(1, 96, kernel_size=11, stride=4, padding=1), nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(96, 256, kernel_size=5, padding=2), nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(256, 384, kernel_size=3, padding=1), nn.ReLU(),
+        nn.Conv2d(384, 384, kernel_size=3, padding=1), nn.ReLU(),
+        nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2), nn.Flatten(),
+        nn.Linear(6400, 4096), nn.ReLU(), nn.Dropout(p=0.5),
+        nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(p=0.5),
+        nn.Linear(4096, 10))
+    assert_same_function(cnnzoo.get_model("alexnet_d2l"), reference, (1, 224, 224))
+
+
+# --- VGG and NiN ------------------------------------------------------------------------------
+
+def test_vgg16_has_torchvisions_state_dict_keys():
+    # the keys of torchvision's published vgg16 checkpoint: conv layers at these indices
+    convs = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
+    expected = [f"features.{i}.{p}" for i in convs for p in ("weight", "bias")]
+    expected += [f"classifier.{i}.{p}" for i in (0, 3, 6) for p in ("weight", "bias")]
+    model = cnnzoo.get_model("vgg16")
+    assert list(model.state_dict()) == expected
+    assert isinstance(model.avgpool, nn.AdaptiveAvgPool2d) and model.avgpool.output_size == (7, 7)
+
+
+def test_vgg_batch_norm_counts_are_torchvisions():
+    # torchvision's documented counts for vgg11_bn and vgg16_bn
+    assert count(cnnzoo.get_model("vgg11", batch_norm=True)) == 132_868_840
+    assert count(cnnzoo.get_model("vgg16", batch_norm=True)) == 138_365_992
+
+
+def d2l_vgg_block(num_convs, in_channels, out_channels):
+    layers = []
+    for _ in range(num_convs):
+        layers += [nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1), nn.ReLU()]
+        in_channels = out_channels
+    return nn.Sequential(*layers, nn.MaxPool2d(kernel_size=2, stride=2))
+
+
+def test_vgg11_d2l_is_seed_001():
+    conv_arch = ((1, 1, 16), (1, 16, 32), (2, 32, 64), (2, 64, 128), (2, 128, 128))
+    reference = nn.Sequential(
+        *(d2l_vgg_block(*arch) for arch in conv_arch), nn.Flatten(),
+        nn.Linear(128 * 7 * 7, 4096), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, 10))
+    assert_same_function(cnnzoo.get_model("vgg11_d2l"), reference, (1, 224, 224))
+    small = cnnzoo.get_model("vgg11_d2l", input_size=64).eval()
+    assert small(torch.rand(1, 1, 64, 64)).shape == (1, 10)
+    with pytest.raises(InputTooSmallError):
+        cnnzoo.get_model("vgg11_d2l", input_size=16)
+
+
+def d2l_nin_block(in_channels, out_channels, kernel_size, stride, padding):
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding),
+                         nn.ReLU(), nn.Conv2d(out_channels, out_channels, kernel_size=1),
+                         nn.ReLU(), nn.Conv2d(out_channels, out_channels, kernel_size=1),
+                         nn.ReLU())
+
+
+def test_nin_d2l_is_seed_001():
+    reference = nn.Sequential(
+        d2l_nin_block(1, 96, kernel_size=11, stride=4, padding=0),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        d2l_nin_block(96, 256, kernel_size=5, stride=1, padding=2),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        d2l_nin_block(256, 384, kernel_size=3, stride=1, padding=1),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Dropout(0.5),
+        d2l_nin_block(384, 10, kernel_size=3, stride=1, padding=1),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    assert_same_function(cnnzoo.get_model("nin_d2l"), reference, (1, 224, 224))
