@@ -14,11 +14,19 @@ import sys
 from ..errors import CnnzooError
 
 # Subcommand modules, in the order --help lists them.
-COMMANDS = ("models", "shapes")
+COMMANDS = ("models", "shapes", "summary", "cost", "data", "train", "eval", "predict", "bench",
+            "show", "report", "export")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: a mistyped flag gets one line, not the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="cnnzoo",
         description="The classic convolutional networks: build, inspect, train, evaluate.")
     from .. import __version__

@@ -1,0 +1,34 @@
+"""cnnzoo eval: accuracy, per-class accuracy and confusion matrix of a trained run."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "eval", help="evaluate a trained run on its test set",
+        description="Accuracy, per-class accuracy and the confusion matrix of a run's model on "
+                    "its data set's test split; the matrix is also saved as DIR/confusion.png.")
+    p.add_argument("run_dir", metavar="DIR", help="a run directory written by cnnzoo train")
+    p.add_argument("--split", default="test", choices=("test", "train"))
+    p.add_argument("--data-dir", help="where the data set's files are (the run's by default)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..train import evaluate
+
+    result = evaluate(args.run_dir, split=args.split, data_dir=args.data_dir, device=args.device)
+    print(f"{args.split} accuracy {result.accuracy:.4f} on {result.num_examples:,} images")
+    width = max(len(c) for c in result.classes)
+    print("\nper-class accuracy:")
+    for name, acc in zip(result.classes, result.per_class):
+        print(f"  {name:<{width}}  {acc:.3f}")
+    print("\nconfusion matrix (rows: true, columns: predicted):")
+    cell = max(5, len(str(max(max(r) for r in result.confusion))) + 1)
+    print(" " * (width + 2) + "".join(f"{i:>{cell}}" for i in range(len(result.classes))))
+    for i, (name, row) in enumerate(zip(result.classes, result.confusion)):
+        print(f"  {name:<{width}}" + "".join(f"{v:>{cell}}" for v in row) + f"   ({i})")
+    if result.plot:
+        print(f"\nsaved {result.plot}")
+    return 0

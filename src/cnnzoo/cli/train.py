@@ -1,0 +1,115 @@
+"""cnnzoo train: train a zoo model on a data set and print its result."""
+
+from __future__ import annotations
+
+import sys
+
+from ._args import positive_float, positive_int
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a model (LeNet on Fashion-MNIST by default)",
+        description="Train a zoo model with the textbook's recipe (d2l) or cnnzoo's own "
+                    "(modern), leaving a run directory with config.json, metrics.csv, "
+                    "curves.png, checkpoint.pt and model.safetensors.")
+    p.add_argument("model", nargs="?", default="lenet5_d2l",
+                   help="registry name (see `cnnzoo models`); default lenet5_d2l")
+    p.add_argument("--data", default="fashion-mnist",
+                   help="fashion-mnist (default), mnist, cifar10, folder or synthetic")
+    p.add_argument("--data-dir", help="where the data set's files are (searched otherwise)")
+    p.add_argument("--recipe", default="d2l", choices=("d2l", "modern"),
+                   help="d2l: the textbook's; modern: cnnzoo's, more accurate (default d2l)")
+    p.add_argument("--epochs", type=positive_int, help="number of epochs (recipe's by default)")
+    p.add_argument("--lr", type=positive_float, help="peak learning rate")
+    p.add_argument("--batch-size", type=positive_int, help="training batch size")
+    p.add_argument("--resize", type=positive_int, help="resize images to SxS before the model")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", help="run directory (default runs/MODEL-DATE-TIME)")
+    p.add_argument("--compile", action="store_true", help="use torch.compile")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast (mixed precision)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    p.add_argument("--subset", type=positive_int, metavar="N",
+                   help="train on a stratified subset of N images (quick runs)")
+    p.set_defaults(func=run)
+
+
+class ProgressReporter:
+    """One line per epoch on standard output; a tqdm bar on standard error while an epoch runs
+    when that is a terminal."""
+
+    def __init__(self):
+        self.stream = sys.stdout
+        self.bar_stream = sys.stderr
+        self.tty = self.bar_stream.isatty()
+        self.bar = None
+        self.run_dir = None
+
+    def start(self, info):
+        self.run_dir = info["run_dir"]
+        resumed = f", resuming at epoch {info['start_epoch']}" if info["start_epoch"] > 1 else ""
+        recipe = info["recipe"]
+        print(f"training {info['model']} ({info['parameters']:,} parameters) on "
+              f"{info['data']} with the {recipe['name']} recipe, "
+              f"{recipe['epochs']} epochs, lr {recipe['lr']:g}, batch {recipe['batch_size']}, "
+              f"input {'x'.join(map(str, info['input_size']))}, device {info['device_used']}"
+              f"{resumed}", file=self.stream)
+        print(f"run directory: {self.run_dir}", file=self.stream)
+
+    def epoch_start(self, epoch, epochs, num_batches):
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=num_batches, desc=f"epoch {epoch}/{epochs}", unit="batch",
+                            file=self.bar_stream, leave=False, dynamic_ncols=True)
+        self.epochs = epochs
+
+    def step(self):
+        if self.bar is not None:
+            self.bar.update()
+
+    def epoch_end(self, row):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        print(f"epoch {row['epoch']:>3}/{self.epochs}  loss {row['train_loss']:.3f}  "
+              f"train acc {row['train_acc']:.3f}  test acc {row['test_acc']:.3f}  "
+              f"{row['seconds']:.1f} s  {row['examples_per_sec']:,.0f} examples/sec",
+              file=self.stream, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def run(args) -> int:
+    from ..train import train
+
+    reporter = ProgressReporter()
+    try:
+        result = train(args.model, args.data, args.recipe, epochs=args.epochs, lr=args.lr,
+                       batch_size=args.batch_size, resize=args.resize, device=args.device,
+                       seed=args.seed, out=args.out, compile=args.compile, amp=args.amp,
+                       resume=args.resume, data_dir=args.data_dir, train_subset=args.subset,
+                       reporter=reporter)
+    except KeyboardInterrupt:
+        reporter.close()
+        where = reporter.run_dir
+        hint = f"; continue with: cnnzoo train --resume {where}" if where else ""
+        print(f"cnnzoo: interrupted{hint}", file=sys.stderr)
+        return 130
+    finally:
+        reporter.close()
+    if result.rank != 0:  # under torchrun, rank 0 speaks for all
+        return 0
+    final = result.final
+    print(f"loss {final['train_loss']:.3f}, train acc {final['train_acc']:.3f}, "
+          f"test acc {final['test_acc']:.3f}")
+    print(f"{result.examples_per_sec:,.0f} examples/sec on {result.device} "
+          f"(training steps); {result.wall_seconds:.1f} s wall time in all"
+          + (f", {result.warmup_seconds:.1f} s of it compile warm-up" if result.warmup_seconds
+             else ""))
+    print(f"run directory: {result.run_dir}")
+    return 0

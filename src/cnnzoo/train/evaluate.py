@@ -1,0 +1,136 @@
+"""Evaluation and prediction with a trained run: accuracy, per-class accuracy, confusion, top-k."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import CnnzooError
+from .rundir import Run, load_run
+
+CONFUSION = "confusion.png"
+
+
+@dataclass
+class EvalResult:
+    accuracy: float
+    per_class: list[float]         # recall of each class
+    confusion: list[list[int]]     # rows: true class, columns: predicted class
+    classes: list[str]
+    num_examples: int
+    plot: Path | None = None
+
+
+def _iterator(run: Run, dataset, batch_size: int):
+    from ..data import BatchIterator
+
+    input_hw = tuple(run.config["input_size"][1:])
+    resize = None if tuple(dataset.image_size[1:]) == input_hw else input_hw
+    return BatchIterator(dataset, batch_size, shuffle=False, resize=resize,
+                         normalize=run.config.get("normalize_stats"))
+
+
+def preprocess(run: Run, images: torch.Tensor) -> torch.Tensor:
+    """Images of the run's data set, uint8 (N, C, H, W), as its model sees them: float32
+    (N, C, h, w) at the run's input size, normalised as in training, on the images' device."""
+    from ..data import DataSet
+
+    batch = DataSet(images=images,
+                    labels=torch.zeros(len(images), dtype=torch.long, device=images.device),
+                    classes=tuple(run.classes), name="images", source="tensor")
+    x, _ = next(iter(_iterator(run, batch, len(images))))
+    return x
+
+
+def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None,
+             device: str = "auto", batch_size: int = 1024, plot: bool = True) -> EvalResult:
+    """Evaluate a run's model on its data set's ``split``; writes confusion.png unless told not.
+
+    The data set and preprocessing (resize, normalisation) are those recorded in the run.
+    """
+    from ..data import load_dataset
+    from .loop import evaluate_batches, pick_device
+
+    run = load_run(run_dir)
+    dev = pick_device(device)
+    dataset = load_dataset(run.config["data"], split=split,
+                           data_dir=data_dir or run.config.get("data_dir"))
+    if list(dataset.classes) != list(run.classes):
+        raise CnnzooError(f"the data set's classes differ from those the run was trained on")
+    model = run.model.to(dev)
+    confusion = evaluate_batches(model, _iterator(run, dataset.to(dev), batch_size),
+                                 len(run.classes)).cpu()
+    totals = confusion.sum(dim=1).clamp_min(1)
+    result = EvalResult(accuracy=confusion.diagonal().sum().item() / len(dataset),
+                        per_class=(confusion.diagonal() / totals).tolist(),
+                        confusion=confusion.tolist(), classes=list(run.classes),
+                        num_examples=len(dataset))
+    if plot:
+        from ..plots import plot_confusion
+
+        result.plot = Path(run_dir) / CONFUSION
+        plot_confusion(result.confusion, result.classes, result.plot,
+                       title=f"{run.config['model']}: {split} accuracy {result.accuracy:.4f}")
+    return result
+
+
+@dataclass
+class Prediction:
+    path: str
+    top: list[tuple[str, float]]   # (class name, probability), most likely first
+
+
+# Data sets whose images are light objects on a dark background (photos are usually the reverse)
+DARK_BACKGROUND = ("fashion-mnist", "mnist")
+
+
+def load_image(path, channels: int, size: tuple[int, int], dark_background: bool) -> torch.Tensor:
+    """An image file as a uint8 tensor (C, H, W) at the data set's own size and polarity.
+
+    Grayscale or RGB as the data set is; resized with bilinear filtering; for data sets with a
+    dark background (Fashion-MNIST, MNIST) an image whose border is mostly light is inverted,
+    so a photo of a shoe on white paper looks like the training images.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB")
+            image = image.resize((size[1], size[0]), Image.BILINEAR)
+    except FileNotFoundError:
+        raise CnnzooError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
+        raise CnnzooError(f"{path}: not a readable image ({error})") from None
+    array = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+    tensor = array.view(size[0], size[1], channels).permute(2, 0, 1).contiguous()
+    if dark_background:
+        border = torch.cat([tensor[:, 0], tensor[:, -1], tensor[:, :, 0], tensor[:, :, -1]], 1)
+        if border.float().mean() > 127:
+            tensor = 255 - tensor
+    return tensor
+
+
+def predict(run_dir, images: list, *, topk: int = 3, device: str = "auto") -> list[Prediction]:
+    """Top-k classes with probabilities for image files, preprocessed as in training."""
+    from ..data import DataSet
+    from .loop import pick_device
+
+    if topk < 1:
+        raise CnnzooError(f"top-k must be at least 1, not {topk}")
+    run = load_run(run_dir)
+    channels, height, width = run.config["image_size"]
+    dark = run.config["data"] in DARK_BACKGROUND
+    tensors = [load_image(p, channels, (height, width), dark) for p in images]
+    batch = DataSet(images=torch.stack(tensors), labels=torch.zeros(len(tensors), dtype=torch.long),
+                    classes=tuple(run.classes), name="images", source="files")
+    dev = pick_device(device)
+    model = run.model.to(dev)
+    with torch.inference_mode():
+        x, _ = next(iter(_iterator(run, batch.to(dev), len(tensors))))
+        probabilities = model(x).float().softmax(dim=1).cpu()
+    k = min(topk, len(run.classes))
+    values, indices = probabilities.topk(k, dim=1)
+    return [Prediction(str(path), [(run.classes[i], float(v)) for v, i in zip(vs, idx)])
+            for path, vs, idx in zip(images, values.tolist(), indices.tolist())]

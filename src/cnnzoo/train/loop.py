@@ -1,0 +1,446 @@
+"""The training loop: data on the device, metrics summed on the device, one read per epoch.
+
+``train(...)`` resolves a recipe for a model, trains it on a data set and leaves a run directory
+(see ``rundir``). Nothing here prints: progress goes to a ``Reporter`` the caller passes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .. import __version__
+from ..errors import CnnzooError
+from ..models import model_info
+from . import distributed
+from .checkpoint import (load_checkpoint, save_checkpoint, save_weights, write_json)
+from .recipes import Recipe, recipe_for
+from .rundir import (CHECKPOINT, CONFIG, CURVES, WEIGHTS, RunLock, build_model, read_metrics,
+                     write_metrics)
+
+
+class TrainingDiverged(CnnzooError):
+    """The loss became NaN/inf or exploded; the last good checkpoint is kept."""
+
+
+class Reporter:
+    """Receives progress; the default one stays silent. The command line draws a bar with it."""
+
+    def start(self, info: dict) -> None: ...
+    def epoch_start(self, epoch: int, epochs: int, num_batches: int) -> None: ...
+    def step(self) -> None: ...
+    def epoch_end(self, row: dict) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model: str
+    device: str
+    history: list[dict]
+    wall_seconds: float            # the whole call: data loading, compile, evaluation included
+    train_seconds: float           # training steps only (after any compile warm-up)
+    examples_per_sec: float        # over training steps only, synchronised
+    warmup_seconds: float = 0.0    # compile warm-up steps, excluded from examples_per_sec
+    config: dict = field(default_factory=dict)
+    rank: int = 0                  # this process's rank under torchrun (0 alone)
+
+    @property
+    def final(self) -> dict:
+        return self.history[-1]
+
+
+DIVERGED_LOSS = 1e4  # a mean cross-entropy this large means the weights blew up
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then MPS, then the CPU; an unavailable device is a clear error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise CnnzooError(f"unknown device {name!r}; use auto, cpu, cuda or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CnnzooError("device cuda asked for, but no CUDA GPU is available here")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None)
+                                     and torch.backends.mps.is_available()):
+        raise CnnzooError("device mps asked for, but MPS is not available here")
+    return device
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def xavier_init(model: nn.Module) -> None:
+    """d2l's train_ch6 initialisation: Xavier-uniform on every Conv2d and Linear weight."""
+    for module in model.modules():
+        if type(module) in (nn.Linear, nn.Conv2d):
+            nn.init.xavier_uniform_(module.weight)
+
+
+def lr_factor(recipe: Recipe, step: int, total_steps: int) -> float:
+    """The schedule: multiplier of the peak learning rate at a given optimiser step."""
+    if recipe.schedule == "constant":
+        return 1.0
+    warmup = int(recipe.warmup_fraction * total_steps)
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(recipe: Recipe, model: nn.Module, device: torch.device):
+    fused = device.type == "cuda"
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=recipe.lr,
+                                 weight_decay=recipe.weight_decay, fused=fused or None)
+    return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                           nesterov=recipe.nesterov and recipe.momentum > 0,
+                           weight_decay=recipe.weight_decay, fused=fused or None)
+
+
+def _batches(dataset, recipe: Recipe, input_hw, train: bool, seed: int, stats,
+             drop_last: bool = False):
+    from ..data import Augment, BatchIterator
+
+    augment = None
+    if train and (recipe.flip or recipe.crop_padding or recipe.erasing):
+        augment = Augment(crop_padding=recipe.crop_padding, flip=recipe.flip,
+                          erasing=recipe.erasing)
+    resize = None if tuple(dataset.image_size[1:]) == tuple(input_hw) else tuple(input_hw)
+    return BatchIterator(dataset, recipe.batch_size if train else recipe.eval_batch_size,
+                         shuffle=train, seed=seed, resize=resize, normalize=stats,
+                         augment=augment, drop_last=drop_last)
+
+
+@torch.inference_mode()
+def evaluate_batches(net: nn.Module, batches, num_classes: int, amp: bool = False):
+    """Confusion matrix (true x predicted, int64, on the device) of ``net`` over ``batches``."""
+    was_training = net.training
+    net.eval()
+    confusion = None
+    try:
+        for x, y in batches:
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = net(x)
+            pred = logits.argmax(dim=1)
+            counts = torch.bincount(y * num_classes + pred, minlength=num_classes ** 2)
+            confusion = counts if confusion is None else confusion + counts
+    finally:
+        net.train(was_training)
+    if confusion is None:
+        raise CnnzooError("nothing to evaluate: the data set is empty")
+    return confusion.view(num_classes, num_classes)
+
+
+def _check_input(model: nn.Module, name: str, input_size) -> None:
+    """One cheap forward at batch 2 so a resize the model cannot take fails before training."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, *input_size))
+    except CnnzooError:
+        raise
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[0]
+        c, h, w = input_size
+        raise CnnzooError(f"{name} cannot take {c}x{h}x{w} inputs (try another --resize): "
+                          f"{first}") from None
+    finally:
+        model.train(was_training)
+
+
+def _resolve(model: str, data: str, recipe, overrides: dict, resize) -> Recipe:
+    if isinstance(recipe, Recipe):
+        base = recipe
+    else:
+        base = recipe_for(model, recipe)
+    return base.replace(resize=resize, **overrides)
+
+
+def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l", *,
+          epochs: int | None = None, lr: float | None = None, batch_size: int | None = None,
+          resize: int | None = None, device: str = "auto", seed: int = 0,
+          out: str | Path | None = None, compile: bool = False, amp: bool = False,
+          resume: str | Path | None = None, data_dir: str | None = None,
+          train_subset: int | None = None, test_subset: int | None = None,
+          reporter: Reporter | None = None, stop_after_epoch: int | None = None,
+          **recipe_overrides) -> TrainResult:
+    """Train a registered model and leave a run directory; returns the metrics and timings.
+
+    ``recipe`` is ``"d2l"`` (the textbook's), ``"modern"`` (ours) or a ``Recipe``; ``epochs``,
+    ``lr``, ``batch_size``, ``resize`` and any other ``Recipe`` field override single values.
+    ``resume`` continues the run in that directory from its last checkpoint with its stored
+    configuration (``epochs`` may extend it). ``train_subset`` / ``test_subset`` take seeded
+    stratified subsets for quick runs. ``stop_after_epoch`` ends the call early after that
+    epoch, as an interruption would (used to test resuming). Started by ``torchrun``, every
+    process trains its share of each batch with DistributedDataParallel and rank 0 writes.
+    """
+    wall_start = time.perf_counter()
+    ctx = distributed.from_environment()
+    reporter = (reporter or Reporter()) if ctx.is_main else Reporter()
+    if resume is not None:
+        config, state = _load_for_resume(Path(resume), epochs)
+        run_dir = Path(resume)
+    else:
+        cfg_recipe = _resolve(model, data, recipe,
+                              dict(epochs=epochs, lr=lr, batch_size=batch_size, **recipe_overrides),
+                              resize)
+        config = dict(model=model, data=data, data_dir=data_dir, seed=seed, device=device,
+                      compile=compile, amp=amp, train_subset=train_subset,
+                      test_subset=test_subset, recipe=dataclasses.asdict(cfg_recipe))
+        state = None
+        run_dir = _new_run_dir(out, model)  # checked now, created once the set-up succeeds
+    rec = Recipe(**config["recipe"]).validated()
+    distributed.check_batch_size(ctx, rec.batch_size)
+    dev = pick_device(config["device"])
+    model_info(config["model"])  # an unknown name fails here, before any data is read
+
+    from ..data import load_dataset
+
+    train_set = load_dataset(config["data"], split="train", data_dir=config["data_dir"])
+    test_set = load_dataset(config["data"], split="test", data_dir=config["data_dir"])
+    if config["train_subset"]:
+        train_set = train_set.subset(config["train_subset"], seed=config["seed"])
+    if config["test_subset"]:
+        test_set = test_set.subset(config["test_subset"], seed=config["seed"])
+
+    # the model sees the recipe's resize, or the data at its own size
+    input_hw = (rec.resize, rec.resize) if rec.resize else tuple(train_set.image_size[1:])
+    config.update(classes=list(train_set.classes), image_size=list(train_set.image_size),
+                  input_size=[train_set.image_size[0], *input_hw])
+    if rec.normalize and "normalize_stats" not in config:
+        config["normalize_stats"] = [v.tolist() for v in train_set.mean_std()]
+    stats = config.get("normalize_stats")
+
+    torch.manual_seed(config["seed"])
+    net = build_model(config)
+    if rec.init == "xavier":
+        xavier_init(net)
+    _check_input(net, config["model"], config["input_size"])
+    dev = distributed.setup(ctx, dev)
+    try:
+        run_dir = Path(distributed.broadcast(ctx, str(run_dir)))
+        net.to(dev)
+        optimizer = make_optimizer(rec, net, dev)
+        train_batches = _batches(train_set.to(dev), rec, input_hw, True, config["seed"], stats,
+                                 drop_last=ctx.enabled)
+        test_batches = _batches(test_set.to(dev), rec, input_hw, False, config["seed"], stats)
+        total_steps = rec.epochs * len(train_batches)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(rec, step, total_steps))
+        history, start_epoch = [], 1
+        if state is not None:
+            net.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng_cpu"])
+            if dev.type == "cuda" and "rng_cuda" in state:
+                torch.cuda.set_rng_state(state["rng_cuda"], dev)
+            start_epoch = state["epoch"] + 1
+            history = read_metrics(run_dir)[: state["epoch"]]
+        config.update(device_used=str(dev), torch=torch.__version__, cnnzoo=__version__,
+                      python=platform.python_version(), threads=torch.get_num_threads(),
+                      world_size=ctx.world_size)
+        config.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+        step_net = net
+        if ctx.enabled:
+            step_net = nn.parallel.DistributedDataParallel(
+                net, device_ids=[dev.index] if dev.type == "cuda" else None)
+        if config["compile"]:
+            step_net = torch.compile(step_net)
+        fit = _Fit(step_net, net, optimizer, scheduler, rec, dev, config, ctx, reporter,
+                   nn.CrossEntropyLoss(label_smoothing=rec.label_smoothing))
+        if ctx.is_main:
+            _make_dir(run_dir)
+        lock = RunLock(run_dir) if ctx.is_main else contextlib.nullcontext()
+        with lock:
+            if ctx.is_main:
+                write_json(run_dir / CONFIG, config)
+            reporter.start(dict(config, run_dir=str(run_dir), start_epoch=start_epoch,
+                                parameters=sum(p.numel() for p in net.parameters())))
+            finished = fit.run(train_batches, test_batches, len(test_set), run_dir, history,
+                               start_epoch, stop_after_epoch)
+            if finished and ctx.is_main:
+                save_weights(run_dir / WEIGHTS, net)
+        distributed.barrier(ctx)
+    finally:
+        distributed.teardown(ctx)
+    return TrainResult(run_dir, config["model"], str(dev), history,
+                       wall_seconds=time.perf_counter() - wall_start,
+                       train_seconds=fit.train_seconds,
+                       examples_per_sec=fit.timed_examples / max(fit.train_seconds, 1e-9),
+                       warmup_seconds=fit.warmup_seconds, config=config, rank=ctx.rank)
+
+
+class _Fit:
+    """The epochs of one run: train, check, evaluate, save. Holds the timing totals."""
+
+    def __init__(self, step_net, net, optimizer, scheduler, rec, dev, config, ctx, reporter,
+                 criterion):
+        self.step_net, self.net, self.optimizer, self.scheduler = step_net, net, optimizer, scheduler
+        self.rec, self.dev, self.config, self.ctx, self.reporter = rec, dev, config, ctx, reporter
+        self.criterion = criterion
+        self.amp = config["amp"]
+        self.train_seconds = self.warmup_seconds = 0.0
+        self.timed_examples = 0
+
+    def run(self, train_batches, test_batches, test_count, run_dir, history, start_epoch,
+            stop_after_epoch) -> bool:
+        """Train from ``start_epoch``; True when the last epoch was reached."""
+        rec, num_classes = self.rec, len(self.config["classes"])
+        warmup_steps = 3 if self.config["compile"] and start_epoch == 1 else 0
+        for epoch in range(start_epoch, rec.epochs + 1):
+            train_batches.set_epoch(epoch)
+            self.reporter.epoch_start(epoch, rec.epochs, len(train_batches))
+            sums, timing = self._train_epoch(train_batches,
+                                             warmup_steps if epoch == start_epoch else 0)
+            loss_sum, correct, seen = distributed.all_reduce_sum(self.ctx, sums).tolist()
+            row = dict(epoch=epoch, train_loss=loss_sum / max(seen, 1),
+                       train_acc=correct / max(seen, 1))
+            self.train_seconds += timing["seconds"]
+            self.warmup_seconds += timing["warmup_seconds"]
+            examples = timing["examples"] * self.ctx.world_size
+            self.timed_examples += examples
+            if not math.isfinite(row["train_loss"]) or row["train_loss"] > DIVERGED_LOSS:
+                kept = f"the checkpoint of epoch {epoch - 1} is kept" if epoch > 1 else \
+                    "no checkpoint was written"
+                raise TrainingDiverged(
+                    f"loss became {row['train_loss']:.3g} in epoch {epoch} (lr {rec.lr:g}); "
+                    f"{kept}; try a lower learning rate, e.g. --lr {rec.lr / 10:g}")
+            confusion = evaluate_batches(self.step_net, _shard(self.ctx, test_batches),
+                                         num_classes, self.amp)
+            correct_test = distributed.all_reduce_sum(self.ctx, confusion.diagonal().sum())
+            row.update(test_acc=correct_test.item() / test_count,
+                       seconds=timing["seconds"] + timing["warmup_seconds"],
+                       examples_per_sec=examples / max(timing["seconds"], 1e-9))
+            history.append(row)
+            if self.ctx.is_main:
+                _save_epoch(run_dir, self.net, self.optimizer, self.scheduler, epoch, self.dev,
+                            history, self.config)
+            self.reporter.epoch_end(row)
+            if stop_after_epoch is not None and stop_after_epoch <= epoch < rec.epochs:
+                return False
+        return True
+
+    def _train_epoch(self, batches, warmup_steps: int):
+        """One epoch of steps; returns (loss sum, correct, examples) as one device tensor
+        (summed on the device, read once per epoch) and the timing."""
+        net, dev, optimizer = self.step_net, self.dev, self.optimizer
+        net.train()
+        sums = torch.zeros(3, device=dev, dtype=torch.float64)  # loss sum, correct, examples
+        seen = timed = 0
+        warmup_seconds = 0.0
+        _sync(dev)
+        start = time.perf_counter()
+        for step, (x, y) in enumerate(_shard(self.ctx, batches)):
+            if step == warmup_steps and warmup_steps:
+                _sync(dev)
+                warmup_seconds = time.perf_counter() - start
+                start, timed = time.perf_counter(), 0
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.amp):
+                out = net(x)
+                logits = out[0] if isinstance(out, tuple) else out
+                loss = self.criterion(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.rec.grad_clip:
+                nn.utils.clip_grad_norm_(net.parameters(), self.rec.grad_clip)
+            optimizer.step()
+            self.scheduler.step()
+            sums[0] += loss.detach() * y.numel()
+            sums[1] += (logits.detach().argmax(dim=1) == y).sum()
+            seen += y.numel()
+            timed += y.numel()
+            self.reporter.step()
+        _sync(dev)
+        seconds = time.perf_counter() - start
+        sums[2] = seen
+        return sums, dict(seconds=seconds, warmup_seconds=warmup_seconds, examples=timed)
+
+
+def _shard(ctx: distributed.Context, batches):
+    """This rank's slice of every (global) batch; the batches themselves in one process.
+
+    Every rank draws the same permutation and augmentation, so the slices of one global batch
+    together are exactly the batch a single process would train on.
+    """
+    if not ctx.enabled:
+        yield from batches
+        return
+    for x, y in batches:
+        x, y = x.tensor_split(ctx.world_size)[ctx.rank], y.tensor_split(ctx.world_size)[ctx.rank]
+        if len(y):
+            yield x, y
+
+
+def _save_epoch(run_dir: Path, net, optimizer, scheduler, epoch: int, dev, history, config):
+    state = dict(model=net.state_dict(), optimizer=optimizer.state_dict(),
+                 scheduler=scheduler.state_dict(), epoch=epoch, rng_cpu=torch.get_rng_state())
+    if dev.type == "cuda":
+        state["rng_cuda"] = torch.cuda.get_rng_state(dev)
+    # metrics first: a checkpoint never claims an epoch whose row is missing
+    write_metrics(run_dir, history)
+    save_checkpoint(run_dir / CHECKPOINT, state)
+    from ..plots import plot_curves
+    plot_curves(history, run_dir / CURVES, title=f"{config['model']} on {config['data']}")
+
+
+def _new_run_dir(out, model: str) -> Path:
+    if out is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{model}-{stamp}"
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CnnzooError(f"--out {out} exists and is not a directory")
+    if (out / CONFIG).exists():
+        raise CnnzooError(f"{out} already holds a run; continue it with --resume {out} "
+                          f"or choose another --out")
+    return out
+
+
+def _make_dir(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CnnzooError(f"cannot create {folder}: {error.strerror}") from None
+
+
+def _load_for_resume(run_dir: Path, epochs: int | None):
+    from .checkpoint import read_json
+
+    if not (run_dir / CONFIG).exists():
+        raise CnnzooError(f"cannot resume {run_dir}: no {CONFIG} there")
+    config = read_json(run_dir / CONFIG)
+    if epochs is not None:
+        if epochs < 1:
+            raise CnnzooError(f"epochs must be at least 1, not {epochs}")
+        config["recipe"]["epochs"] = epochs
+    if not (run_dir / CHECKPOINT).exists():
+        # killed before the first epoch ended: start again from scratch in the same directory
+        return config, None
+    state = load_checkpoint(run_dir / CHECKPOINT)
+    if state["epoch"] >= config["recipe"]["epochs"]:
+        raise CnnzooError(f"{run_dir} already finished {state['epoch']} epochs; pass --epochs "
+                          f"N with N > {state['epoch']} to train further")
+    return config, state

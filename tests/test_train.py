@@ -1,0 +1,167 @@
+"""Training, run directories, resume, divergence, evaluation, prediction and the CLI's errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from cnnzoo.cli import main
+from cnnzoo.errors import CnnzooError
+from cnnzoo.train import Recipe, TrainingDiverged, evaluate, load_run, predict, recipe_for, train
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+QUICK = dict(data="synthetic", train_subset=512, test_subset=200, batch_size=32, device="cpu")
+
+
+def test_short_run_learns_and_leaves_a_complete_run_directory(tmp_path):
+    result = train("lenet5_bn_d2l", epochs=3, lr=0.1, out=tmp_path / "run", **QUICK)
+    run_dir = result.run_dir
+    for name in ("config.json", "metrics.csv", "curves.png", "checkpoint.pt",
+                 "model.safetensors"):
+        assert (run_dir / name).stat().st_size > 0, name
+    assert not (run_dir / ".lock").exists()
+    assert result.final["test_acc"] > 0.5  # 10 classes: chance is 0.1
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["recipe"]["epochs"] == 3 and config["recipe"]["lr"] == 0.1
+    assert len(config["classes"]) == 10
+    lines = (run_dir / "metrics.csv").read_text().splitlines()
+    assert lines[0].split(",")[:4] == ["epoch", "train_loss", "train_acc", "test_acc"]
+    assert len(lines) == 4
+    with Image.open(run_dir / "curves.png") as image:
+        assert image.size[0] > 300 and image.size[1] > 200
+
+    run = load_run(run_dir)
+    assert sum(p.numel() for p in run.model.parameters()) == 44_878
+    assert result.examples_per_sec > 0 and result.wall_seconds >= result.train_seconds
+
+
+def test_eval_reproduces_the_recorded_test_accuracy(tmp_path):
+    result = train("lenet5_d2l", epochs=2, lr=0.9, out=tmp_path / "run", data="synthetic",
+                   device="cpu", train_subset=512)
+    evaluation = evaluate(result.run_dir, device="cpu")
+    assert evaluation.accuracy == pytest.approx(result.final["test_acc"], abs=1e-9)
+    assert np.asarray(evaluation.confusion).sum() == evaluation.num_examples
+    assert (result.run_dir / "confusion.png").stat().st_size > 0
+
+
+def test_resume_after_interruption_gives_identical_weights(tmp_path):
+    common = dict(epochs=3, lr=0.3, seed=7, **QUICK)
+    straight = train("lenet5_bn_d2l", out=tmp_path / "straight", **common)
+    cut = train("lenet5_bn_d2l", out=tmp_path / "cut", stop_after_epoch=1, **common)
+    assert not (cut.run_dir / "model.safetensors").exists()
+    resumed = train("lenet5_bn_d2l", resume=tmp_path / "cut", device="cpu")
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    a = load_file(straight.run_dir / "model.safetensors")
+    b = load_file(resumed.run_dir / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_divergence_stops_the_run_naming_the_epoch(tmp_path):
+    with pytest.raises(TrainingDiverged, match=r"epoch 1 .*lower learning rate"):
+        train("lenet5_d2l", epochs=2, lr=1e6, out=tmp_path / "run", **QUICK)
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+    assert not (tmp_path / "run" / ".lock").exists()
+
+
+def test_a_finished_run_is_not_overwritten(tmp_path):
+    train("lenet5_d2l", epochs=1, out=tmp_path / "run", **QUICK)
+    with pytest.raises(CnnzooError, match="already holds a run"):
+        train("lenet5_d2l", epochs=1, out=tmp_path / "run", **QUICK)
+
+
+def test_recipes_are_the_books_and_flags_override_fields():
+    lenet = recipe_for("lenet5_d2l", "d2l")
+    assert (lenet.lr, lenet.batch_size, lenet.epochs, lenet.optimizer) == (0.9, 256, 10, "sgd")
+    alexnet = recipe_for("alexnet_d2l", "d2l")
+    assert (alexnet.lr, alexnet.batch_size, alexnet.resize) == (0.01, 128, 224)
+    assert recipe_for("lenet5_d2l", "modern").epochs <= 10
+    assert lenet.replace(lr=0.1, epochs=None).lr == 0.1
+    with pytest.raises(CnnzooError, match="learning rate"):
+        lenet.replace(lr=-1.0)
+    with pytest.raises(CnnzooError, match="unknown recipe field"):
+        lenet.replace(nonsense=1)
+
+
+def run_cli(argv) -> int:
+    try:
+        return main(argv)
+    except SystemExit as exit:  # argparse's own usage errors
+        return exit.code
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "nosuchnet"], "unknown model"),
+    (["train", "lenet5_d2l", "--epochs", "-1"], "1 or more"),
+    (["train", "lenet5_d2l", "--lr", "0"], "above 0"),
+    (["train", "lenet5_d2l", "--batch-size", "0"], "1 or more"),
+    (["train", "lenet5_d2l", "--data", "nosuchdata"], "nosuchdata"),
+    (["train", "alexnet_d2l", "--data", "synthetic", "--resize", "16"], "too small"),
+    (["train", "lenet5_d2l", "--device", "cuda"] if not torch.cuda.is_available() else
+     ["train", "nosuchnet"], "cuda" if not torch.cuda.is_available() else "unknown model"),
+    (["eval", "/nonexistent/run"], "not a run directory"),
+])
+def test_bad_flags_give_one_line_errors(argv, message, capsys, tmp_path):
+    if argv[0] == "train":
+        argv = argv + ["--out", str(tmp_path / "r")]
+    assert run_cli(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+def test_predict_on_png_files_matches_the_model_on_the_same_images(tmp_path):
+    result = train("lenet5_d2l", epochs=1, out=tmp_path / "run", **QUICK)
+    from cnnzoo.data import load_dataset
+
+    test_set = load_dataset("synthetic", split="test")
+    paths = []
+    for i in range(4):
+        path = tmp_path / f"image{i}.png"
+        Image.fromarray(test_set.images[i, 0].numpy()).save(path)
+        paths.append(path)
+    predictions = predict(result.run_dir, paths, topk=3, device="cpu")
+    run = load_run(result.run_dir)
+    with torch.no_grad():
+        expected = run.model(test_set.images[:4].float() / 255).argmax(dim=1)
+    for prediction, label in zip(predictions, expected.tolist()):
+        names = [name for name, _ in prediction.top]
+        probs = [p for _, p in prediction.top]
+        assert len(names) == 3 and names[0] == run.classes[label]
+        assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+
+    bad = tmp_path / "not-an-image.png"
+    bad.write_text("hello")
+    with pytest.raises(CnnzooError, match="not a readable image"):
+        predict(result.run_dir, [bad], device="cpu")
+
+
+def test_cli_train_eval_predict_end_to_end(tmp_path, capsys):
+    run_dir = tmp_path / "cli-run"
+    assert main(["train", "lenet5_d2l", "--data", "synthetic", "--epochs", "1", "--subset",
+                 "256", "--device", "cpu", "--out", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "test acc" in out and "examples/sec" in out
+    assert main(["eval", str(run_dir), "--device", "cpu"]) == 0
+    assert "confusion matrix" in capsys.readouterr().out
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(image)
+    assert main(["predict", str(run_dir), str(image), "--device", "cpu"]) == 0
+    assert str(image) in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not FASHION.exists(), reason="Fashion-MNIST not installed "
+                    "(apt-get install dataset-fashion-mnist)")
+def test_fashion_mnist_subset_learns(tmp_path):
+    result = train("lenet5_bn_d2l", epochs=2, lr=1.0, out=tmp_path / "run", device="cpu",
+                   train_subset=6000, test_subset=1000)
+    assert result.final["test_acc"] > 0.6
