@@ -1,0 +1,69 @@
+"""Argument parsing shared by several commands.
+
+``--input-size`` is parsed in the command's ``run`` rather than by an argparse ``type=``, so a
+bad value gives the one-line ``cnnzoo: error: ...`` of a ``CnnzooError`` instead of argparse's
+usage text; ``positive_int`` and ``positive_float`` are plain argparse types.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import CnnzooError
+
+
+def add_input_size(parser, *, batch: bool = False) -> None:
+    """``--input-size C,H,W`` (or ``N,C,H,W`` where ``batch``), parsed by ``parse_input_size``."""
+    shape = "[N,]C,H,W" if batch else "C,H,W"
+    parser.add_argument("--input-size", metavar=shape, default=None,
+                        help=f"input size as {shape}, e.g. 3,224,224 (default: the model's own)")
+
+
+def parse_input_size(text: str | None, *, batch: bool = False,
+                     option: str = "--input-size") -> tuple[int, ...] | None:
+    """'3,224,224' -> (3, 224, 224); with ``batch`` also '8,3,224,224'. None stays None.
+
+    Anything else (a word, a zero, too few or too many numbers) raises a one-line
+    ``CnnzooError`` that shows the expected form.
+    """
+    if text is None:
+        return None
+    form = "C,H,W or N,C,H,W" if batch else "C,H,W"
+    example = "3,224,224"
+    parts = [part.strip() for part in text.split(",")]
+    counts = (3, 4) if batch else (3,)
+    if len(parts) not in counts:
+        raise CnnzooError(f"{option} {text!r}: give {' or '.join(map(str, counts))} numbers "
+                          f"({form}), e.g. {example}")
+    try:
+        values = tuple(int(part) for part in parts)
+    except ValueError:
+        bad = next(part for part in parts if not part.lstrip("+").isdigit())
+        raise CnnzooError(f"{option} {text!r}: {bad!r} is not a whole number; give {form}, "
+                          f"e.g. {example}") from None
+    if min(values) < 1:
+        raise CnnzooError(f"{option} {text!r}: every size must be 1 or more; give {form}, "
+                          f"e.g. {example}")
+    return values
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type=`` for a whole number of at least 1."""
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse ``type=`` for a number above 0."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, not {text}")
+    return value
