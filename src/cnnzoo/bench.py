@@ -1,0 +1,257 @@
+"""Speed measurements: cnnzoo's training step against the textbook's way, side by side.
+
+``bench_model`` times training steps of one model two ways in the same process:
+
+- ours: the data set on the device, batches sliced from a permutation and resized as one tensor
+  op, no host synchronisation inside the timed steps (optionally compiled, bf16 autocast);
+- the textbook's (``baseline=True``): a ``torch.utils.data.DataLoader`` over per-sample PIL
+  resize + to-tensor transforms with 4 worker processes and a host sync every step for the
+  running metrics, as d2l's ``load_data_fashion_mnist`` and ``train_ch6`` do.
+
+Throughput counts training examples per second over steps after a warm-up, synchronised at both
+ends. Achieved FLOP/s use the model's forward FLOPs (2 x mult-adds) x 3 for forward + backward,
+as a fraction of a matrix-product peak measured on the same device.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import platform
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .errors import CnnzooError
+
+TEXTBOOK_WORKERS = 4  # d2l's get_dataloader_workers()
+
+
+@dataclass
+class BenchResult:
+    model: str
+    device: str
+    batch_size: int
+    input_size: list[int]
+    steps: int
+    examples_per_sec: float
+    step_ms: float
+    epoch_seconds: float               # one pass over the training set at this throughput
+    warmup_seconds: float              # first steps (compile, caches), not counted above
+    forward_flops: float               # per example
+    achieved_tflops: float
+    peak_tflops: float
+    fraction_of_peak: float
+    compile: bool = False
+    amp: bool = False
+    final_loss: float = float("nan")
+    baseline_examples_per_sec: float | None = None
+    baseline_final_loss: float | None = None
+    speedup: float | None = None
+    machine: dict = field(default_factory=dict)
+
+
+def machine_info(device: torch.device) -> dict:
+    info = dict(platform=platform.platform(), processor=platform.processor() or platform.machine(),
+                cpu_threads=torch.get_num_threads(), torch=torch.__version__, cnnzoo=__version__,
+                date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device: torch.device, dtype=torch.float32, size: int | None = None,
+                seconds: float = 1.0) -> float:
+    """Measured FLOP/s of square matrix products on ``device`` (the best of a few rounds)."""
+    size = size or (8192 if device.type == "cuda" else 1024)
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    torch.mm(a, b)
+    _sync(device)
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        for _ in range(4):
+            torch.mm(a, b)
+        _sync(device)
+        best = max(best, 4 * 2 * size ** 3 / (time.perf_counter() - start))
+    return best
+
+
+def forward_flops(model: nn.Module, input_size) -> float:
+    """FLOPs of one forward pass for one example (2 x multiply-adds of convs and linears)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, *input_size, device=next(model.parameters()).device))
+    finally:
+        model.train(was_training)
+    return float(counter.get_total_flops())
+
+
+class _PerSampleDataset(torch.utils.data.Dataset):
+    """The textbook's pipeline: one PIL image at a time, resized, turned into a float tensor."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, resize: tuple[int, int] | None):
+        self.images, self.labels, self.resize = images, labels, resize
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        from PIL import Image
+
+        array = self.images[index]
+        image = Image.fromarray(array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0))
+        if self.resize:
+            image = image.resize((self.resize[1], self.resize[0]), Image.BILINEAR)
+        pixels = np.asarray(image, dtype=np.float32) / 255
+        pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+        return torch.from_numpy(np.ascontiguousarray(pixels)), int(self.labels[index])
+
+
+def textbook_loader(dataset, batch_size: int, resize=None, workers: int = TEXTBOOK_WORKERS,
+                    seed: int = 0):
+    """A DataLoader the way d2l's ``load_data_fashion_mnist`` builds one (shuffled, workers)."""
+    resize = (resize, resize) if isinstance(resize, int) else resize
+    generator = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(
+        _PerSampleDataset(dataset.images.numpy(), dataset.labels.numpy(), resize),
+        batch_size=batch_size, shuffle=True, num_workers=workers, generator=generator,
+        persistent_workers=workers > 0)
+
+
+def _time_steps(step, batches, steps: int, warmup: int, device):
+    """Run ``warmup`` then ``steps`` steps; returns (seconds of the timed steps, warm-up
+    seconds, examples timed, last loss)."""
+    batches = iter(batches)
+    start = time.perf_counter()
+    loss = None
+    for _ in range(warmup):
+        loss = step(*next(batches))
+    _sync(device)
+    warm = time.perf_counter() - start
+    start, examples = time.perf_counter(), 0
+    for _ in range(steps):
+        x, y = next(batches)
+        loss = step(x, y)
+        examples += len(y)
+    _sync(device)
+    return time.perf_counter() - start, warm, examples, float(loss)
+
+
+def _cycle_epochs(iterator):
+    for epoch in itertools.count(1):
+        iterator.set_epoch(epoch)
+        yield from iterator
+
+
+def bench_model(name: str, *, data: str = "synthetic", resize: int | None = None,
+                batch_size: int | None = None, device: str = "auto", compile: bool = False,
+                amp: bool = False, steps: int = 30, warmup: int | None = None,
+                baseline: bool = False, data_dir: str | None = None, seed: int = 0,
+                peak: float | None = None) -> BenchResult:
+    """Time ``steps`` training steps of a zoo model with its d2l recipe (lr, batch, resize).
+
+    With ``baseline=True`` the same model, recipe and data are also trained the textbook's way
+    in this process, and ``speedup`` is ours / baseline in examples per second.
+    """
+    from .data import BatchIterator, load_dataset
+    from .train.loop import make_optimizer, pick_device, xavier_init
+    from .train.recipes import recipe_for
+    from .train.rundir import build_model
+
+    if steps < 1:
+        raise CnnzooError(f"steps must be at least 1, not {steps}")
+    recipe = recipe_for(name, "d2l").replace(batch_size=batch_size, resize=resize)
+    dev = pick_device(device)
+    train_set = load_dataset(data, split="train", data_dir=data_dir)
+    side = recipe.resize or train_set.image_size[1]
+    input_size = [train_set.image_size[0], side, side]
+    config = dict(model=name, classes=list(train_set.classes), input_size=input_size)
+    warmup = (5 if compile else 2) if warmup is None else warmup
+    criterion = nn.CrossEntropyLoss()
+
+    def make_step(net, optimizer, sync_every_step: bool):
+        def step(x, y):
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                out = net(x)
+                logits = out[0] if isinstance(out, tuple) else out
+                loss = criterion(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if sync_every_step:  # train_ch6's Accumulator reads loss and accuracy every step
+                float(loss.detach()) + float((logits.argmax(1) == y).sum())
+            return loss.detach()
+        return step
+
+    def fresh():
+        torch.manual_seed(seed)
+        net = build_model(config)
+        xavier_init(net)
+        net.to(dev).train()
+        return net, make_optimizer(recipe, net, dev)
+
+    net, optimizer = fresh()
+    flops = forward_flops(net, input_size)
+    step_net = torch.compile(net) if compile else net
+    ours = BatchIterator(train_set.to(dev), recipe.batch_size, seed=seed,
+                         resize=None if side == train_set.image_size[1] else side,
+                         drop_last=True)
+    seconds, warm, examples, loss = _time_steps(make_step(step_net, optimizer, False),
+                                                _cycle_epochs(ours), steps, warmup, dev)
+    throughput = examples / seconds
+    peak = peak or matmul_peak(dev, torch.bfloat16 if amp and dev.type == "cuda" else
+                               torch.float32)
+    achieved = 3 * flops * throughput
+    result = BenchResult(
+        model=name, device=str(dev), batch_size=recipe.batch_size, input_size=input_size,
+        steps=steps, examples_per_sec=throughput, step_ms=1e3 * seconds / steps,
+        epoch_seconds=len(train_set) / throughput, warmup_seconds=warm, forward_flops=flops,
+        achieved_tflops=achieved / 1e12, peak_tflops=peak / 1e12,
+        fraction_of_peak=achieved / peak, compile=compile, amp=amp, final_loss=loss,
+        machine=machine_info(dev))
+    if baseline:
+        net, optimizer = fresh()
+        loader = textbook_loader(train_set, recipe.batch_size,
+                                 None if side == train_set.image_size[1] else side, seed=seed)
+        b_seconds, _, b_examples, b_loss = _time_steps(
+            make_step(net, optimizer, True), _forever(loader), steps, 2, dev)
+        result.baseline_examples_per_sec = b_examples / b_seconds
+        result.baseline_final_loss = b_loss
+        result.speedup = throughput / result.baseline_examples_per_sec
+    return result
+
+
+def _forever(loader):
+    with warnings.catch_warnings():
+        # the textbook's 4 workers exceed a small machine's cores; that is the point measured
+        warnings.filterwarnings("ignore", message=".*worker processes in total.*")
+        while True:
+            yield from loader
+
+
+def append_results(path: Path, results: list[BenchResult]) -> None:
+    """Append results as JSON lines (one object per model and run)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        for result in results:
+            handle.write(json.dumps(asdict(result), sort_keys=True) + "\n")

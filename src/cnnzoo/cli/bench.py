@@ -1,0 +1,61 @@
+"""cnnzoo bench: training throughput of zoo models, optionally against the textbook's way."""
+
+from __future__ import annotations
+
+from ._args import positive_int
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "bench", help="measure training speed (examples/sec, FLOP/s, vs the textbook's loop)",
+        description="Time training steps of each model with its d2l recipe: examples/sec after "
+                    "a warm-up (synchronised), time per epoch, achieved FLOP/s as a fraction of "
+                    "a measured matrix-product peak; with --baseline, the same model trained "
+                    "the textbook's way (DataLoader over per-sample transforms, a host sync "
+                    "every step) in the same run, and the ratio.")
+    p.add_argument("models", metavar="NAME", nargs="+", help="registry names")
+    p.add_argument("--data", default="synthetic", help="synthetic (default) or fashion-mnist, ...")
+    p.add_argument("--data-dir")
+    p.add_argument("--resize", type=positive_int, help="input side (the recipe's by default)")
+    p.add_argument("--batch-size", type=positive_int, help="the recipe's by default")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--compile", action="store_true", help="torch.compile (warm-up reported apart)")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast")
+    p.add_argument("--steps", type=positive_int, default=30, help="timed steps (default 30)")
+    p.add_argument("--baseline", action="store_true", help="also time the textbook's way")
+    p.add_argument("--results", default="bench-results.jsonl",
+                   help="JSON lines file the results are appended to (default bench-results.jsonl)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..bench import append_results, bench_model, matmul_peak
+    from ..train.loop import pick_device
+    import torch
+
+    device = pick_device(args.device)
+    peak = matmul_peak(device, torch.bfloat16 if args.amp and device.type == "cuda"
+                       else torch.float32)
+    print(f"device {device}: matrix-product peak {peak / 1e12:.3f} TFLOP/s")
+    results = []
+    header = (f"{'model':<22}{'batch':>6}{'input':>12}{'examples/s':>12}{'ms/step':>9}"
+              f"{'s/epoch':>9}{'TFLOP/s':>9}{'of peak':>8}")
+    if args.baseline:
+        header += f"{'textbook ex/s':>15}{'speed-up':>10}"
+    print(header)
+    for name in args.models:
+        r = bench_model(name, data=args.data, data_dir=args.data_dir, resize=args.resize,
+                        batch_size=args.batch_size, device=str(device), compile=args.compile,
+                        amp=args.amp, steps=args.steps, baseline=args.baseline, peak=peak)
+        results.append(r)
+        line = (f"{r.model:<22}{r.batch_size:>6}{'x'.join(map(str, r.input_size)):>12}"
+                f"{r.examples_per_sec:>12,.0f}{r.step_ms:>9.1f}{r.epoch_seconds:>9.1f}"
+                f"{r.achieved_tflops:>9.3f}{r.fraction_of_peak:>8.1%}")
+        if args.baseline:
+            line += f"{r.baseline_examples_per_sec:>15,.0f}{r.speedup:>9.1f}x"
+        print(line, flush=True)
+        if r.warmup_seconds > 1:
+            print(f"  (warm-up {r.warmup_seconds:.1f} s, not counted)")
+    append_results(args.results, results)
+    print(f"results appended to {args.results}")
+    return 0

@@ -1,0 +1,59 @@
+"""cnnzoo leaderboard: train models with a recipe and set the results beside the book's."""
+
+from __future__ import annotations
+
+import platform
+import shlex
+import sys
+
+from ._args import positive_int
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "leaderboard", help="reproduce the book's Fashion-MNIST results (or beat them) in a table",
+        description="Train each model with the recipe and write OUT/RESULTS.md (the book's "
+                    "loss, train and test accuracy beside ours, with the difference), "
+                    "OUT/leaderboard.png (test accuracy against parameters and training time) "
+                    "and OUT/results.json. The default models are the book's nine.")
+    p.add_argument("--recipe", default="d2l", choices=("d2l", "modern"))
+    p.add_argument("--models", metavar="PATTERN",
+                   help="registry pattern, e.g. 'lenet5*' (default: the book's nine models)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default="leaderboard", help="output folder (default leaderboard)")
+    p.add_argument("--epochs", type=positive_int, help="fewer epochs than the recipe's (labelled)")
+    p.add_argument("--resize", type=positive_int, help="another input size (labelled)")
+    p.add_argument("--subset", type=positive_int, metavar="N",
+                   help="train on N images (labelled)")
+    p.add_argument("--seeds", type=positive_int, default=1,
+                   help="seeds per model; the table shows mean ± half-range (default 1)")
+    p.add_argument("--data-dir")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import torch
+
+    from ..leaderboard import run_leaderboard, select_models, write_board
+    from .train import ProgressReporter
+
+    models = select_models(args.models, args.recipe)
+    print(f"leaderboard: {len(models)} model(s) with the {args.recipe} recipe: "
+          f"{', '.join(models)}")
+
+    def done(entry):
+        acc = sum(entry.test_acc) / len(entry.test_acc)
+        print(f"== {entry.model}: test acc {acc:.4f}"
+              + (f" ({entry.reduced})" if entry.reduced else ""), flush=True)
+
+    entries = run_leaderboard(args.recipe, models, out=args.out, device=args.device,
+                              epochs=args.epochs, resize=args.resize, train_subset=args.subset,
+                              seeds=args.seeds, data_dir=args.data_dir, on_entry=done,
+                              reporter_factory=ProgressReporter)
+    machine = (f"{platform.machine()}, {torch.get_num_threads()} threads, torch "
+               f"{torch.__version__}")
+    command = "cnnzoo " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
+    table, picture = write_board(entries, args.out, machine, command)
+    print(table.read_text())
+    print(f"wrote {table} and {picture}")
+    return 0

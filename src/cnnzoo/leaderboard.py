@@ -1,0 +1,192 @@
+"""The Fashion-MNIST leaderboard: train models with a recipe and set the results beside the book's.
+
+``run_leaderboard`` trains each model (one run directory per model and seed), then
+``write_board`` writes RESULTS.md (the book's figures from d2l's classic edition beside ours, and
+the difference) and leaderboard.png (test accuracy against parameters and against training time).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import CnnzooError
+
+# Dive into Deep Learning, classic PyTorch edition (train_ch6, 10 epochs, one V100):
+# final loss, train accuracy, test accuracy, examples/sec; d2l-zh v2's test accuracy beside it.
+BOOK = {
+    "lenet5_d2l": (0.457, 0.829, 0.809, 84_565, 0.779),
+    "alexnet_d2l": (0.330, 0.879, 0.884, 4_186, 0.883),
+    "vgg11_d2l": (0.187, 0.930, 0.916, 2_564, 0.920),
+    "nin_d2l": (0.336, 0.874, 0.867, 3_193, 0.790),
+    "googlenet_d2l": (0.248, 0.905, 0.889, 3_513, 0.886),
+    "lenet5_bn_scratch_d2l": (0.266, 0.900, 0.782, 33_977, 0.807),
+    "lenet5_bn_d2l": (0.277, 0.897, 0.838, 57_912, 0.708),
+    "resnet18_d2l": (0.011, 0.997, 0.865, 4_713, 0.893),
+    "densenet_d2l": (0.142, 0.948, 0.882, 5_574, 0.885),
+}
+BOOK_MODELS = tuple(BOOK)
+
+
+@dataclass
+class Entry:
+    model: str
+    recipe: str
+    parameters: int
+    epochs: int
+    resize: int | None
+    train_subset: int | None
+    seeds: list[int]
+    train_loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    test_acc: list[float] = field(default_factory=list)
+    examples_per_sec: list[float] = field(default_factory=list)
+    train_seconds: list[float] = field(default_factory=list)
+    wall_seconds: list[float] = field(default_factory=list)
+    run_dirs: list[str] = field(default_factory=list)
+    reduced: str = ""               # how this run departs from the full recipe, if it does
+
+    @staticmethod
+    def mean(values):
+        return statistics.fmean(values) if values else float("nan")
+
+    @staticmethod
+    def spread(values):
+        return (max(values) - min(values)) / 2 if len(values) > 1 else 0.0
+
+
+def select_models(pattern: str | None, recipe: str) -> list[str]:
+    """The models a board covers: the book's nine by default, or the registry's matches."""
+    from .models import list_models
+
+    if not pattern:
+        return list(BOOK_MODELS)
+    names = list_models(pattern)
+    if not names:
+        raise CnnzooError(f"no model matches {pattern!r}; see `cnnzoo models`")
+    return names
+
+
+def run_leaderboard(recipe: str = "d2l", models: list[str] | None = None, *, out="leaderboard",
+                    device: str = "auto", epochs: int | None = None, resize: int | None = None,
+                    train_subset: int | None = None, test_subset: int | None = None,
+                    seeds: int = 1, data: str = "fashion-mnist", data_dir: str | None = None,
+                    on_entry=None, reporter_factory=None) -> list[Entry]:
+    """Train every model with ``recipe`` (each over ``seeds`` seeds) and collect the results.
+
+    ``epochs``, ``resize`` and ``train_subset`` shrink the runs for a machine without a GPU; the
+    entries say so. ``on_entry(entry)`` is called as each model finishes.
+    """
+    from .train import recipe_for, train
+
+    out = Path(out)
+    entries = []
+    for name in models or list(BOOK_MODELS):
+        base = recipe_for(name, recipe)
+        entry = Entry(name, recipe, 0, epochs or base.epochs, resize or base.resize,
+                      train_subset, list(range(seeds)))
+        notes = []
+        if epochs and epochs != base.epochs:
+            notes.append(f"{epochs} epochs, not {base.epochs}")
+        if resize and resize != base.resize:
+            notes.append(f"resize {resize}, not {base.resize or 'none'}")
+        if train_subset:
+            notes.append(f"{train_subset:,} training images")
+        entry.reduced = "; ".join(notes)
+        for seed in entry.seeds:
+            run_dir = out / "runs" / f"{name}-{recipe}-seed{seed}"
+            result = train(name, data, recipe, epochs=epochs, resize=resize, device=device,
+                           seed=seed, out=run_dir, data_dir=data_dir, train_subset=train_subset,
+                           test_subset=test_subset,
+                           reporter=reporter_factory() if reporter_factory else None)
+            final = result.final
+            entry.parameters = _count(result.run_dir)
+            entry.train_loss.append(final["train_loss"])
+            entry.train_acc.append(final["train_acc"])
+            entry.test_acc.append(final["test_acc"])
+            entry.examples_per_sec.append(result.examples_per_sec)
+            entry.train_seconds.append(result.train_seconds)
+            entry.wall_seconds.append(result.wall_seconds)
+            entry.run_dirs.append(str(result.run_dir))
+        entries.append(entry)
+        if on_entry:
+            on_entry(entry)
+    return entries
+
+
+def _count(run_dir) -> int:
+    from .train import load_run
+
+    return sum(p.numel() for p in load_run(run_dir).model.parameters())
+
+
+def _pm(values, digits=3) -> str:
+    mean = Entry.mean(values)
+    text = f"{mean:.{digits}f}"
+    if len(values) > 1:
+        text += f" ± {Entry.spread(values):.{digits}f}"
+    return text
+
+
+def board_markdown(entries: list[Entry], machine: str = "", command: str = "") -> str:
+    """RESULTS.md: one row per model, the book's figures beside ours and the difference."""
+    lines = []
+    if machine or command:
+        lines += [f"Machine: {machine}" if machine else "",
+                  f"Command: `{command}`" if command else "", ""]
+    lines += ["| model | params | recipe | book loss / train / test | ours loss / train / test "
+              "| test vs book | examples/s | train s | wall s | notes |",
+              "| --- | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    for e in entries:
+        book = BOOK.get(e.model)
+        book_text = f"{book[0]:.3f} / {book[1]:.3f} / {book[2]:.3f}" if book else "—"
+        ours = f"{_pm(e.train_loss)} / {_pm(e.train_acc)} / {_pm(e.test_acc)}"
+        delta = f"{Entry.mean(e.test_acc) - book[2]:+.3f}" if book else "—"
+        seeds = f"{len(e.seeds)} seeds (mean ± half-range)" if len(e.seeds) > 1 else ""
+        notes = "; ".join(n for n in (e.reduced, seeds) if n)
+        lines.append(f"| {e.model} | {e.parameters:,} | {e.recipe} | {book_text} | {ours} | "
+                     f"{delta} | {Entry.mean(e.examples_per_sec):,.0f} | "
+                     f"{Entry.mean(e.train_seconds):.1f} | {Entry.mean(e.wall_seconds):.1f} | "
+                     f"{notes} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_board(entries: list[Entry], path: Path, title: str = "") -> None:
+    """Test accuracy against parameters and against training seconds, one point per model."""
+    from .plots import plt, save_figure
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for e in entries:
+        acc = Entry.mean(e.test_acc)
+        for ax, x in zip(axes, (e.parameters, Entry.mean(e.train_seconds))):
+            ax.scatter([x], [acc], s=30)
+            ax.annotate(e.model, (x, acc), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("parameters")
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("training seconds (steps only)")
+    axes[0].set_ylabel("Fashion-MNIST test accuracy")
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)
+
+
+def write_board(entries: list[Entry], out, machine: str = "", command: str = "") -> tuple[Path, Path]:
+    """Write RESULTS.md, leaderboard.png and results.json into ``out``; returns the two paths."""
+    import json
+
+    from .train.checkpoint import atomic_write_text
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = out / "RESULTS.md"
+    atomic_write_text(table, board_markdown(entries, machine, command))
+    atomic_write_text(out / "results.json",
+                      json.dumps([asdict(e) for e in entries], indent=2) + "\n")
+    picture = out / "leaderboard.png"
+    recipe = ", ".join(sorted({e.recipe for e in entries}))
+    plot_board(entries, picture, title=f"Fashion-MNIST, {recipe} recipe")
+    return table, picture

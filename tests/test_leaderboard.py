@@ -1,0 +1,44 @@
+"""The leaderboard end to end on two tiny runs: table, plot and figures beside the book's."""
+
+import json
+
+from PIL import Image
+
+from cnnzoo.cli import main
+from cnnzoo.leaderboard import BOOK, Entry, board_markdown
+
+
+def test_leaderboard_two_tiny_models_end_to_end(tmp_path, capsys):
+    out = tmp_path / "board"
+    code = main(["leaderboard", "--models", "lenet5_*d2l", "--recipe", "d2l", "--epochs", "1",
+                 "--subset", "300", "--device", "cpu", "--out", str(out)])
+    # lenet5_bn_d2l, lenet5_bn_scratch_d2l and lenet5_d2l match; all are the book's models
+    assert code == 0
+    table = (out / "RESULTS.md").read_text()
+    for name in ("lenet5_d2l", "lenet5_bn_d2l"):
+        row = next(line for line in table.splitlines() if line.startswith(f"| {name} |"))
+        assert f"{BOOK[name][2]:.3f}" in row          # the book's test accuracy
+        assert "1 epochs, not 10" in row and "300 training images" in row
+    with Image.open(out / "leaderboard.png") as picture:
+        assert picture.size[0] > 600
+    results = json.loads((out / "results.json").read_text())
+    assert {r["model"] for r in results} == {"lenet5_d2l", "lenet5_bn_d2l",
+                                             "lenet5_bn_scratch_d2l"}
+    assert all(0 <= r["test_acc"][0] <= 1 and r["parameters"] > 40_000 for r in results)
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_board_shows_the_difference_and_the_seed_spread():
+    entry = Entry("lenet5_d2l", "d2l", 61_706, 10, 28, None, [0, 1, 2],
+                  train_loss=[0.40, 0.42, 0.44], train_acc=[0.85, 0.86, 0.87],
+                  test_acc=[0.80, 0.82, 0.84], examples_per_sec=[1.0] * 3,
+                  train_seconds=[1.0] * 3, wall_seconds=[2.0] * 3)
+    row = board_markdown([entry]).splitlines()[2]
+    assert "0.820 ± 0.020" in row          # mean ± half-range over the seeds
+    assert "+0.011" in row                  # 0.820 - the book's 0.809
+    assert "3 seeds" in row
+
+
+def test_unknown_pattern_is_a_one_line_error(capsys):
+    assert main(["leaderboard", "--models", "nosuch*"]) == 2
+    assert "no model matches" in capsys.readouterr().err
