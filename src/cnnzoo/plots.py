@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")  # headless: no display is needed or used
 import matplotlib.pyplot as plt  # noqa: E402
@@ -30,6 +31,7 @@ def plot_curves(history: list[dict], path: Path, title: str = "") -> None:
     ax.plot(epochs, [row["test_acc"] for row in history], "-.^", ms=3, label="test acc")
     ax.set_xlabel("epoch")
     ax.set_xlim(0.5, max(epochs) + 0.5)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
     if title:

@@ -1,0 +1,32 @@
+"""``cnnzoo report DIR``: one self-contained HTML page about a trained run."""
+
+from __future__ import annotations
+
+import sys
+
+from ._args import positive_int
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "report", help="write a self-contained HTML report of a trained run",
+        description="One HTML file with the run's configuration, training curves, test "
+                    "accuracy per class and confusion matrix, predictions, the model's summary "
+                    "table and block diagram, first-layer kernels and feature maps. Pictures "
+                    "are embedded, so the file needs nothing else to open.")
+    parser.add_argument("run_dir", metavar="DIR", help="a run directory written by cnnzoo train")
+    parser.add_argument("--out", metavar="FILE", help="the HTML file (default DIR/report.html)")
+    parser.add_argument("--count", type=positive_int, default=16, metavar="N",
+                        help="test images shown with predictions (default 16)")
+    parser.add_argument("--device", default="auto", help="where the test set is evaluated")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..report import write_report
+
+    path, report = write_report(args.run_dir, args.out, device=args.device, count=args.count)
+    for note in report.notes:
+        print(f"cnnzoo: note: {note}", file=sys.stderr)
+    print(path)
+    return 0

@@ -1,0 +1,183 @@
+"""``cnnzoo show PICTURE ...``: pictures of what is inside a data set, a model or a trained run.
+
+Each picture is a subcommand that writes one PNG and prints its path.
+"""
+
+from __future__ import annotations
+
+from ..errors import CnnzooError
+from ._args import add_input_size, parse_input_size, positive_int
+
+OUT_HELP = "the PNG file to write (default: {})"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "show", help="draw pictures: data, filters, feature maps, predictions, receptive "
+                     "fields, gradients, architecture",
+        description="Draw a picture of what is inside a data set, a model or a trained run and "
+                    "write it as PNG; the path written is printed.")
+    pictures = parser.add_subparsers(dest="picture", metavar="PICTURE")
+    parser.set_defaults(func=lambda args: _usage(parser))
+
+    p = pictures.add_parser("data", help="sample images of each class",
+                            description="A grid of random images of each class of a data set, "
+                                        "one row per class with its name.")
+    p.add_argument("name", help="the data set: fashion-mnist, mnist, cifar10, folder, synthetic")
+    p.add_argument("--data-dir", metavar="DIR", help="look here first (for 'folder': the folder)")
+    p.add_argument("--split", choices=("train", "test"), default="train")
+    p.add_argument("--per-class", type=positive_int, default=8, metavar="K",
+                   help="images per class (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="which random images (default 0)")
+    p.add_argument("--download", action="store_true",
+                   help="download the data set from its authors' mirrors if it is missing")
+    p.add_argument("--out", metavar="FILE", help=OUT_HELP.format("data-NAME.png here"))
+    p.set_defaults(func=_data)
+
+    p = pictures.add_parser("filters", help="a convolution layer's kernels",
+                            description="The kernels of a trained run's first convolution layer "
+                                        "(or the one --layer names) as a grid, in a colour map "
+                                        "centred on zero.")
+    p.add_argument("run_dir", metavar="DIR", help="a run directory written by cnnzoo train")
+    p.add_argument("--layer", help="the convolution's module name (default: the first)")
+    p.add_argument("--out", metavar="FILE", help=OUT_HELP.format("DIR/filters-LAYER.png"))
+    p.set_defaults(func=_filters)
+
+    p = pictures.add_parser("features", help="the feature maps of one input, layer by layer",
+                            description="Run one image through a trained run's model and draw "
+                                        "the feature maps of each stage (or of --layer), shapes "
+                                        "in the titles. The image is read as `cnnzoo predict` "
+                                        "reads it; --index N takes test image N instead.")
+    p.add_argument("run_dir", metavar="DIR", help="a run directory written by cnnzoo train")
+    p.add_argument("image", metavar="IMAGE", nargs="?", help="a PNG or JPEG file")
+    p.add_argument("--index", type=int, metavar="N", help="use test image N instead of a file")
+    p.add_argument("--layer", help="draw only this module's maps, in a grid")
+    p.add_argument("--channels", type=positive_int, metavar="N",
+                   help="maps per layer (default 8 per stage, 64 with --layer)")
+    p.add_argument("--out", metavar="FILE", help=OUT_HELP.format("DIR/features-IMAGE.png"))
+    p.set_defaults(func=_features)
+
+    p = pictures.add_parser("predictions", help="test images with predicted and true labels",
+                            description="Random test images with the model's prediction, its "
+                                        "probability and the true class; mistakes in red.")
+    p.add_argument("run_dir", metavar="DIR", help="a run directory written by cnnzoo train")
+    p.add_argument("--count", type=positive_int, default=16, metavar="N",
+                   help="how many images (default 16)")
+    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--seed", type=int, default=0, help="which random images (default 0)")
+    p.add_argument("--mistakes", action="store_true", help="show only misclassified images")
+    p.add_argument("--out", metavar="FILE", help=OUT_HELP.format("DIR/predictions.png"))
+    p.set_defaults(func=_predictions)
+
+    p = pictures.add_parser("receptive-field", help="the input region one output unit sees",
+                            description="The exact input region one unit of a layer depends on, "
+                                        "drawn on a sample image, beside the model's gradient "
+                                        "(its effective receptive field). NAME is a registered "
+                                        "model (built untrained, seed 0) or a run directory.")
+    p.add_argument("name", metavar="NAME", help="a registered model or a run directory")
+    p.add_argument("--layer", required=True, help="a module whose output is a feature map")
+    p.add_argument("--unit", metavar="ROW,COL", help="the unit in the layer's map (default: "
+                                                      "the centre)")
+    p.add_argument("--data", default="synthetic",
+                   help="the data set of the sample image for a model name (default synthetic)")
+    p.add_argument("--data-dir", metavar="DIR", help="where that data set's files are")
+    p.add_argument("--index", type=int, default=0, metavar="N",
+                   help="which test image (default 0)")
+    p.add_argument("--out", metavar="FILE",
+                   help=OUT_HELP.format("receptive-field-NAME-LAYER.png here, or in DIR"))
+    p.set_defaults(func=_receptive_field)
+
+    p = pictures.add_parser("gradients", help="each layer's gradient: plain against residual",
+                            description="The gradient norm of every layer after one backward "
+                                        "pass. Without NAME: a deep plain stack against the "
+                                        "same depth with residual connections, with sigmoid "
+                                        "and with ReLU, so the vanishing gradient is seen. "
+                                        "With NAME: that registered model's layers.")
+    p.add_argument("name", metavar="NAME", nargs="?", help="a registered model (optional)")
+    p.add_argument("--depth", type=positive_int, default=30, metavar="D",
+                   help="3x3 layers in the compared stacks (default 30)")
+    p.add_argument("--seed", type=int, default=0, help="initialisation and batch (default 0)")
+    p.add_argument("--out", metavar="FILE", help=OUT_HELP.format("gradients[-NAME].png here"))
+    p.set_defaults(func=_gradients)
+
+    p = pictures.add_parser("architecture", help="a block diagram of a model",
+                            description="A block diagram drawn from the model itself: its "
+                                        "stages and layers, channels and output shapes.")
+    p.add_argument("name", metavar="NAME", help="a registered model (see `cnnzoo models`)")
+    add_input_size(p)
+    p.add_argument("--depth", type=positive_int, metavar="D",
+                   help="open every block down to this depth of the module tree (default: "
+                        "open containers while the diagram stays readable)")
+    p.add_argument("--out", metavar="FILE", help=OUT_HELP.format("architecture-NAME.png here"))
+    p.set_defaults(func=_architecture)
+
+
+def _usage(parser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _written(path) -> int:
+    print(path)
+    return 0
+
+
+def _data(args) -> int:
+    from ..show import show_data
+
+    return _written(show_data(args.name, split=args.split, data_dir=args.data_dir,
+                              per_class=args.per_class, seed=args.seed, download=args.download,
+                              out=args.out))
+
+
+def _filters(args) -> int:
+    from ..show import show_filters
+
+    return _written(show_filters(args.run_dir, args.layer, out=args.out))
+
+
+def _features(args) -> int:
+    from ..show import show_features
+
+    return _written(show_features(args.run_dir, args.image, index=args.index, layer=args.layer,
+                                  channels=args.channels, out=args.out))
+
+
+def _predictions(args) -> int:
+    from ..show import show_predictions
+
+    return _written(show_predictions(args.run_dir, count=args.count, split=args.split,
+                                     seed=args.seed, mistakes_only=args.mistakes, out=args.out))
+
+
+def parse_unit(text: str | None) -> tuple[int, int] | None:
+    """'5,7' -> (5, 7); None stays None; anything else a one-line ``CnnzooError``."""
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        row, column = (int(part) for part in parts)
+    except ValueError:
+        raise CnnzooError(f"--unit {text!r}: give two whole numbers ROW,COL, e.g. 5,5") from None
+    return row, column
+
+
+def _receptive_field(args) -> int:
+    from ..show import show_receptive_field
+
+    return _written(show_receptive_field(args.name, args.layer, unit=parse_unit(args.unit),
+                                         data=args.data, data_dir=args.data_dir,
+                                         index=args.index, out=args.out))
+
+
+def _gradients(args) -> int:
+    from ..show import show_gradients
+
+    return _written(show_gradients(args.name, depth=args.depth, seed=args.seed, out=args.out))
+
+
+def _architecture(args) -> int:
+    from ..show import show_architecture
+
+    return _written(show_architecture(args.name, input_size=parse_input_size(args.input_size),
+                                      depth=args.depth, out=args.out))

@@ -1,0 +1,163 @@
+"""``cnnzoo report``: one self-contained HTML file that parses, embeds every picture and renders
+in a real browser (where Chromium is installed)."""
+
+import base64
+import io
+import json
+import shutil
+import subprocess
+import tempfile
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnnzoo.cli import main
+from cnnzoo.train import evaluate, train
+
+PICTURES = {"training curves", "confusion matrix", "predictions", "architecture", "filters",
+            "feature maps"}
+VOID = {"meta", "img", "br", "hr", "link", "input", "col", "source", "wbr"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # two threads on a shared two-core machine are slower, not faster
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, one_thread):
+    out = tmp_path_factory.mktemp("report") / "run"
+    train("lenet5_d2l", data="synthetic", epochs=1, out=out, device="cpu", train_subset=256,
+          test_subset=64)
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(run_dir):
+    path = run_dir / "report.html"
+    assert main(["report", str(run_dir), "--device", "cpu"]) == 0
+    return path
+
+
+class Page(HTMLParser):
+    """Every tag with its attributes, the text, and whether the tags nest properly."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+        self.open: list[str] = []
+        self.misnested: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag not in VOID:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.open or self.open[-1] != tag:
+            self.misnested.append(tag)
+        else:
+            self.open.pop()
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(path) -> Page:
+    page = Page()
+    page.feed(Path(path).read_text(encoding="utf-8"))
+    page.close()
+    return page
+
+
+def test_report_is_written_where_asked_and_prints_its_path(run_dir, tmp_path, capsys):
+    out = tmp_path / "elsewhere.html"
+    assert main(["report", str(run_dir), "--out", str(out), "--device", "cpu", "--count",
+                 "4"]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    assert out.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_report_parses_and_embeds_every_picture(report):
+    page = parse(report)
+    assert not page.misnested and not page.open
+    images = [attrs for tag, attrs in page.tags if tag == "img"]
+    assert {attrs["alt"] for attrs in images} == PICTURES
+    for attrs in images:
+        prefix = "data:image/png;base64,"
+        assert attrs["src"].startswith(prefix)
+        png = base64.b64decode(attrs["src"][len(prefix):], validate=True)
+        with Image.open(io.BytesIO(png)) as picture:
+            picture.verify()
+    # nothing is fetched from anywhere: no scripts, style sheets, frames or remote addresses
+    assert not [tag for tag, _ in page.tags if tag in ("script", "link", "iframe", "object")]
+    for tag, attrs in page.tags:
+        for name in ("src", "href", "srcset", "poster", "data"):
+            assert attrs.get(name, "data:").split(":")[0] not in ("http", "https", "file"), tag
+    assert "url(" not in report.read_text()
+
+
+def test_report_shows_the_runs_numbers(report, run_dir):
+    text = " ".join(parse(report).text)
+    config = json.loads((run_dir / "config.json").read_text())
+    accuracy = evaluate(run_dir, device="cpu", plot=False).accuracy
+    assert f"{accuracy:.2%}" in text
+    assert config["created"] in text and "recipe.lr" in text
+    # LeNet's first convolution: 6 kernels of 1x5x5 and 6 biases
+    assert "features.conv1 (Conv2d)" in text and "156" in text
+    for name in config["classes"]:
+        assert name in text
+
+
+def test_report_of_a_run_whose_data_is_gone_still_shows_the_model(run_dir, tmp_path, capsys):
+    copy = tmp_path / "moved"
+    shutil.copytree(run_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config.update(data="folder", data_dir=str(tmp_path / "gone"))
+    (copy / "config.json").write_text(json.dumps(config))
+    assert main(["report", str(copy), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "cnnzoo: note: the test set could not be evaluated" in err
+    alts = {attrs["alt"] for tag, attrs in parse(copy / "report.html").tags if tag == "img"}
+    assert alts == {"training curves", "architecture", "filters"}
+
+
+def test_report_errors_are_one_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a run directory" in err[0]
+
+
+def _chromium() -> str | None:
+    return next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
+                 if shutil.which(n)), None)
+
+
+@pytest.mark.skipif(_chromium() is None,
+                    reason="Chromium is not installed (apt-get install chromium) so the report "
+                           "cannot be rendered in a browser here")
+def test_report_renders_in_a_real_browser(report, tmp_path):
+    shot = tmp_path / "report.png"
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+                        "--disable-quic", "--no-first-run", "--disable-background-networking",
+                        "--disable-component-update", "--disable-sync",
+                        f"--user-data-dir={profile}", f"--screenshot={shot}",
+                        "--window-size=1200,2000", report.resolve().as_uri()],
+                       check=True, capture_output=True, timeout=120)
+    with Image.open(shot) as image:
+        assert image.size == (1200, 2000)
+        pixels = np.asarray(image.convert("RGB"), dtype=np.int32)
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50  # not one colour
+    # the heading's dark text and the training curves' coloured lines are on the first screen
+    top = pixels[:800]
+    assert top.sum(axis=2).min() < 150
+    assert (np.abs(top[..., 0] - top[..., 2]) > 80).any()
