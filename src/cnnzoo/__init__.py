@@ -30,6 +30,8 @@ _EXPORTS = {
     "Recipe": "cnnzoo.train",
     "evaluate": "cnnzoo.train",
     "predict": "cnnzoo.train",
+    "to_fully_convolutional": "cnnzoo.models.convert",
+    "export_model": "cnnzoo.export",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -15,6 +15,7 @@ from ..errors import CnnzooError
 
 # Subcommand modules, in the order --help lists them.
 COMMANDS = ("models", "shapes", "summary", "cost", "data", "train", "eval", "predict", "bench",
+            "leaderboard",
             "show", "report", "export")
 
 
@@ -22,7 +23,13 @@ class Parser(argparse.ArgumentParser):
     """argparse with one-line errors: a mistyped flag gets one line, not the usage block."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped (``a\\nb``), so that a
+    message quoting what the user typed stays one line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except CnnzooError as error:
-        print(f"cnnzoo: error: {error}", file=sys.stderr)
+        print(f"cnnzoo: error: {one_line(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("cnnzoo: interrupted", file=sys.stderr)

@@ -10,11 +10,13 @@ import difflib
 import fnmatch
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
+import torch
 from torch import nn
 
-from ..errors import UnknownModelError
+from ..errors import CnnzooError, UnknownModelError
 
 SOURCES = ("paper", "d2l", "seed", "torchvision")
 
@@ -89,7 +91,52 @@ def model_info(name: str) -> ModelInfo:
         raise UnknownModelError(f"unknown model {name!r}{hint}") from None
 
 
-def get_model(name: str, **kwargs) -> nn.Module:
+def get_model(name: str, weights=None, **kwargs) -> nn.Module:
     """Build a registered model. Every builder takes ``num_classes`` and ``in_channels``; models
-    with a fixed-size head also take ``input_size=(C, H, W)`` or ``(H, W)``."""
-    return model_info(name).builder(**kwargs)
+    with a fixed-size head also take ``input_size=(C, H, W)`` or ``(H, W)``.
+
+    ``weights`` is a state_dict file to load into the built model with ``strict=True``: a
+    ``.safetensors`` file, or a ``torch.save``'d dict read with ``weights_only=True`` (a file
+    that would run code is refused). A torchvision state_dict fits the torchvision-compatible
+    variants unchanged. A bad file, or one that does not fit, raises ``CnnzooError``.
+    """
+    model = model_info(name).builder(**kwargs)
+    if weights is not None:
+        _load_state_file(model, weights, name)
+    return model
+
+
+def _load_state_file(model: nn.Module, path, name: str = "the model") -> None:
+    """Load a ``.safetensors`` or ``torch.save``'d state_dict into ``model`` (strict keys and
+    shapes); every failure is one ``CnnzooError`` line."""
+    path = Path(path)
+    if not path.is_file():
+        raise CnnzooError(f"weights file {path} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # UnpicklingError for unsafe content, others for corrupt files
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise CnnzooError(f"refusing to load weights from {path}: {reason}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CnnzooError(f"{path} holds no state_dict (a dict of name -> tensor); save one with "
+                          f"torch.save(model.state_dict(), path)")
+
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = [f"{len(keys)} {what} (first: {keys[0]})"
+                 for keys, what in ((missing, "missing keys"), (unexpected, "unexpected keys"))
+                 if keys]
+        raise CnnzooError(f"{path} does not fit {name}: {'; '.join(parts)}")
+    for key, tensor in expected.items():
+        if tensor.shape != state[key].shape:
+            raise CnnzooError(f"{path} does not fit {name}: {key} has shape "
+                              f"{tuple(state[key].shape)}, the model {tuple(tensor.shape)}")
+    model.load_state_dict(state, strict=True)
+

@@ -1,0 +1,69 @@
+"""``cnnzoo export DIR|NAME``: a trained run's model (or a registry model) as ONNX, TorchScript
+or a torch.export program, checked against PyTorch before the file is kept."""
+
+from __future__ import annotations
+
+from ._args import add_input_size, parse_input_size, positive_int
+
+FORMAT_NAMES = {"onnx": "ONNX", "torchscript": "TorchScript",
+                "exported-program": "torch.export ExportedProgram"}
+CHECKERS = {"onnx": "onnxruntime", "torchscript": "torch.jit.load",
+            "exported-program": "torch.export.load"}
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export", help="export a model to ONNX, TorchScript or torch.export (.pt2)",
+        description="Export the model of a run directory (trained weights, eval mode) or a "
+                    "registered model, with a dynamic batch axis. The file is loaded back and "
+                    "run on random batches of other sizes than the traced one; the largest "
+                    "difference from PyTorch is printed, and over 1e-4 the export fails and no "
+                    "file is left. Preprocessing (resize, normalisation) is not part of the file.")
+    parser.add_argument("source", metavar="DIR|NAME",
+                        help="a run directory written by cnnzoo train, or a model name (see "
+                             "`cnnzoo models`; random weights unless --weights)")
+    parser.add_argument("--format", choices=tuple(FORMAT_NAMES), default="onnx",
+                        help="file format (default onnx)")
+    parser.add_argument("--out", metavar="FILE",
+                        help="output file (default DIR/model.onnx, .pt or .pt2 for a run; "
+                             "NAME.onnx, .pt or .pt2 here for a model name)")
+    add_input_size(parser)
+    parser.add_argument("--num-classes", type=positive_int,
+                        help="classes of a model given by name (default: its registry entry's)")
+    parser.add_argument("--weights", metavar="FILE",
+                        help="a state_dict (.pth or .safetensors, e.g. torchvision's) to load "
+                             "into a model given by name")
+    parser.add_argument("--fully-convolutional", action="store_true",
+                        help="turn a fixed fully connected head (LeNet, AlexNet, VGG) into "
+                             "convolutions first: on inputs larger than the trained size the "
+                             "file returns a map of class scores")
+    parser.add_argument("--opset", type=positive_int,
+                        help="ONNX opset version (default: the exporter's)")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from ..export import FORMATS, export_model, load_for_export
+
+    model, size, stem = load_for_export(args.source, parse_input_size(args.input_size),
+                                        num_classes=args.num_classes, weights=args.weights,
+                                        fully_convolutional=args.fully_convolutional)
+    out = Path(args.out) if args.out else stem.with_name(stem.name + FORMATS[args.format])
+    report = export_model(model, out, args.format, size, opset=args.opset)
+
+    print(f"wrote {report.path} ({FORMAT_NAMES[args.format]}, "
+          f"{report.size_bytes / 1e6:.1f} MB): input N x {_dims(size)} -> output N x "
+          f"{_dims(report.output_shape)}, any batch size N")
+    batches = " and ".join(map(str, report.batch_sizes))
+    print(f"checked with {CHECKERS[args.format]} against PyTorch on random batches of "
+          f"{batches}: max abs difference {report.max_abs_diff:.2e} "
+          f"(limit {report.tolerance:.0e})")
+    if not Path(args.source).is_dir() and args.weights is None:
+        print(f"note: {args.source} has random weights; export a run directory or pass --weights")
+    return 0
+
+
+def _dims(shape) -> str:
+    return "x".join(map(str, shape))

@@ -1,0 +1,375 @@
+"""Export a model to ONNX, TorchScript or a torch.export ExportedProgram, and check the file.
+
+Every export is verified before it is kept: the file is loaded back (onnxruntime for ONNX,
+``torch.jit.load`` for TorchScript, ``torch.export.load`` for an ExportedProgram) and run on
+random batches of sizes other than the one it was traced with; its outputs must match the
+PyTorch model's to ``tolerance`` (largest absolute difference). The batch axis is dynamic in all
+three formats; the channels and spatial size are fixed at ``input_size``. The file is written
+under a temporary name and moved into place only when its check passes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import inspect
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import CnnzooError, InputTooSmallError
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "exported-program": ".pt2"}
+TRACE_BATCH = 2
+CHECK_BATCHES = (1, 3)  # other sizes than the traced one: a baked-in batch size shows up here
+
+
+class ExportError(CnnzooError):
+    """A model that cannot be exported, or whose exported file disagrees with it."""
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What ``export_model`` wrote and how well the file agrees with the PyTorch model."""
+
+    path: Path
+    format: str
+    input_size: tuple[int, int, int]
+    output_shape: tuple[int, ...]  # of the (first) output, without the batch axis
+    batch_sizes: tuple[int, ...]
+    max_abs_diff: float
+    tolerance: float
+
+    @property
+    def size_bytes(self) -> int:
+        return self.path.stat().st_size
+
+
+def export_model(model: nn.Module, path, format: str = "onnx", input_size=None, *,
+                 tolerance: float = 1e-4, opset: int | None = None,
+                 optimize: bool = True) -> ExportReport:
+    """Export ``model`` in eval mode to ``path`` and check the file against the model.
+
+    ``input_size`` is the (C, H, W) the model takes (default: ``model.input_size`` where the model
+    records it); the file takes (N, C, H, W) for any N and returns what the model returns,
+    (N, num_classes) for the zoo's classifiers. ``format`` is ``"onnx"`` (dynamo exporter,
+    ``opset`` and the onnxscript ``optimize`` pass as given), ``"torchscript"``
+    (``torch.jit.trace``) or ``"exported-program"`` (``torch.export``, a ``.pt2`` file). The
+    file is checked on batches of 1 and 3 (traced with 2) and kept only when the largest
+    absolute difference is at most ``tolerance``; otherwise, or when the model cannot be
+    exported, ``ExportError`` says why. The model's mode is restored afterwards.
+    """
+    if format not in FORMATS:
+        raise ExportError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    size = _input_size(model, input_size)
+    path = Path(path)
+    if path.is_dir():
+        raise ExportError(f"{path} is a folder; give a file name for the exported model")
+    if not path.parent.is_dir():
+        raise ExportError(f"cannot write {path}: no folder {path.parent}")
+    if format == "exported-program" and path.suffix != ".pt2":
+        raise ExportError(f"an ExportedProgram file must end in .pt2 (torch.export.load refuses "
+                          f"others), not {path.name}")
+    # the same suffix: torch.export.save and load insist on ".pt2"
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+
+    was_training = model.training
+    model.eval()
+    try:
+        parameter = next(model.parameters(), None)
+        device = parameter.device if parameter is not None else torch.device("cpu")
+        dtype = parameter.dtype if parameter is not None else torch.float32
+        generator = torch.Generator().manual_seed(0)
+
+        def batch(n: int) -> torch.Tensor:
+            return torch.randn(n, *size, generator=generator, dtype=dtype).to(device)
+
+        example = batch(TRACE_BATCH)
+        try:
+            with torch.no_grad():
+                model(example)
+        except Exception as error:
+            raise ExportError(f"the model does not run on a {_fmt(size)} input: "
+                              f"{_first_line(error)}") from None
+
+        with _quiet():
+            if format == "onnx":
+                _export_onnx(model, example, tmp, opset, optimize)
+            elif format == "torchscript":
+                _export_torchscript(model, example, tmp)
+            else:
+                torch.export.save(_torch_export(model, example), str(tmp))
+            run = _load_back(format, tmp, device)
+
+            worst = 0.0
+            for n in CHECK_BATCHES:
+                x = batch(n)
+                with torch.no_grad():
+                    expected = model(x)
+                try:
+                    got = run(x)
+                except Exception as error:
+                    raise ExportError(f"the exported {format} file fails on a batch of {n}: "
+                                      f"{_first_line(error)}") from None
+                worst = max(worst, _max_abs_diff(expected, got))
+                output_shape = tuple(_tensors(expected)[0].shape[1:])
+        if not worst <= tolerance:
+            raise ExportError(
+                f"the exported {format} file disagrees with the model: max abs difference "
+                f"{worst:.3g} > {tolerance:g} on random {_fmt(size)} batches")
+        os.replace(tmp, path)
+    finally:
+        model.train(was_training)
+        tmp.unlink(missing_ok=True)
+    return ExportReport(path, format, size, output_shape, CHECK_BATCHES, worst, tolerance)
+
+
+def load_for_export(source, input_size=None, *, num_classes: int | None = None, weights=None,
+                    fully_convolutional: bool = False
+                    ) -> tuple[nn.Module, tuple[int, int, int], Path]:
+    """The model to export, the (C, H, W) it takes and a default output path without suffix.
+
+    ``source`` is a run directory written by ``cnnzoo train`` (its trained model, at the input
+    size it was trained on; default output ``DIR/model``) or a registered model name (built for
+    ``input_size``, default the registry's, with ``num_classes`` and optional ``weights``, a
+    state_dict file; default output ``./NAME``). A model with a fixed-size head cannot take
+    another input size than the one it was built for, unless ``fully_convolutional`` turns the
+    head into convolutions (``to_fully_convolutional``): then any size of at least the original
+    gives a map of class scores (default output ``...-fcn``). Impossible requests raise
+    ``CnnzooError``.
+    """
+    from .models import get_model, model_info
+    from .models.convert import to_fully_convolutional
+
+    folder = Path(source)
+    if folder.is_dir():
+        if num_classes is not None or weights is not None:
+            raise CnnzooError("num_classes and weights apply to a model name, not to a run "
+                              "directory (its config and weights are used)")
+        from .train import load_run
+
+        run = load_run(folder)
+        name, model, stem = run.config["model"], run.model, folder / "model"
+        built = tuple(run.config["input_size"])
+    elif folder.exists():
+        raise CnnzooError(f"{folder} is a file, not a run directory or a model name")
+    elif os.sep in str(source):
+        raise CnnzooError(f"no run directory {folder}")
+    else:
+        info = model_info(str(source))  # an unknown name fails here, with suggestions
+        name, stem = info.name, Path(info.name)
+        # a head to convert is built for the registry's size; the export may take a larger one
+        built = info.input_size if input_size is None else _as_size(input_size)
+        if fully_convolutional:
+            built = (built[0], *info.input_size[1:])
+        kwargs = {} if num_classes is None else {"num_classes": num_classes}
+        if _has_fixed_head(name):
+            kwargs["input_size"] = built
+        elif built[0] != info.input_size[0]:
+            kwargs["in_channels"] = built[0]
+        try:
+            model = get_model(name, weights=weights, **kwargs)
+        except InputTooSmallError as error:
+            from .inspect.shapes import with_minimum
+
+            raise with_minimum(error, name, built[0]) from None
+
+    size = built if input_size is None else _as_size(input_size)
+    if fully_convolutional:
+        return (to_fully_convolutional(model, input_size=built), size,
+                stem.with_name(stem.name + "-fcn"))
+    if size != built and _has_fixed_head(name):
+        where = f" in {folder}" if folder.is_dir() else ""
+        raise CnnzooError(f"{name}{where} was built for {_fmt(built)} inputs and cannot take "
+                          f"{_fmt(size)}; made fully convolutional, it slides over larger inputs")
+    return model, size, stem
+
+
+# --- the three exporters -----------------------------------------------------------------------
+
+def _batch_dims():
+    # min=1: a single image is the commonest call; torch.export would otherwise assume N >= 2
+    return ({0: torch.export.Dim("batch", min=1)},)
+
+
+def _torch_export(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
+    try:
+        return torch.export.export(model, (example,), dynamic_shapes=_batch_dims())
+    except Exception as error:
+        raise ExportError(f"torch.export cannot capture this model: {_first_line(error)}") from None
+
+
+def _export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+    try:
+        traced = torch.jit.trace(model, example, check_trace=False)
+    except Exception as error:
+        raise ExportError(f"torch.jit.trace cannot trace this model: {_first_line(error)}"
+                          ) from None
+    torch.jit.save(traced, str(path))
+
+
+def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int | None,
+                 optimize: bool) -> None:
+    # the dynamo exporter needs onnx and onnxscript; the check, onnxruntime
+    missing = [name for name in ("onnx", "onnxscript", "onnxruntime")
+               if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ExportError(f"ONNX export needs {', '.join(missing)}; install with: "
+                          f"pip install 'cnnzoo[export]'")
+    program = _onnx_ready(_torch_export(model, example))
+    try:
+        onnx_program = torch.onnx.export(
+            program, (example,), dynamo=True, input_names=["images"], output_names=["logits"],
+            opset_version=opset, optimize=optimize, verbose=False)
+        # the zoo's largest model (VGG-19) is under 0.6 GB, far from protobuf's 2 GB limit
+        onnx_program.save(str(path), external_data=False)
+    except Exception as error:
+        raise ExportError(f"the ONNX exporter failed: {_first_line(error)}") from None
+
+
+def _onnx_ready(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """The program with sum pooling rewritten as average pooling times the window area.
+
+    ONNX's AveragePool has no divisor, and the ONNX exporter silently drops PyTorch's
+    ``divisor_override`` (LeNet-5's trainable subsampling sums its 2x2 window this way).
+    """
+    pools = [_pool_options(*node.args, **node.kwargs) for node in program.graph.nodes
+             if node.target is torch.ops.aten.avg_pool2d.default]
+    divided = [ceil_mode for ceil_mode, divisor in pools if divisor is not None]
+    if not divided:
+        return program
+    if any(divided):
+        raise ExportError("average pooling with both ceil_mode and divisor_override has no ONNX "
+                          "equivalent")
+    return program.run_decompositions({torch.ops.aten.avg_pool2d.default: _sum_pool2d})
+
+
+def _pool_options(x, kernel_size, stride=(), padding=0, ceil_mode=False, count_include_pad=True,
+                  divisor_override=None) -> tuple[bool, int | None]:
+    """(ceil_mode, divisor_override) of an aten.avg_pool2d call, from its args and kwargs."""
+    return ceil_mode, divisor_override
+
+
+def _sum_pool2d(x, kernel_size, stride=(), padding=0, ceil_mode=False, count_include_pad=True,
+                divisor_override=None):
+    if divisor_override is None:
+        return NotImplemented  # keep the op as it is
+    kernel = list(kernel_size) * (2 if len(kernel_size) == 1 else 1)
+    # without ceil_mode every window holds kh*kw values (zero padding counted), so the mean
+    # times the area is the window's sum
+    mean = torch.ops.aten.avg_pool2d.default(x, kernel_size, stride, padding, False, True, None)
+    return mean * (kernel[0] * kernel[1] / divisor_override)
+
+
+# --- loading back -------------------------------------------------------------------------------
+
+def _load_back(format: str, path: Path, device: torch.device):
+    """A function running the exported file on a batch: tensor in, output(s) out."""
+    try:
+        if format == "onnx":
+            return _onnx_runner(path)
+        if format == "torchscript":
+            return _torch_runner(torch.jit.load(str(path), map_location=device))
+        return _torch_runner(torch.export.load(str(path)).module())
+    except Exception as error:
+        raise ExportError(f"the exported {format} file cannot be loaded back: "
+                          f"{_first_line(error)}") from None
+
+
+def _onnx_runner(path: Path):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only: its constant-folding notes are not ours
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = onnxruntime.InferenceSession(str(path), options,
+                                           providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+
+    def run(x: torch.Tensor):
+        outputs = session.run(None, {name: x.detach().cpu().numpy()})
+        return [torch.from_numpy(out) for out in outputs]
+
+    return run
+
+
+def _torch_runner(module):
+    def run(x: torch.Tensor):
+        with torch.no_grad():
+            return module(x)
+
+    return run
+
+
+def _max_abs_diff(expected, got) -> float:
+    expected, got = _tensors(expected), _tensors(got)
+    if len(expected) != len(got):
+        raise ExportError(f"the exported file returns {len(got)} outputs, the model "
+                          f"{len(expected)}")
+    worst = 0.0
+    for want, have in zip(expected, got):
+        if tuple(want.shape) != tuple(have.shape):
+            raise ExportError(f"the exported file returns shape {tuple(have.shape)}, the model "
+                              f"{tuple(want.shape)}")
+        worst = max(worst, (want.detach().cpu().double() - have.cpu().double()).abs().max().item())
+    return worst
+
+
+def _tensors(output) -> list[torch.Tensor]:
+    if isinstance(output, torch.Tensor):
+        return [output]
+    return [t for item in output for t in _tensors(item)]
+
+
+# --- small helpers ------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporters' chatter (deprecation notes, skipped torchvision ops)."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _input_size(model: nn.Module, input_size) -> tuple[int, int, int]:
+    if input_size is None:
+        input_size = getattr(model, "input_size", None)
+        if input_size is None:
+            raise ExportError("give the input size (C, H, W): this model does not record one")
+    return _as_size(input_size)
+
+
+def _as_size(input_size) -> tuple[int, int, int]:
+    size = tuple(int(v) for v in input_size)
+    if len(size) != 3 or min(size) < 1:
+        raise CnnzooError(f"input size must be (C, H, W) of positive numbers, not {input_size}")
+    return size
+
+
+def _has_fixed_head(name: str) -> bool:
+    from .models import model_info
+
+    # the registry's convention: builders of models with a fixed-size head take input_size
+    return "input_size" in inspect.signature(model_info(name).builder).parameters
+
+
+def _fmt(size) -> str:
+    return "x".join(str(v) for v in size)
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:300]
