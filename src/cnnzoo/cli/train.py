@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ._args import positive_float, positive_int
+from ._args import positive_float, positive_int, seed
 
 
 def register(subparsers) -> None:
@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=positive_int, help="training batch size")
     p.add_argument("--resize", type=positive_int, help="resize images to SxS before the model")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     p.add_argument("--out", help="run directory (default runs/MODEL-DATE-TIME)")
     p.add_argument("--compile", action="store_true", help="use torch.compile")
     p.add_argument("--amp", action="store_true", help="bf16 autocast (mixed precision)")

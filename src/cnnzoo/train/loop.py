@@ -263,14 +263,13 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
                       world_size=ctx.world_size)
         config.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
-        step_net = net
+        eager_net = net
         if ctx.enabled:
-            step_net = nn.parallel.DistributedDataParallel(
+            eager_net = nn.parallel.DistributedDataParallel(
                 net, device_ids=[dev.index] if dev.type == "cuda" else None)
-        if config["compile"]:
-            step_net = torch.compile(step_net)
-        fit = _Fit(step_net, net, optimizer, scheduler, rec, dev, config, ctx, reporter,
-                   nn.CrossEntropyLoss(label_smoothing=rec.label_smoothing))
+        step_net = torch.compile(eager_net) if config["compile"] else eager_net
+        fit = _Fit(step_net, eager_net, net, optimizer, scheduler, rec, dev, config, ctx,
+                   reporter, nn.CrossEntropyLoss(label_smoothing=rec.label_smoothing))
         if ctx.is_main:
             _make_dir(run_dir)
         lock = RunLock(run_dir) if ctx.is_main else contextlib.nullcontext()
@@ -296,9 +295,13 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
 class _Fit:
     """The epochs of one run: train, check, evaluate, save. Holds the timing totals."""
 
-    def __init__(self, step_net, net, optimizer, scheduler, rec, dev, config, ctx, reporter,
-                 criterion):
-        self.step_net, self.net, self.optimizer, self.scheduler = step_net, net, optimizer, scheduler
+    def __init__(self, step_net, eager_net, net, optimizer, scheduler, rec, dev, config, ctx,
+                 reporter, criterion):
+        # step_net: compiled when asked for, it takes the full-size training batches; eager_net
+        # (the same weights) takes a short last batch and evaluation, which would otherwise
+        # cost a compilation each for their shapes; net: the bare model, for saving.
+        self.step_net, self.eager_net, self.net = step_net, eager_net, net
+        self.optimizer, self.scheduler = optimizer, scheduler
         self.rec, self.dev, self.config, self.ctx, self.reporter = rec, dev, config, ctx, reporter
         self.criterion = criterion
         self.amp = config["amp"]
@@ -328,7 +331,7 @@ class _Fit:
                 raise TrainingDiverged(
                     f"loss became {row['train_loss']:.3g} in epoch {epoch} (lr {rec.lr:g}); "
                     f"{kept}; try a lower learning rate, e.g. --lr {rec.lr / 10:g}")
-            confusion = evaluate_batches(self.step_net, _shard(self.ctx, test_batches),
+            confusion = evaluate_batches(self.eager_net, _shard(self.ctx, test_batches),
                                          num_classes, self.amp)
             correct_test = distributed.all_reduce_sum(self.ctx, confusion.diagonal().sum())
             row.update(test_acc=correct_test.item() / test_count,
@@ -346,8 +349,9 @@ class _Fit:
     def _train_epoch(self, batches, warmup_steps: int):
         """One epoch of steps; returns (loss sum, correct, examples) as one device tensor
         (summed on the device, read once per epoch) and the timing."""
-        net, dev, optimizer = self.step_net, self.dev, self.optimizer
-        net.train()
+        dev, optimizer = self.dev, self.optimizer
+        full = self.rec.batch_size // self.ctx.world_size
+        self.eager_net.train()
         sums = torch.zeros(3, device=dev, dtype=torch.float64)  # loss sum, correct, examples
         seen = timed = 0
         warmup_seconds = 0.0
@@ -358,6 +362,7 @@ class _Fit:
                 _sync(dev)
                 warmup_seconds = time.perf_counter() - start
                 start, timed = time.perf_counter(), 0
+            net = self.step_net if len(y) == full else self.eager_net
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.amp):
                 out = net(x)
                 logits = out[0] if isinstance(out, tuple) else out
@@ -365,7 +370,7 @@ class _Fit:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.rec.grad_clip:
-                nn.utils.clip_grad_norm_(net.parameters(), self.rec.grad_clip)
+                nn.utils.clip_grad_norm_(self.net.parameters(), self.rec.grad_clip)
             optimizer.step()
             self.scheduler.step()
             sums[0] += loss.detach() * y.numel()
