@@ -118,3 +118,12 @@ def test_fixed_head_takes_input_size_at_construction():
     assert model(torch.rand(1, 1, 96, 96)).shape == (1, 10)
     with pytest.raises(CnnzooError, match="too small"):
         cnnzoo.get_model("alexnet", input_size=32)
+
+
+def test_googlenet_transform_input_maps_imagenet_normalised_inputs_to_minus_one_one():
+    model = cnnzoo.get_model("googlenet", transform_input=True)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    pixels = torch.rand(1, 3, 8, 8)
+    mapped = model._transform_input((pixels - mean) / std)
+    torch.testing.assert_close(mapped, pixels * 2 - 1)

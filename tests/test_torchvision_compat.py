@@ -162,3 +162,15 @@ def test_weights_that_do_not_fit_give_one_line_errors(tmp_path):
                           (tmp_path / "absent.pth", "does not exist")]:
         with pytest.raises(CnnzooError, match=message):
             cnnzoo.get_model("lenet5_d2l", weights=path)
+
+
+def test_googlenet_transform_input_matches_torchvision():
+    builders = torchvision_models()
+    torch.manual_seed(0)
+    reference = builders["googlenet"](weights=None, aux_logits=False, init_weights=True,
+                                      transform_input=True).eval()
+    ours = cnnzoo.get_model("googlenet", transform_input=True).eval()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(*SMALL)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x), rtol=1e-5, atol=1e-5)

@@ -15,11 +15,13 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from ..errors import CnnzooError
 from ..geometry import sequential_output_shape
 from ._common import resolve_input_size
 from .registry import register_model
 
 PAPER = "Szegedy et al., Going Deeper with Convolutions"
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 INCEPTION = {  # in, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj (the paper's Table 1)
     "3a": (192, 64, 96, 128, 16, 32, 32),
@@ -109,9 +111,12 @@ class GoogLeNet(nn.Module):
     """
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, aux_logits: bool = False,
-                 dropout: float = 0.2, dropout_aux: float = 0.7):
+                 dropout: float = 0.2, dropout_aux: float = 0.7, transform_input: bool = False):
         super().__init__()
         self.aux_logits = aux_logits
+        if transform_input and in_channels != 3:
+            raise CnnzooError("transform_input needs 3 input channels")
+        self.transform_input = transform_input
         # ceil_mode pools without padding: the paper's "same"-padded pools, sizes equal at 224
         self.conv1 = BasicConv2d(in_channels, 64, kernel_size=7, stride=2, padding=3)
         self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
@@ -153,9 +158,18 @@ class GoogLeNet(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
+    def _transform_input(self, x: torch.Tensor) -> torch.Tensor:
+        # torchvision's ImageNet weights for GoogLeNet came from a model fed inputs scaled to
+        # [-1, 1]; this maps ImageNet-normalised inputs to that scale, channel by channel
+        mean = x.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = x.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        return (x * std + mean - 0.5) / 0.5
+
     def _trunk(self, x: torch.Tensor):
         """The feature map and, in training mode with aux heads, the two auxiliary logits."""
         aux1 = aux2 = None
+        if self.transform_input:
+            x = self._transform_input(x)
         x = self.maxpool1(self.conv1(x))
         x = self.maxpool2(self.conv3(self.conv2(x)))
         x = self.maxpool3(self.inception3b(self.inception3a(x)))
@@ -188,7 +202,7 @@ class GoogLeNet(nn.Module):
 @register_model(family="googlenet", paper=PAPER, year=2014, input_size=(3, 224, 224),
                 num_classes=1000, source="torchvision")
 def googlenet(num_classes: int = 1000, in_channels: int = 3, aux_logits: bool = False,
-              dropout: float = 0.2) -> GoogLeNet:
+              dropout: float = 0.2, transform_input: bool = False) -> GoogLeNet:
     """GoogLeNet (Inception v1), torchvision-compatible; ``aux_logits=True`` adds aux1/aux2.
 
     Szegedy et al. 2014, Table 1. Departures (all torchvision's, kept so its weights load): every
@@ -196,10 +210,11 @@ def googlenet(num_classes: int = 1000, in_channels: int = 3, aux_logits: bool = 
     normalisation (BatchNorm came after the paper); the "5x5" branch uses a 3x3 conv; pools are
     unpadded with ceil_mode and maxpool4 is 2x2 (same sizes as the paper's at 224); dropout 0.2
     before the fc instead of 0.4; the aux heads pool adaptively to 4x4 (the paper's 5x5/3 pool
-    at 224). torchvision's init: N(0, 0.01) conv and linear weights.
+    at 224). torchvision's init: N(0, 0.01) conv and linear weights. ``transform_input=True``
+    rescales ImageNet-normalised inputs as torchvision does for its pretrained GoogLeNet weights.
     """
     return GoogLeNet(num_classes=num_classes, in_channels=in_channels, aux_logits=aux_logits,
-                     dropout=dropout)
+                     dropout=dropout, transform_input=transform_input)
 
 
 # --- d2l's GoogLeNet -------------------------------------------------------------------------
