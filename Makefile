@@ -27,7 +27,7 @@ data:
 demo: install data
 	$(VENV)/bin/cnnzoo train lenet5_d2l
 
-test: install
+test: install data
 	$(PY) -m pytest -q
 
 clean:

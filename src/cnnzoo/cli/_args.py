@@ -2,7 +2,7 @@
 
 ``--input-size`` is parsed in the command's ``run`` rather than by an argparse ``type=``, so a
 bad value gives the one-line ``cnnzoo: error: ...`` of a ``CnnzooError`` instead of argparse's
-usage text; ``positive_int`` and ``positive_float`` are plain argparse types.
+usage text; ``positive_int``, ``positive_float`` and ``seed`` are plain argparse types.
 """
 
 from __future__ import annotations
@@ -35,12 +35,14 @@ def parse_input_size(text: str | None, *, batch: bool = False,
     if len(parts) not in counts:
         raise CnnzooError(f"{option} {text!r}: give {' or '.join(map(str, counts))} numbers "
                           f"({form}), e.g. {example}")
-    try:
-        values = tuple(int(part) for part in parts)
-    except ValueError:
-        bad = next(part for part in parts if not part.lstrip("+").isdigit())
-        raise CnnzooError(f"{option} {text!r}: {bad!r} is not a whole number; give {form}, "
-                          f"e.g. {example}") from None
+    values = []
+    for part in parts:
+        try:
+            values.append(int(part))
+        except ValueError:  # "²" passes str.isdigit but not int(), so ask int() itself
+            raise CnnzooError(f"{option} {text!r}: {part!r} is not a whole number; give {form}, "
+                              f"e.g. {example}") from None
+    values = tuple(values)
     if min(values) < 1:
         raise CnnzooError(f"{option} {text!r}: every size must be 1 or more; give {form}, "
                           f"e.g. {example}")
@@ -55,6 +57,20 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+SEED_LIMIT = 2 ** 64  # torch.manual_seed takes 0 .. 2**64 - 1
+
+
+def seed(text: str) -> int:
+    """argparse ``type=`` for a random seed: a whole number in 0 .. 2**64 - 1."""
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be 0 .. 2**64 - 1, not {text}")
     return value
 
 

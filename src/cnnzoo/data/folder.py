@@ -42,8 +42,8 @@ def load_folder(root: str | Path, split: str, *, holdout: float = 0.2, seed: int
                                    f"{root}/<class>/<image>.png, one subfolder per class)")
     if not (isinstance(holdout, (int, float)) and 0.0 < holdout < 1.0):
         raise CnnzooError(f"folder: holdout must be a fraction between 0 and 1, not {holdout!r}")
-    if not (isinstance(seed, int) and seed >= 0):
-        raise CnnzooError(f"folder: seed must be a non-negative int, not {seed!r}")
+    if not (isinstance(seed, int) and 0 <= seed < 2 ** 64):
+        raise CnnzooError(f"folder: seed must be an int in 0 .. 2**64 - 1, not {seed!r}")
     if image_size is not None and not (isinstance(image_size, (tuple, list))
                                        and len(image_size) == 2
                                        and all(isinstance(n, int) and n > 0 for n in image_size)):

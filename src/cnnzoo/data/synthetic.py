@@ -35,8 +35,8 @@ def make_synthetic(split: str, *, num_samples: int | None = None,
     count = DEFAULT_NUM_SAMPLES[split] if num_samples is None else num_samples
     if not (isinstance(count, int) and count >= 1):
         raise CnnzooError(f"synthetic: num_samples must be a positive int, not {count!r}")
-    if not (isinstance(seed, int) and seed >= 0):
-        raise CnnzooError(f"synthetic: seed must be a non-negative int, not {seed!r}")
+    if not (isinstance(seed, int) and 0 <= seed < 2 ** 64):
+        raise CnnzooError(f"synthetic: seed must be an int in 0 .. 2**64 - 1, not {seed!r}")
 
     template_rng = torch.Generator().manual_seed(seed)
     sample_rng = torch.Generator().manual_seed(_mix(seed, split))

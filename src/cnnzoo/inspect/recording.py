@@ -397,8 +397,12 @@ def record_forward(model: nn.Module, inputs: tuple, *, mode: str = "eval", grad:
         where = (f"layer {call.name} ({call.class_name})" if call.name
                  else f"{call.class_name}'s own forward")
         given = ", ".join(str(list(shape)) for shape in call.input_shapes) or "no tensors"
+        hint = ""
+        if mode == "train" and "more than 1 value per channel" in str(error):
+            hint = ("; batch normalisation in training mode needs a batch of 2 or more (or use "
+                    "eval mode)")
         raise CnnzooError(f"forward pass failed in {where}, given input {given}: "
-                          f"{_first_line(error)}") from error
+                          f"{_first_line(error)}{hint}") from error
     finally:
         for handle in handles:
             handle.remove()

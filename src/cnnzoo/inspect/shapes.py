@@ -52,12 +52,17 @@ class ShapeRow:
 
 def batched_size(input_size, batch: int = 1) -> tuple[int, int, int, int]:
     """(N, C, H, W) from (C, H, W) and ``batch``, or from (N, C, H, W) as given."""
-    size = tuple(int(s) for s in input_size)
-    if len(size) == 3:
-        size = (int(batch),) + size
+    batch_note = ""
+    try:
+        size = tuple(int(s) for s in input_size)
+        if len(size) == 3:
+            batch_note = f" with batch {batch!r}"
+            size = (int(batch),) + size
+    except (TypeError, ValueError, OverflowError):  # not numbers at all: the same answer
+        size = ()
     if len(size) != 4 or min(size) < 1:
         raise CnnzooError(f"input size must be (C, H, W) or (N, C, H, W) of positive numbers, "
-                          f"not {tuple(input_size)}")
+                          f"not {input_size!r}{batch_note}")
     return size
 
 
@@ -79,7 +84,12 @@ def trace_shapes(model: nn.Module, input_size, batch: int = 1) -> list[ShapeRow]
     size = batched_size(input_size, batch)
     dtype, device = _model_dtype_device(model)
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-        x = torch.rand(size, dtype=dtype, device=device)
+        try:
+            x = torch.rand(size, dtype=dtype, device=device)
+        except (RuntimeError, MemoryError) as error:  # the allocator refuses the input
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise CnnzooError(f"cannot make an input of {'x'.join(map(str, size))} on {device}: "
+                              f"{first[:200]}") from None
     try:
         recording = record_forward(model, (x,))
     except InputTooSmallError as error:

@@ -286,10 +286,19 @@ def summary(model: nn.Module, input_size=None, input_data=None, depth: int = 3,
     columns = _check_columns(columns)
     if optimizer not in OPTIMIZERS:
         raise CnnzooError(f"unknown optimizer {optimizer!r}; use {', '.join(OPTIMIZERS)}")
-    if depth < 0:
-        raise CnnzooError(f"depth must be 0 or more, not {depth}")
+    if not isinstance(depth, int) or depth < 0:
+        raise CnnzooError(f"depth must be a whole number, 0 or more, not {depth!r}")
     if (input_size is None) == (input_data is None):
         raise CnnzooError("give exactly one of input_size and input_data")
+    if input_data is not None:
+        given = (input_data,) if isinstance(input_data, torch.Tensor) else input_data
+        if not (isinstance(given, (tuple, list)) and given and isinstance(given[0], torch.Tensor)):
+            raise CnnzooError("input_data must be a tensor or a tuple of tensors, the first a "
+                              "tensor")
+        empty = [tuple(t.shape) for t in given if isinstance(t, torch.Tensor) and not t.numel()]
+        if empty:
+            raise CnnzooError(f"input_data of shape {empty[0]} holds no values; every axis "
+                              f"needs a size of 1 or more")
 
     reference = _floating(model)
     model_dtype = reference.dtype if reference is not None else torch.get_default_dtype()
@@ -321,7 +330,12 @@ def summary(model: nn.Module, input_size=None, input_data=None, depth: int = 3,
         size = _full_size(input_size)
         devices = [target_device.index or 0] if target_device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            inputs = (torch.rand(size, device=target_device, dtype=target_dtype),)
+            try:
+                inputs = (torch.rand(size, device=target_device, dtype=target_dtype),)
+            except (RuntimeError, MemoryError) as error:  # the allocator refuses the input
+                first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                raise CnnzooError(f"cannot make an input of {'x'.join(map(str, size))} on "
+                                  f"{target_device}: {first[:200]}") from None
 
     try:
         recording = record_forward(work, inputs, mode=mode)

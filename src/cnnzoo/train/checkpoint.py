@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -20,23 +21,44 @@ from safetensors.torch import load_file, save
 from ..errors import CnnzooError
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes files only their owner may read; a written file gets what open() would give it
+NEW_FILE_MODE = 0o666 & ~_umask()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix."""
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix.
+
+    A new file gets the usual permissions (0666 less the umask); a replaced one keeps its own.
+    """
     path = Path(path)
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        mode = NEW_FILE_MODE
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as error:
         raise CnnzooError(f"cannot write in {path.parent}: {error.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
+            if hasattr(os, "fchmod"):
+                os.fchmod(handle.fileno(), mode)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except OSError as error:
+    except BaseException as error:  # Ctrl-C too: never leave the temporary file behind
         Path(tmp).unlink(missing_ok=True)
-        raise CnnzooError(f"cannot write {path}: {error.strerror}; the previous file is kept"
-                          ) from None
+        if not isinstance(error, OSError):
+            raise
+        raise CnnzooError(f"cannot write {path}: {error.strerror or error}; the previous file "
+                          f"is kept") from None
     _fsync_dir(path.parent)
 
 
@@ -88,15 +110,17 @@ def load_weights(path: Path, model: torch.nn.Module) -> None:
         raise CnnzooError(f"{path} is missing") from None
     except Exception as error:  # safetensors raises its own error types for corrupt headers
         raise CnnzooError(f"{path} is not a valid safetensors file ({error})") from None
-    _load_state(model, state, path)
+    load_state(model, state, path)
 
 
-def _load_state(model, state, path) -> None:
+def load_state(model: torch.nn.Module, state: dict, path) -> None:
+    """``model.load_state_dict(state, strict=True)``, a mismatch as one line naming ``path``."""
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        first = str(error).splitlines()[0]
-        raise CnnzooError(f"{path} does not fit this model: {first}") from None
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else (lines or ["keys or shapes differ"])[0]
+        raise CnnzooError(f"{path} does not fit this model: {detail[:200]}") from None
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -106,12 +130,51 @@ def save_checkpoint(path: Path, state: dict) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+# what a checkpoint written by the training loop holds, and the type of each entry
+CHECKPOINT_ENTRIES = {"model": dict, "optimizer": dict, "scheduler": dict, "epoch": int,
+                      "rng_cpu": torch.Tensor}
+
+
 def load_checkpoint(path: Path) -> dict:
-    """Read a checkpoint with ``weights_only=True``: a file that would run code is refused."""
+    """Read a checkpoint with ``weights_only=True``: a file that would run code is refused.
+
+    Returns the dict ``save_checkpoint`` wrote (``CHECKPOINT_ENTRIES``: model and optimizer
+    state, scheduler state, epoch, CPU random state). Anything else (a damaged file, a pickle
+    with code in it, a dict of other things) raises a one-line ``CnnzooError``.
+    """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CnnzooError(f"{path} is missing") from None
     except Exception as error:  # UnpicklingError for unsafe content, others for corrupt files
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CnnzooError(f"refusing to load {path}: {reason[:200]}") from None
+        raise CnnzooError(_load_failure(path, error)) from None
+    if not isinstance(state, dict):
+        raise CnnzooError(f"{path} is not a cnnzoo checkpoint (it holds a "
+                          f"{type(state).__name__}, not a dict)")
+    wrong = [key for key, kind in CHECKPOINT_ENTRIES.items()
+             if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool)]
+    if wrong or not all(isinstance(v, torch.Tensor) for v in state["model"].values()):
+        what = (f"entries missing or of the wrong type: {', '.join(wrong)}" if wrong
+                else "its model entry is not a dict of tensors")
+        raise CnnzooError(f"{path} is not a cnnzoo checkpoint: {what}")
+    return state
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _load_failure(path: Path, error: Exception) -> str:
+    """One line for a file ``torch.load(weights_only=True)`` could not read. Its own message is a
+    paragraph of advice on how to load the file anyway, which is the one thing not to do here."""
+    text = _ANSI.sub("", str(error))
+    if type(error).__name__ == "UnpicklingError":
+        found = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+        detail = found.group(1).split(" was not an allowed")[0].strip() if found else "unknown"
+        return (f"refusing to load {path}: the weights-only loader rejects it ({detail[:120]}); "
+                f"it is damaged, or holds objects that could run code when loaded (cnnzoo never "
+                f"writes such a file)")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    first = first.split(". ")[0].rstrip(".")  # torch's own advice follows the first sentence
+    if len(first) < 12:  # a bare key or number says nothing without its exception's name
+        first = f"{type(error).__name__} {first}".strip()
+    return f"cannot load {path}: {first[:160]}; the file is damaged or not a checkpoint"

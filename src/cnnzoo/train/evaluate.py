@@ -87,7 +87,7 @@ DARK_BACKGROUND = ("fashion-mnist", "mnist")
 
 
 def load_image(path, channels: int, size: tuple[int, int], dark_background: bool) -> torch.Tensor:
-    """An image file as a uint8 tensor (C, H, W) at the data set's own size and polarity.
+    """A PNG or JPEG file as a uint8 tensor (C, H, W) at the data set's own size and polarity.
 
     Grayscale or RGB as the data set is; resized with bilinear filtering; for data sets with a
     dark background (Fashion-MNIST, MNIST) an image whose border is mostly light is inverted,
@@ -95,13 +95,23 @@ def load_image(path, channels: int, size: tuple[int, int], dark_background: bool
     """
     from PIL import Image, UnidentifiedImageError
 
+    from ..data.folder import FORMATS
+
     try:
-        with Image.open(path) as image:
+        # Only the PNG and JPEG readers may look at the file: others are needless attack
+        # surface, and Pillow's EPS reader runs Ghostscript on what it is given.
+        with Image.open(path, formats=FORMATS) as image:
             image = image.convert("L" if channels == 1 else "RGB")
             image = image.resize((size[1], size[0]), Image.BILINEAR)
     except FileNotFoundError:
         raise CnnzooError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
+    except UnidentifiedImageError:
+        raise CnnzooError(f"{path}: not a readable image (cnnzoo reads PNG and JPEG files)"
+                          ) from None
+    except Image.DecompressionBombError:
+        raise CnnzooError(f"{path}: larger than Pillow's decompression-bomb limit "
+                          f"({Image.MAX_IMAGE_PIXELS:,} pixels)") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
         raise CnnzooError(f"{path}: not a readable image ({error})") from None
     array = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
     tensor = array.view(size[0], size[1], channels).permute(2, 0, 1).contiguous()
@@ -119,6 +129,8 @@ def predict(run_dir, images: list, *, topk: int = 3, device: str = "auto") -> li
 
     if topk < 1:
         raise CnnzooError(f"top-k must be at least 1, not {topk}")
+    if not images:
+        raise CnnzooError("no images given to predict")
     run = load_run(run_dir)
     channels, height, width = run.config["image_size"]
     dark = run.config["data"] in DARK_BACKGROUND

@@ -11,13 +11,21 @@ A lock file keeps two processes from writing one directory at once.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+    import msvcrt
 
 from ..errors import CnnzooError
 from .checkpoint import atomic_write_text, load_weights, read_json
@@ -28,32 +36,48 @@ METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "test_acc", "seconds", "exa
 
 
 class RunLock:
-    """An exclusive lock on a run directory (a file holding the owner's pid).
+    """An exclusive lock on a run directory: the file ``.lock``, held with the operating system's
+    file lock (``flock``; ``msvcrt.locking`` on Windows) and holding the owner's pid for messages.
 
-    A lock left by a process that no longer runs is taken over; one held by a live process makes
-    the second run refuse instead of mixing its files with the first's.
+    The operating system drops the lock when its process ends, even by SIGKILL, so a killed run
+    can be resumed at once and a reused pid never looks like a live owner; a lock held by a live
+    process makes a second run refuse instead of mixing its files with the first's. On taking
+    the lock, temporary files that a killed writer left behind are removed.
     """
 
     def __init__(self, folder: Path):
         self.path = Path(folder) / LOCK
+        self._fd: int | None = None
 
     def __enter__(self):
-        for _ in range(2):
+        for _ in range(10):  # a holder that is just leaving may unlink the file we opened
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if _pid_alive(self._owner()):
-                    raise CnnzooError(
-                        f"{self.path.parent} is in use by another cnnzoo process (pid "
-                        f"{self._owner()}); choose another --out") from None
-                self.path.unlink(missing_ok=True)  # stale lock of a killed run
-                continue
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as error:
-                raise CnnzooError(f"cannot write in {self.path.parent}: {error.strerror}") from None
-            with os.fdopen(fd, "w") as handle:
-                handle.write(str(os.getpid()))
-            return self
-        raise CnnzooError(f"cannot lock {self.path.parent}")
+                raise CnnzooError(f"cannot write in {self.path.parent}: {error.strerror}"
+                                  ) from None
+            try:
+                held = not _try_lock(fd)
+            except OSError as error:
+                os.close(fd)
+                raise CnnzooError(f"cannot lock {self.path}: {error.strerror or error}"
+                                  ) from None
+            if held:
+                os.close(fd)
+                owner = self._owner()
+                who = f"pid {owner}" if owner else "pid unknown"
+                raise CnnzooError(f"{self.path.parent} is in use by another cnnzoo process "
+                                  f"({who}); wait for it to finish or choose another --out")
+            if _same_file(fd, self.path):
+                break
+            os.close(fd)
+        else:
+            raise CnnzooError(f"cannot lock {self.path.parent}: its lock file keeps changing")
+        self._fd = fd
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        remove_stale_temporaries(self.path.parent)
+        return self
 
     def _owner(self) -> int | None:
         try:
@@ -62,20 +86,58 @@ class RunLock:
             return None
 
     def __exit__(self, *exc):
-        if self._owner() == os.getpid():
-            self.path.unlink(missing_ok=True)
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        if fcntl is not None:  # unlink while still holding it, so no one locks a dying file
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            os.close(fd)
+        else:  # Windows cannot remove a file that is open
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                self.path.unlink()
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid or pid == os.getpid():
-        return False
+def _try_lock(fd: int) -> bool:
+    """Take the exclusive lock on ``fd`` without waiting: False when another process holds it."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        else:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    except OSError as error:
+        if isinstance(error, BlockingIOError) or error.errno in (errno.EACCES, errno.EAGAIN,
+                                                                 errno.EDEADLK):
+            return False
+        raise
     return True
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except OSError:
+        return False
+
+
+# Files the training loop writes, whose temporaries (".NAME.XXXX.tmp") only a lock holder makes.
+RUN_FILES = (CONFIG, METRICS, CURVES, CHECKPOINT, WEIGHTS)
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files of ``RUN_FILES`` that a killed run left in ``folder``.
+
+    Only the holder of the folder's lock writes those files, so while it is held no temporary of
+    theirs can belong to a live writer. Returns what was removed.
+    """
+    removed = []
+    for name in RUN_FILES:
+        for path in Path(folder).glob(f".{name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def write_metrics(folder: Path, history: list[dict]) -> None:
@@ -88,12 +150,51 @@ def write_metrics(folder: Path, history: list[dict]) -> None:
 
 
 def read_metrics(folder: Path) -> list[dict]:
+    """The rows of ``metrics.csv`` (one per finished epoch), [] when there is none yet."""
     path = Path(folder) / METRICS
     if not path.exists():
         return []
-    with open(path, newline="") as handle:
-        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
-                for row in csv.DictReader(handle)]
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
+                    for row in csv.DictReader(handle)]
+    except (OSError, ValueError, TypeError, csv.Error) as error:  # edited or damaged by hand
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+        raise CnnzooError(f"{path} is damaged ({first}); repair it, or remove it to go on "
+                          f"without the earlier epochs' rows") from None
+
+
+def _is_size(value) -> bool:
+    return (isinstance(value, list) and len(value) == 3
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in value))
+
+
+# what reading a run back needs from its config.json: key, what it is, the check
+CONFIG_FIELDS = (
+    ("model", "a model name", lambda v: isinstance(v, str)),
+    ("data", "a data set name", lambda v: isinstance(v, str)),
+    ("classes", "a list of class names",
+     lambda v: isinstance(v, list) and bool(v) and all(isinstance(c, str) for c in v)),
+    ("recipe", "a recipe object", lambda v: isinstance(v, dict)),
+    ("image_size", "an image_size [C, H, W]", _is_size),
+    ("input_size", "an input_size [C, H, W]", _is_size),
+)
+
+
+def read_config(folder: Path) -> dict:
+    """A run's ``config.json``, checked against ``CONFIG_FIELDS`` (model and data set names,
+    class names, recipe, image and input sizes); a damaged or foreign file raises one
+    ``CnnzooError`` line instead of a KeyError later."""
+    path = Path(folder) / CONFIG
+    config = read_json(path)
+    if not isinstance(config, dict):
+        raise CnnzooError(f"{path} is not a cnnzoo run configuration: it holds a JSON "
+                          f"{type(config).__name__}, not an object")
+    for key, what, ok in CONFIG_FIELDS:
+        if not ok(config.get(key)):
+            raise CnnzooError(f"{path} is not a cnnzoo run configuration: it lacks {what} "
+                              f"({key!r})")
+    return config
 
 
 @dataclass
@@ -127,20 +228,20 @@ def load_run(folder) -> Run:
 
     The final ``model.safetensors`` is used when present, else the last checkpoint's weights.
     """
-    from .checkpoint import load_checkpoint
+    from .checkpoint import load_checkpoint, load_state
 
     folder = Path(folder)
     if not folder.is_dir():
         raise CnnzooError(f"{folder} is not a run directory (no such folder)")
     if not (folder / CONFIG).exists():
         raise CnnzooError(f"{folder} is not a run directory (no {CONFIG})")
-    config = read_json(folder / CONFIG)
+    config = read_config(folder)
     model = build_model(config)
     if (folder / WEIGHTS).exists():
         load_weights(folder / WEIGHTS, model)
     elif (folder / CHECKPOINT).exists():
         state = load_checkpoint(folder / CHECKPOINT)
-        model.load_state_dict(state["model"])
+        load_state(model, state["model"], folder / CHECKPOINT)
     else:
         raise CnnzooError(f"{folder} holds no weights yet (no {WEIGHTS} or {CHECKPOINT})")
     return Run(folder, config, model.eval(), read_metrics(folder))
