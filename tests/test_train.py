@@ -165,3 +165,8 @@ def test_fashion_mnist_subset_learns(tmp_path):
     result = train("lenet5_bn_d2l", epochs=2, lr=1.0, out=tmp_path / "run", device="cpu",
                    train_subset=6000, test_subset=1000)
     assert result.final["test_acc"] > 0.6
+
+
+def test_seed_out_of_range_is_a_one_line_error(tmp_path):
+    with pytest.raises(CnnzooError, match="seed must be"):
+        train("lenet5_d2l", seed=-1, out=tmp_path / "r", **QUICK)

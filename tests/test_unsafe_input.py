@@ -168,8 +168,6 @@ def test_get_model_refuses_malicious_weights(tmp_path, form):
 
 
 @weights_keyword
-@pytest.mark.xfail(strict=True, reason="get_model's refusal repeats torch's advice on loading the "
-                                       "file with weights_only=False, with terminal escapes")
 def test_get_model_refusal_does_not_advise_loading_it_anyway(tmp_path):
     path = malicious_checkpoint(tmp_path / "lenet.pth", tmp_path / "ran", "zip")
     with pytest.raises(CnnzooError) as error:

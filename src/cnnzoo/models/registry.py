@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import CnnzooError, UnknownModelError
+from ..safeload import load_safetensors, load_torch_file
 
 SOURCES = ("paper", "d2l", "seed", "torchvision")
 
@@ -112,16 +113,7 @@ def _load_state_file(model: nn.Module, path, name: str = "the model") -> None:
     path = Path(path)
     if not path.is_file():
         raise CnnzooError(f"weights file {path} does not exist")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # UnpicklingError for unsafe content, others for corrupt files
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        raise CnnzooError(f"refusing to load weights from {path}: {reason}") from None
+    state = load_safetensors(path) if path.suffix == ".safetensors" else load_torch_file(path)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CnnzooError(f"{path} holds no state_dict (a dict of name -> tensor); save one with "
                           f"torch.save(model.state_dict(), path)")

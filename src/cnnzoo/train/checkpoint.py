@@ -11,14 +11,14 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 
 from ..errors import CnnzooError
+from ..safeload import load_safetensors, load_torch_file
 
 
 def _umask() -> int:
@@ -104,13 +104,7 @@ def save_weights(path: Path, model: torch.nn.Module) -> None:
 
 def load_weights(path: Path, model: torch.nn.Module) -> None:
     """Load a safetensors file written by ``save_weights`` into ``model`` (strict keys)."""
-    try:
-        state = load_file(str(path))
-    except FileNotFoundError:
-        raise CnnzooError(f"{path} is missing") from None
-    except Exception as error:  # safetensors raises its own error types for corrupt headers
-        raise CnnzooError(f"{path} is not a valid safetensors file ({error})") from None
-    load_state(model, state, path)
+    load_state(model, load_safetensors(path), path)
 
 
 def load_state(model: torch.nn.Module, state: dict, path) -> None:
@@ -142,12 +136,7 @@ def load_checkpoint(path: Path) -> dict:
     state, scheduler state, epoch, CPU random state). Anything else (a damaged file, a pickle
     with code in it, a dict of other things) raises a one-line ``CnnzooError``.
     """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CnnzooError(f"{path} is missing") from None
-    except Exception as error:  # UnpicklingError for unsafe content, others for corrupt files
-        raise CnnzooError(_load_failure(path, error)) from None
+    state = load_torch_file(path)
     if not isinstance(state, dict):
         raise CnnzooError(f"{path} is not a cnnzoo checkpoint (it holds a "
                           f"{type(state).__name__}, not a dict)")
@@ -158,23 +147,3 @@ def load_checkpoint(path: Path) -> dict:
                 else "its model entry is not a dict of tensors")
         raise CnnzooError(f"{path} is not a cnnzoo checkpoint: {what}")
     return state
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _load_failure(path: Path, error: Exception) -> str:
-    """One line for a file ``torch.load(weights_only=True)`` could not read. Its own message is a
-    paragraph of advice on how to load the file anyway, which is the one thing not to do here."""
-    text = _ANSI.sub("", str(error))
-    if type(error).__name__ == "UnpicklingError":
-        found = re.search(r"WeightsUnpickler error:\s*(.+)", text)
-        detail = found.group(1).split(" was not an allowed")[0].strip() if found else "unknown"
-        return (f"refusing to load {path}: the weights-only loader rejects it ({detail[:120]}); "
-                f"it is damaged, or holds objects that could run code when loaded (cnnzoo never "
-                f"writes such a file)")
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    first = first.split(". ")[0].rstrip(".")  # torch's own advice follows the first sentence
-    if len(first) < 12:  # a bare key or number says nothing without its exception's name
-        first = f"{type(error).__name__} {first}".strip()
-    return f"cannot load {path}: {first[:160]}; the file is damaged or not a checkpoint"

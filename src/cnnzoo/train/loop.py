@@ -24,8 +24,8 @@ from ..models import model_info
 from . import distributed
 from .checkpoint import (load_checkpoint, save_checkpoint, save_weights, write_json)
 from .recipes import Recipe, recipe_for
-from .rundir import (CHECKPOINT, CONFIG, CURVES, WEIGHTS, RunLock, build_model, read_metrics,
-                     write_metrics)
+from .rundir import (CHECKPOINT, CONFIG, CURVES, WEIGHTS, RunLock, build_model, read_config,
+                     read_metrics, write_metrics)
 
 
 class TrainingDiverged(CnnzooError):
@@ -196,6 +196,8 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
     process trains its share of each batch with DistributedDataParallel and rank 0 writes.
     """
     wall_start = time.perf_counter()
+    if not (isinstance(seed, int) and 0 <= seed < 2 ** 64):
+        raise CnnzooError(f"seed must be a whole number from 0 to 2**64 - 1, not {seed!r}")
     ctx = distributed.from_environment()
     reporter = (reporter or Reporter()) if ctx.is_main else Reporter()
     if resume is not None:
@@ -432,11 +434,9 @@ def _make_dir(folder: Path) -> None:
 
 
 def _load_for_resume(run_dir: Path, epochs: int | None):
-    from .checkpoint import read_json
-
     if not (run_dir / CONFIG).exists():
         raise CnnzooError(f"cannot resume {run_dir}: no {CONFIG} there")
-    config = read_json(run_dir / CONFIG)
+    config = read_config(run_dir)
     if epochs is not None:
         if epochs < 1:
             raise CnnzooError(f"epochs must be at least 1, not {epochs}")
@@ -445,7 +445,7 @@ def _load_for_resume(run_dir: Path, epochs: int | None):
         # killed before the first epoch ended: start again from scratch in the same directory
         return config, None
     state = load_checkpoint(run_dir / CHECKPOINT)
-    if state["epoch"] >= config["recipe"]["epochs"]:
+    if state["epoch"] >= config["recipe"]["epochs"] and (run_dir / WEIGHTS).exists():
         raise CnnzooError(f"{run_dir} already finished {state['epoch']} epochs; pass --epochs "
                           f"N with N > {state['epoch']} to train further")
     return config, state

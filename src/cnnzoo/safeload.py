@@ -1,0 +1,57 @@
+"""Reading tensors from files without running code from them.
+
+``load_torch_file`` is ``torch.load(weights_only=True)``: a pickle that would build arbitrary
+objects (and so could run code) is refused. ``load_safetensors`` reads the safetensors format,
+which holds tensors and nothing else. Every failure is a one-line ``CnnzooError``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from .errors import CnnzooError
+
+
+def load_torch_file(path) -> object:
+    """What ``torch.save`` wrote to ``path``, read with ``weights_only=True``."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CnnzooError(f"{path} is missing") from None
+    except Exception as error:  # UnpicklingError for unsafe content, others for corrupt files
+        raise CnnzooError(_load_failure(Path(path), error)) from None
+
+
+def load_safetensors(path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise CnnzooError(f"{path} is missing") from None
+    except Exception as error:  # safetensors raises its own error types for corrupt headers
+        raise CnnzooError(f"{path} is not a valid safetensors file ({error})") from None
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _load_failure(path: Path, error: Exception) -> str:
+    """One line for a file ``torch.load(weights_only=True)`` could not read. Its own message is a
+    paragraph of advice on how to load the file anyway, which is the one thing not to do here."""
+    text = _ANSI.sub("", str(error))
+    if type(error).__name__ == "UnpicklingError":
+        found = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+        detail = found.group(1).split(" was not an allowed")[0].strip() if found else "unknown"
+        return (f"refusing to load {path}: the weights-only loader rejects it ({detail[:120]}); "
+                f"it is damaged, or holds objects that could run code when loaded (cnnzoo never "
+                f"writes such a file)")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    first = first.split(". ")[0].rstrip(".")  # torch's own advice follows the first sentence
+    if len(first) < 12:  # a bare key or number says nothing without its exception's name
+        first = f"{type(error).__name__} {first}".strip()
+    return f"cannot load {path}: {first[:160]}; the file is damaged or was not written by torch.save"
