@@ -15,6 +15,7 @@ as a fraction of a matrix-product peak measured on the same device.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import platform
@@ -184,7 +185,7 @@ def bench_model(name: str, *, data: str = "synthetic", resize: int | None = None
     side = recipe.resize or train_set.image_size[1]
     input_size = [train_set.image_size[0], side, side]
     config = dict(model=name, classes=list(train_set.classes), input_size=input_size)
-    warmup = (5 if compile else 2) if warmup is None else warmup
+    warmup = 10 if warmup is None else warmup  # allocator, kernel caches, compilation
     criterion = nn.CrossEntropyLoss()
 
     def make_step(net, optimizer, sync_every_step: bool):
@@ -230,20 +231,27 @@ def bench_model(name: str, *, data: str = "synthetic", resize: int | None = None
         machine=machine_info(dev))
     if baseline:
         net, optimizer = fresh()
-        loader = textbook_loader(train_set, recipe.batch_size,
-                                 None if side == train_set.image_size[1] else side, seed=seed)
+        with _quiet_worker_warning():
+            loader = textbook_loader(train_set, recipe.batch_size,
+                                     None if side == train_set.image_size[1] else side, seed=seed)
         b_seconds, _, b_examples, b_loss = _time_steps(
-            make_step(net, optimizer, True), _forever(loader), steps, 2, dev)
+            make_step(net, optimizer, True), _forever(loader), steps, warmup, dev)
         result.baseline_examples_per_sec = b_examples / b_seconds
         result.baseline_final_loss = b_loss
         result.speedup = throughput / result.baseline_examples_per_sec
     return result
 
 
-def _forever(loader):
+@contextlib.contextmanager
+def _quiet_worker_warning():
+    # the textbook's 4 workers exceed a small machine's cores; that is the way being measured
     with warnings.catch_warnings():
-        # the textbook's 4 workers exceed a small machine's cores; that is the point measured
         warnings.filterwarnings("ignore", message=".*worker processes in total.*")
+        yield
+
+
+def _forever(loader):
+    with _quiet_worker_warning():
         while True:
             yield from loader
 
