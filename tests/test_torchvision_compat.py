@@ -158,7 +158,7 @@ def test_weights_that_do_not_fit_give_one_line_errors(tmp_path):
     broken.write_bytes(os.urandom(64))
     not_a_state = tmp_path / "list.pth"
     torch.save([torch.zeros(1)], not_a_state)
-    for path, message in [(broken, "refusing to load"), (not_a_state, "no state_dict"),
+    for path, message in [(broken, "not a valid safetensors file"), (not_a_state, "no state_dict"),
                           (tmp_path / "absent.pth", "does not exist")]:
         with pytest.raises(CnnzooError, match=message):
             cnnzoo.get_model("lenet5_d2l", weights=path)
