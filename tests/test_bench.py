@@ -27,3 +27,9 @@ def test_textbook_baseline_and_fast_path_train_the_same_model_alike():
     assert r.baseline_examples_per_sec > 0 and r.speedup > 0
     assert r.final_loss < 1.5 and r.baseline_final_loss < 1.5
     assert math.isclose(r.final_loss, r.baseline_final_loss, rel_tol=0.5, abs_tol=0.3)
+
+
+def test_unknown_model_fails_before_any_measuring(capsys):
+    assert main(["bench", "lenet5_d2l", "nosuchnet"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "unknown model 'nosuchnet'" in captured.err

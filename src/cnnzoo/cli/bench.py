@@ -29,10 +29,14 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..bench import append_results, bench_model, matmul_peak
-    from ..train.loop import pick_device
     import torch
 
+    from ..bench import append_results, bench_model, matmul_peak
+    from ..models import model_info
+    from ..train.loop import pick_device
+
+    for name in args.models:  # every name is checked before any measuring starts
+        model_info(name)
     device = pick_device(args.device)
     peak = matmul_peak(device, torch.bfloat16 if args.amp and device.type == "cuda"
                        else torch.float32)
