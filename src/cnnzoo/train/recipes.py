@@ -101,16 +101,18 @@ D2L_BY_FAMILY = {
     "mobilenet": (0.05, 256, 96),
 }
 
-# Our own recipe: AdamW for the small sigmoid/BN LeNets (plain SGD crawls through sigmoid
-# plateaus), SGD with Nesterov momentum for the deep nets; one-cycle schedule, label smoothing,
-# normalised inputs and light augmentation everywhere. Same epoch budget as the book or fewer.
+# Our own recipe, the same for every model: AdamW with a one-cycle schedule (linear warm-up,
+# cosine decay), label smoothing, normalised inputs and light augmentation, in the book's 10
+# epochs or fewer. Adam is what seed 001 trains with (lr 0.001: AlexNet 0.902, ResNet-18 0.926
+# on Fashion-MNIST in 5 epochs, above the book's SGD results); plain or Nesterov SGD at the
+# book's rates with momentum stalls the nets without BatchNorm (AlexNet, VGG, NiN, GoogLeNet).
+# The small LeNets take a higher rate and batch 128.
 MODERN_SMALL = dict(optimizer="adamw", lr=0.01, weight_decay=0.05, batch_size=128,
                     schedule="onecycle", warmup_fraction=0.15, label_smoothing=0.1,
                     normalize=True, flip=True, init="default")
-MODERN_DEEP = dict(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                   batch_size=128, schedule="onecycle", warmup_fraction=0.15,
-                   label_smoothing=0.1, normalize=True, flip=True, crop_padding=2,
-                   init="default")
+MODERN_DEEP = dict(optimizer="adamw", lr=0.002, weight_decay=0.05, batch_size=128,
+                   schedule="onecycle", warmup_fraction=0.15, label_smoothing=0.1,
+                   normalize=True, flip=True, crop_padding=2, init="default")
 
 
 def recipe_for(model_name: str, recipe: str = "d2l") -> Recipe:
