@@ -106,13 +106,14 @@ D2L_BY_FAMILY = {
 # epochs or fewer. Adam is what seed 001 trains with (lr 0.001: AlexNet 0.902, ResNet-18 0.926
 # on Fashion-MNIST in 5 epochs, above the book's SGD results); plain or Nesterov SGD at the
 # book's rates with momentum stalls the nets without BatchNorm (AlexNet, VGG, NiN, GoogLeNet).
-# The small LeNets take a higher rate and batch 128.
+# The small LeNets take a higher rate and their own initialisation; the deep nets keep the
+# book's Xavier initialisation, without which GoogLeNet (no BatchNorm) does not start learning.
 MODERN_SMALL = dict(optimizer="adamw", lr=0.01, weight_decay=0.05, batch_size=128,
                     schedule="onecycle", warmup_fraction=0.15, label_smoothing=0.1,
                     normalize=True, flip=True, init="default")
 MODERN_DEEP = dict(optimizer="adamw", lr=0.002, weight_decay=0.05, batch_size=128,
                    schedule="onecycle", warmup_fraction=0.15, label_smoothing=0.1,
-                   normalize=True, flip=True, crop_padding=2, init="default")
+                   normalize=True, flip=True, crop_padding=2, init="xavier")
 
 
 def recipe_for(model_name: str, recipe: str = "d2l") -> Recipe:
