@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 
 from cnnzoo.cli import main
-from cnnzoo.train import evaluate, train
+from conftest import train_tiny_run
+from cnnzoo.train import evaluate
 
 PICTURES = {"training curves", "confusion matrix", "predictions", "architecture", "filters",
             "feature maps"}
@@ -24,19 +25,13 @@ VOID = {"meta", "img", "br", "hr", "link", "input", "col", "source", "wbr"}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # two threads on a shared two-core machine are slower, not faster
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, one_thread):
-    out = tmp_path_factory.mktemp("report") / "run"
-    train("lenet5_d2l", data="synthetic", epochs=1, out=out, device="cpu", train_subset=256,
-          test_subset=64)
-    return out
+    return train_tiny_run(tmp_path_factory.mktemp("report") / "run")
 
 
 @pytest.fixture(scope="module")

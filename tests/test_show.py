@@ -16,27 +16,22 @@ import torch.nn.functional as F
 from PIL import Image
 
 from cnnzoo.cli import main
+from conftest import train_tiny_run
 from cnnzoo.errors import CnnzooError
 from cnnzoo.inspect.shapes import build_for_input
 from cnnzoo.show import (compare_stacks, draw_data, draw_features, draw_filters,
                          draw_predictions, layer_boxes, layer_gradient_norms, receptive_region)
-from cnnzoo.train import evaluate, load_run, train
+from cnnzoo.train import evaluate, load_run
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # two threads on a shared two-core machine are slower, not faster
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, one_thread):
-    out = tmp_path_factory.mktemp("show") / "run"
-    train("lenet5_d2l", data="synthetic", epochs=1, out=out, device="cpu", train_subset=256,
-          test_subset=64)
-    return out
+    return train_tiny_run(tmp_path_factory.mktemp("show") / "run")
 
 
 def png_size(path) -> tuple[int, int]:
