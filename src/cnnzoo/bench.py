@@ -31,6 +31,7 @@ from torch import nn
 
 from . import __version__
 from .errors import CnnzooError
+from .train.loop import synchronize
 
 TEXTBOOK_WORKERS = 4  # d2l's get_dataloader_workers()
 
@@ -68,11 +69,6 @@ def machine_info(device: torch.device) -> dict:
     return info
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def matmul_peak(device: torch.device, dtype=torch.float32, size: int | None = None,
                 seconds: float = 1.0) -> float:
     """Measured FLOP/s of square matrix products on ``device`` (the best of a few rounds)."""
@@ -80,13 +76,13 @@ def matmul_peak(device: torch.device, dtype=torch.float32, size: int | None = No
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     torch.mm(a, b)
-    _sync(device)
+    synchronize(device)
     best, deadline = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         start = time.perf_counter()
         for _ in range(4):
             torch.mm(a, b)
-        _sync(device)
+        synchronize(device)
         best = max(best, 4 * 2 * size ** 3 / (time.perf_counter() - start))
     return best
 
@@ -145,14 +141,14 @@ def _time_steps(step, batches, steps: int, warmup: int, device):
     loss = None
     for _ in range(warmup):
         loss = step(*next(batches))
-    _sync(device)
+    synchronize(device)
     warm = time.perf_counter() - start
     start, examples = time.perf_counter(), 0
     for _ in range(steps):
         x, y = next(batches)
         loss = step(x, y)
         examples += len(y)
-    _sync(device)
+    synchronize(device)
     return time.perf_counter() - start, warm, examples, float(loss)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import torch
+from torch import nn
+
 from ..errors import CnnzooError
 
 
@@ -26,3 +29,21 @@ def resolve_input_size(in_channels: int | None, input_size, default: tuple[int, 
     if in_channels is not None:
         channels = in_channels
     return int(channels), int(height), int(width)
+
+
+class GlobalPoolNet(nn.Module):
+    """A net whose head is global average pooling and one linear layer.
+
+    Subclasses build ``features`` (the trunk), ``avgpool``, ``flatten`` and ``fc``; this class
+    gives them ``forward_features`` ((N, C, H, W) -> the trunk's map), ``forward_head`` (that
+    map -> (N, num_classes)) and ``forward``.
+    """
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.flatten(self.avgpool(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))

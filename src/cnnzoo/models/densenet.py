@@ -12,6 +12,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from ._common import GlobalPoolNet
 from .registry import register_model
 
 PAPER = "Huang et al., Densely Connected Convolutional Networks"
@@ -167,7 +168,7 @@ D2L_BLOCKS = (4, 4, 4, 4)  # conv blocks per dense block
 D2L_GROWTH = 32
 
 
-class DenseNetD2L(nn.Module):
+class DenseNetD2L(GlobalPoolNet):
     """d2l's DenseNet: ``b1``, dense blocks with transitions, BN and ReLU in ``features``, then
     global average pool and ``fc``. (N, in_channels, H, W) -> (N, num_classes), H, W >= 29."""
 
@@ -190,17 +191,6 @@ class DenseNetD2L(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(channels, num_classes)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> (N, 248, H / 32, W / 32)."""
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 248, h, w) -> (N, num_classes)."""
-        return self.fc(self.flatten(self.avgpool(x)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model(family="densenet", paper=PAPER, year=2017, input_size=(1, 96, 96), num_classes=10,

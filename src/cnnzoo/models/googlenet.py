@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import CnnzooError
 from ..geometry import sequential_output_shape
-from ._common import resolve_input_size
+from ._common import GlobalPoolNet, resolve_input_size
 from .registry import register_model
 
 PAPER = "Szegedy et al., Going Deeper with Convolutions"
@@ -249,7 +249,7 @@ def _d2l_pool() -> nn.MaxPool2d:
     return nn.MaxPool2d(3, stride=2, padding=1)
 
 
-class GoogLeNetD2L(nn.Module):
+class GoogLeNetD2L(GlobalPoolNet):
     """d2l's GoogLeNet: stages ``b1``..``b5`` in ``features``, global average pool, ``fc``.
 
     (N, in_channels, H, W) -> (N, num_classes) for any H, W (padded convs and pools); 96x96
@@ -271,17 +271,6 @@ class GoogLeNetD2L(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(1024, num_classes)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> (N, 1024, H / 32, W / 32)."""
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 1024, h, w) -> (N, num_classes)."""
-        return self.fc(self.flatten(self.avgpool(x)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model(family="googlenet", paper=PAPER, year=2014, input_size=(1, 96, 96), num_classes=10,

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..geometry import sequential_output_shape
-from ._common import resolve_input_size
+from ._common import GlobalPoolNet, resolve_input_size
 from .registry import register_model
 
 PAPER = "He et al., Deep Residual Learning for Image Recognition"
@@ -232,7 +232,7 @@ class Residual(nn.Module):
 D2L_STAGES = ((64, 2), (128, 2), (256, 2), (512, 2))  # out channels, residual blocks (b2..b5)
 
 
-class ResNetD2L(nn.Module):
+class ResNetD2L(GlobalPoolNet):
     """d2l's ResNet-18 for 1x96x96 Fashion-MNIST: stages ``b1``..``b5`` in ``features``, then
     global average pool and ``fc``. (N, in_channels, H, W) -> (N, num_classes)."""
 
@@ -253,17 +253,6 @@ class ResNetD2L(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(channels, num_classes)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> (N, 512, H / 32, W / 32)."""
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 512, h, w) -> (N, num_classes)."""
-        return self.fc(self.flatten(self.avgpool(x)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model(family="resnet", paper=PAPER, year=2015, input_size=(1, 96, 96), num_classes=10,

@@ -82,7 +82,8 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a clock read after it is honest."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elif device.type == "mps":
@@ -169,12 +170,9 @@ def _check_input(model: nn.Module, name: str, input_size) -> None:
         model.train(was_training)
 
 
-def _resolve(model: str, data: str, recipe, overrides: dict, resize) -> Recipe:
-    if isinstance(recipe, Recipe):
-        base = recipe
-    else:
-        base = recipe_for(model, recipe)
-    return base.replace(resize=resize, **overrides)
+def _resolve(model: str, recipe, overrides: dict) -> Recipe:
+    base = recipe if isinstance(recipe, Recipe) else recipe_for(model, recipe)
+    return base.replace(**overrides)
 
 
 def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l", *,
@@ -204,14 +202,13 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
         config, state = _load_for_resume(Path(resume), epochs)
         run_dir = Path(resume)
     else:
-        cfg_recipe = _resolve(model, data, recipe,
-                              dict(epochs=epochs, lr=lr, batch_size=batch_size, **recipe_overrides),
-                              resize)
+        cfg_recipe = _resolve(model, recipe, dict(epochs=epochs, lr=lr, batch_size=batch_size,
+                                                  resize=resize, **recipe_overrides))
         config = dict(model=model, data=data, data_dir=data_dir, seed=seed, device=device,
                       compile=compile, amp=amp, train_subset=train_subset,
                       test_subset=test_subset, recipe=dataclasses.asdict(cfg_recipe))
         state = None
-        run_dir = _new_run_dir(out, model)  # checked now, created once the set-up succeeds
+        run_dir = _check_out(out, model)  # created once the set-up succeeds
     rec = Recipe(**config["recipe"]).validated()
     distributed.check_batch_size(ctx, rec.batch_size)
     dev = pick_device(config["device"])
@@ -357,11 +354,11 @@ class _Fit:
         sums = torch.zeros(3, device=dev, dtype=torch.float64)  # loss sum, correct, examples
         seen = timed = 0
         warmup_seconds = 0.0
-        _sync(dev)
+        synchronize(dev)
         start = time.perf_counter()
         for step, (x, y) in enumerate(_shard(self.ctx, batches)):
             if step == warmup_steps and warmup_steps:
-                _sync(dev)
+                synchronize(dev)
                 warmup_seconds = time.perf_counter() - start
                 start, timed = time.perf_counter(), 0
             net = self.step_net if len(y) == full else self.eager_net
@@ -380,7 +377,7 @@ class _Fit:
             seen += y.numel()
             timed += y.numel()
             self.reporter.step()
-        _sync(dev)
+        synchronize(dev)
         seconds = time.perf_counter() - start
         sums[2] = seen
         return sums, dict(seconds=seconds, warmup_seconds=warmup_seconds, examples=timed)
@@ -413,7 +410,8 @@ def _save_epoch(run_dir: Path, net, optimizer, scheduler, epoch: int, dev, histo
     plot_curves(history, run_dir / CURVES, title=f"{config['model']} on {config['data']}")
 
 
-def _new_run_dir(out, model: str) -> Path:
+def _check_out(out, model: str) -> Path:
+    """The run directory to use: ``out``, or a new dated one; it must not hold a run yet."""
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{model}-{stamp}"
