@@ -2,6 +2,9 @@
 
 import json
 import math
+import platform
+import subprocess
+import sys
 
 from cnnzoo.bench import bench_model
 from cnnzoo.cli import main
@@ -27,6 +30,20 @@ def test_textbook_baseline_and_fast_path_train_the_same_model_alike():
     assert r.baseline_examples_per_sec > 0 and r.speedup > 0
     assert r.final_loss < 1.5 and r.baseline_final_loss < 1.5
     assert math.isclose(r.final_loss, r.baseline_final_loss, rel_tol=0.5, abs_tol=0.3)
+
+
+def test_the_textbook_way_is_timed_before_our_allocator_settings():
+    # in a fresh process: the textbook's steps run with the allocator Python starts with, ours
+    # (on the CPU) with freed memory kept
+    code = ("from cnnzoo.bench import bench_model; r = bench_model('lenet5_d2l', steps=2, "
+            "warmup=0, batch_size=16, baseline=True, device='cpu', peak=1e11, "
+            "channels_last=True, amp=True); "
+            "print(r.baseline_host_allocator, '|', r.host_allocator, '|', r.channels_last)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    expected = "keeps freed memory" if platform.libc_ver()[0] == "glibc" else "default"
+    assert done.stdout.split("\n")[-2] == f"default | {expected} | True"
 
 
 def test_unknown_model_fails_before_any_measuring(capsys):

@@ -65,6 +65,25 @@ def test_resume_after_interruption_gives_identical_weights(tmp_path):
         assert torch.equal(a[key], b[key]), key
 
 
+def test_fast_path_flags_change_how_not_what_the_run_computes(tmp_path):
+    common = dict(epochs=2, lr=0.3, seed=3, **QUICK)
+    plain = train("lenet5_bn_d2l", out=tmp_path / "plain", **common)
+    nhwc = train("lenet5_bn_d2l", out=tmp_path / "nhwc", channels_last=True, **common)
+    mixed = train("lenet5_bn_d2l", out=tmp_path / "mixed", channels_last=True, amp=True,
+                  **common)
+    assert json.loads((nhwc.run_dir / "config.json").read_text())["channels_last"] is True
+    for a, b in zip(plain.history, nhwc.history):  # fp32 either way: summation order only
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=2e-3)
+        assert b["test_acc"] == pytest.approx(a["test_acc"], abs=0.02)
+    assert mixed.final["train_loss"] == pytest.approx(plain.final["train_loss"], abs=0.05)
+    a = load_file(plain.run_dir / "model.safetensors")
+    b = load_file(nhwc.run_dir / "model.safetensors")  # saved contiguous, loadable anywhere
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-3), key
+    resumed = train("lenet5_bn_d2l", resume=nhwc.run_dir, epochs=3, device="cpu")
+    assert resumed.config["channels_last"] is True and len(resumed.history) == 3
+
+
 def test_divergence_stops_the_run_naming_the_epoch(tmp_path):
     with pytest.raises(TrainingDiverged, match=r"epoch 1 .*lower learning rate"):
         train("lenet5_d2l", epochs=2, lr=1e6, out=tmp_path / "run", **QUICK)

@@ -3,10 +3,12 @@
 ``bench_model`` times training steps of one model two ways in the same process:
 
 - ours: the data set on the device, batches sliced from a permutation and resized as one tensor
-  op, no host synchronisation inside the timed steps (optionally compiled, bf16 autocast);
+  op, no host synchronisation inside the timed steps, freed memory kept in the process on the
+  CPU (``train.allocator``); optionally compiled, bf16 autocast, channels-last;
 - the textbook's (``baseline=True``): a ``torch.utils.data.DataLoader`` over per-sample PIL
   resize + to-tensor transforms with 4 worker processes and a host sync every step for the
-  running metrics, as d2l's ``load_data_fashion_mnist`` and ``train_ch6`` do.
+  running metrics, as d2l's ``load_data_fashion_mnist`` and ``train_ch6`` do; eager, fp32, and
+  timed first, while the process still has the allocator Python starts with.
 
 Throughput counts training examples per second over steps after a warm-up, synchronised at both
 ends. Achieved FLOP/s use the model's forward FLOPs (2 x mult-adds) x 3 for forward + backward,
@@ -53,9 +55,12 @@ class BenchResult:
     fraction_of_peak: float
     compile: bool = False
     amp: bool = False
+    channels_last: bool = False
     final_loss: float = float("nan")
+    host_allocator: str = "default"    # "keeps freed memory" where train.allocator is in force
     baseline_examples_per_sec: float | None = None
     baseline_final_loss: float | None = None
+    baseline_host_allocator: str | None = None
     speedup: float | None = None
     machine: dict = field(default_factory=dict)
 
@@ -158,35 +163,65 @@ def _cycle_epochs(iterator):
         yield from iterator
 
 
-def bench_model(name: str, *, data: str = "synthetic", resize: int | None = None,
-                batch_size: int | None = None, device: str = "auto", compile: bool = False,
-                amp: bool = False, steps: int = 30, warmup: int | None = None,
-                baseline: bool = False, data_dir: str | None = None, seed: int = 0,
-                peak: float | None = None) -> BenchResult:
-    """Time ``steps`` training steps of a zoo model with its d2l recipe (lr, batch, resize).
+@dataclass
+class TextbookResult:
+    """The textbook's way, timed: examples/sec and the last loss."""
+    examples_per_sec: float
+    final_loss: float
+    host_allocator: str
 
-    With ``baseline=True`` the same model, recipe and data are also trained the textbook's way
-    in this process, and ``speedup`` is ours / baseline in examples per second.
-    """
-    from .data import BatchIterator, load_dataset
-    from .train.loop import make_optimizer, pick_device, xavier_init
-    from .train.recipes import recipe_for
-    from .train.rundir import build_model
 
-    if steps < 1:
-        raise CnnzooError(f"steps must be at least 1, not {steps}")
-    recipe = recipe_for(name, "d2l").replace(batch_size=batch_size, resize=resize)
-    dev = pick_device(device)
-    train_set = load_dataset(data, split="train", data_dir=data_dir)
-    side = recipe.resize or train_set.image_size[1]
-    input_size = [train_set.image_size[0], side, side]
-    config = dict(model=name, classes=list(train_set.classes), input_size=input_size)
-    warmup = 10 if warmup is None else warmup  # allocator, kernel caches, compilation
-    criterion = nn.CrossEntropyLoss()
+@dataclass
+class _Setup:
+    """What ours and the textbook's way share: recipe, device, data and model configuration."""
+    name: str
+    recipe: object
+    dev: torch.device
+    train_set: object
+    resize: int | None      # None where the data are already the model's size
+    input_size: list[int]
+    steps: int
+    warmup: int
+    seed: int
 
-    def make_step(net, optimizer, sync_every_step: bool):
+    @classmethod
+    def make(cls, name, data, resize, batch_size, device, data_dir, steps, warmup, seed):
+        from .data import load_dataset
+        from .train.loop import pick_device
+        from .train.recipes import recipe_for
+
+        if steps < 1:
+            raise CnnzooError(f"steps must be at least 1, not {steps}")
+        recipe = recipe_for(name, "d2l").replace(batch_size=batch_size, resize=resize)
+        dev = pick_device(device)
+        train_set = load_dataset(data, split="train", data_dir=data_dir)
+        side = recipe.resize or train_set.image_size[1]
+        return cls(name, recipe, dev, train_set,
+                   None if side == train_set.image_size[1] else side,
+                   [train_set.image_size[0], side, side], steps,
+                   10 if warmup is None else warmup,  # allocator, kernel caches, compilation
+                   seed)
+
+    def fresh(self, channels_last: bool = False):
+        """The model with d2l's Xavier init, seeded, on the device, and its optimiser."""
+        from .train.loop import make_optimizer, memory_format, xavier_init
+        from .train.rundir import build_model
+
+        torch.manual_seed(self.seed)
+        net = build_model(dict(model=self.name, classes=list(self.train_set.classes),
+                               input_size=self.input_size))
+        xavier_init(net)
+        net.to(self.dev, memory_format=memory_format(channels_last)).train()
+        return net, make_optimizer(self.recipe, net, self.dev)
+
+    def step_fn(self, net, optimizer, *, amp=False, channels_last=False, sync_every_step=False):
+        from .train.loop import memory_format
+
+        dev, layout, criterion = self.dev, memory_format(channels_last), nn.CrossEntropyLoss()
+
         def step(x, y):
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            x = x.contiguous(memory_format=layout)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
                 out = net(x)
                 logits = out[0] if isinstance(out, tuple) else out
@@ -199,42 +234,88 @@ def bench_model(name: str, *, data: str = "synthetic", resize: int | None = None
             return loss.detach()
         return step
 
-    def fresh():
-        torch.manual_seed(seed)
-        net = build_model(config)
-        xavier_init(net)
-        net.to(dev).train()
-        return net, make_optimizer(recipe, net, dev)
 
-    net, optimizer = fresh()
-    flops = forward_flops(net, input_size)
+def _allocator_state() -> str:
+    from .train import allocator
+
+    return "keeps freed memory" if allocator.in_force() else "default"
+
+
+def bench_textbook(name: str, *, data: str = "synthetic", resize: int | None = None,
+                   batch_size: int | None = None, device: str = "auto", steps: int = 30,
+                   warmup: int | None = None, data_dir: str | None = None,
+                   seed: int = 0) -> TextbookResult:
+    """Time ``steps`` training steps of a zoo model the textbook's way: a DataLoader over
+    per-sample transforms with d2l's 4 workers, eager fp32, a host sync every step.
+
+    Run it before our fast path in a process (``bench_model`` does): ours changes the process's
+    memory allocator on the CPU, which the textbook's code would not have.
+    """
+    setup = _Setup.make(name, data, resize, batch_size, device, data_dir, steps, warmup, seed)
+    net, optimizer = setup.fresh()
+    with _quiet_worker_warning():
+        loader = textbook_loader(setup.train_set, setup.recipe.batch_size, setup.resize,
+                                 seed=seed)
+    batches = _forever(loader)
+    try:
+        seconds, _, examples, loss = _time_steps(
+            setup.step_fn(net, optimizer, sync_every_step=True), batches, steps, setup.warmup,
+            setup.dev)
+    finally:
+        batches.close()
+        del loader  # its worker processes end here, before anything else is timed
+    return TextbookResult(examples / seconds, loss, _allocator_state())
+
+
+def bench_model(name: str, *, data: str = "synthetic", resize: int | None = None,
+                batch_size: int | None = None, device: str = "auto", compile: bool = False,
+                amp: bool = False, channels_last: bool = False, steps: int = 30,
+                warmup: int | None = None, baseline: bool | TextbookResult = False,
+                data_dir: str | None = None, seed: int = 0,
+                peak: float | None = None) -> BenchResult:
+    """Time ``steps`` training steps of a zoo model with its d2l recipe (lr, batch, resize).
+
+    ``compile``, ``amp`` and ``channels_last`` choose our fast path; on the CPU it also keeps
+    freed memory in the process (``train.allocator``). With ``baseline=True`` the same model,
+    recipe and data are first trained the textbook's way (``bench_textbook``) in this process,
+    and ``speedup`` is ours / the textbook's in examples per second; a ``TextbookResult``
+    measured earlier may be passed instead.
+    """
+    from .data import BatchIterator
+    from .train import allocator
+
+    setup = _Setup.make(name, data, resize, batch_size, device, data_dir, steps, warmup, seed)
+    if baseline is True:
+        baseline = bench_textbook(name, data=data, resize=resize, batch_size=batch_size,
+                                  device=device, steps=steps, warmup=warmup,
+                                  data_dir=data_dir, seed=seed)
+    dev = setup.dev
+    if dev.type == "cpu":
+        allocator.keep_freed_memory()
+    net, optimizer = setup.fresh(channels_last)
+    flops = forward_flops(net, setup.input_size)
     step_net = torch.compile(net) if compile else net
-    ours = BatchIterator(train_set.to(dev), recipe.batch_size, seed=seed,
-                         resize=None if side == train_set.image_size[1] else side,
-                         drop_last=True)
-    seconds, warm, examples, loss = _time_steps(make_step(step_net, optimizer, False),
-                                                _cycle_epochs(ours), steps, warmup, dev)
+    ours = BatchIterator(setup.train_set.to(dev), setup.recipe.batch_size, seed=seed,
+                         resize=setup.resize, drop_last=True)
+    seconds, warm, examples, loss = _time_steps(
+        setup.step_fn(step_net, optimizer, amp=amp, channels_last=channels_last),
+        _cycle_epochs(ours), steps, setup.warmup, dev)
     throughput = examples / seconds
-    peak = peak or matmul_peak(dev, torch.bfloat16 if amp and dev.type == "cuda" else
-                               torch.float32)
+    peak = peak or matmul_peak(dev, torch.bfloat16 if amp else torch.float32)
     achieved = 3 * flops * throughput
     result = BenchResult(
-        model=name, device=str(dev), batch_size=recipe.batch_size, input_size=input_size,
-        steps=steps, examples_per_sec=throughput, step_ms=1e3 * seconds / steps,
-        epoch_seconds=len(train_set) / throughput, warmup_seconds=warm, forward_flops=flops,
-        achieved_tflops=achieved / 1e12, peak_tflops=peak / 1e12,
-        fraction_of_peak=achieved / peak, compile=compile, amp=amp, final_loss=loss,
+        model=name, device=str(dev), batch_size=setup.recipe.batch_size,
+        input_size=setup.input_size, steps=steps, examples_per_sec=throughput,
+        step_ms=1e3 * seconds / steps, epoch_seconds=len(setup.train_set) / throughput,
+        warmup_seconds=warm, forward_flops=flops, achieved_tflops=achieved / 1e12,
+        peak_tflops=peak / 1e12, fraction_of_peak=achieved / peak, compile=compile, amp=amp,
+        channels_last=channels_last, final_loss=loss, host_allocator=_allocator_state(),
         machine=machine_info(dev))
     if baseline:
-        net, optimizer = fresh()
-        with _quiet_worker_warning():
-            loader = textbook_loader(train_set, recipe.batch_size,
-                                     None if side == train_set.image_size[1] else side, seed=seed)
-        b_seconds, _, b_examples, b_loss = _time_steps(
-            make_step(net, optimizer, True), _forever(loader), steps, warmup, dev)
-        result.baseline_examples_per_sec = b_examples / b_seconds
-        result.baseline_final_loss = b_loss
-        result.speedup = throughput / result.baseline_examples_per_sec
+        result.baseline_examples_per_sec = baseline.examples_per_sec
+        result.baseline_final_loss = baseline.final_loss
+        result.baseline_host_allocator = baseline.host_allocator
+        result.speedup = throughput / baseline.examples_per_sec
     return result
 
 

@@ -72,11 +72,13 @@ def run_leaderboard(recipe: str = "d2l", models: list[str] | None = None, *, out
                     device: str = "auto", epochs: int | None = None, resize: int | None = None,
                     train_subset: int | None = None, test_subset: int | None = None,
                     seeds: int = 1, data: str = "fashion-mnist", data_dir: str | None = None,
-                    on_entry=None, reporter_factory=None) -> list[Entry]:
+                    on_entry=None, reporter_factory=None, compile: bool = False,
+                    amp: bool = False, channels_last: bool = False) -> list[Entry]:
     """Train every model with ``recipe`` (each over ``seeds`` seeds) and collect the results.
 
     ``epochs``, ``resize`` and ``train_subset`` shrink the runs for a machine without a GPU; the
-    entries say so. ``on_entry(entry)`` is called as each model finishes.
+    entries say so. ``compile``, ``amp`` and ``channels_last`` pick the fast path (the recipe
+    is unchanged). ``on_entry(entry)`` is called as each model finishes.
     """
     from .train import recipe_for, train
 
@@ -98,7 +100,8 @@ def run_leaderboard(recipe: str = "d2l", models: list[str] | None = None, *, out
             run_dir = out / "runs" / f"{name}-{recipe}-seed{seed}"
             result = train(name, data, recipe, epochs=epochs, resize=resize, device=device,
                            seed=seed, out=run_dir, data_dir=data_dir, train_subset=train_subset,
-                           test_subset=test_subset,
+                           test_subset=test_subset, compile=compile, amp=amp,
+                           channels_last=channels_last,
                            reporter=reporter_factory() if reporter_factory else None)
             final = result.final
             entry.parameters = _count(result.run_dir)

@@ -19,6 +19,18 @@ def add_input_size(parser, *, batch: bool = False) -> None:
                         help=f"input size as {shape}, e.g. 3,224,224 (default: the model's own)")
 
 
+def add_fast_path(parser) -> None:
+    """``--compile``, ``--amp`` and ``--channels-last``: how the steps run, never what they
+    compute (the recipe stays the same). docs/training.md says which pays on which device."""
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the model (its warm-up is reported apart)")
+    parser.add_argument("--amp", action="store_true",
+                        help="bf16 autocast: for GPUs, and CPUs with AMX or AVX512-BF16")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="NHWC weights and batches (faster for some models, slower for "
+                             "others: measure with `cnnzoo bench`)")
+
+
 def parse_input_size(text: str | None, *, batch: bool = False,
                      option: str = "--input-size") -> tuple[int, ...] | None:
     """'3,224,224' -> (3, 224, 224); with ``batch`` also '8,3,224,224'. None stays None.

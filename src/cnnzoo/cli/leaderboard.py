@@ -6,7 +6,7 @@ import platform
 import shlex
 import sys
 
-from ._args import positive_int
+from ._args import add_fast_path, positive_int
 
 
 def register(subparsers) -> None:
@@ -28,6 +28,7 @@ def register(subparsers) -> None:
     p.add_argument("--seeds", type=positive_int, default=1,
                    help="seeds per model; the table shows mean ± half-range (default 1)")
     p.add_argument("--data-dir")
+    add_fast_path(p)
     p.set_defaults(func=run)
 
 
@@ -49,6 +50,8 @@ def run(args) -> int:
     entries = run_leaderboard(args.recipe, models, out=args.out, device=args.device,
                               epochs=args.epochs, resize=args.resize, train_subset=args.subset,
                               seeds=args.seeds, data_dir=args.data_dir, on_entry=done,
+                              compile=args.compile, amp=args.amp,
+                              channels_last=args.channels_last,
                               reporter_factory=ProgressReporter)
     machine = (f"{platform.machine()}, {torch.get_num_threads()} threads, torch "
                f"{torch.__version__}")

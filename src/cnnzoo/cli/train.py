@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ._args import positive_float, positive_int, seed
+from ._args import add_fast_path, positive_float, positive_int, seed
 
 
 def register(subparsers) -> None:
@@ -27,8 +27,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     p.add_argument("--out", help="run directory (default runs/MODEL-DATE-TIME)")
-    p.add_argument("--compile", action="store_true", help="use torch.compile")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast (mixed precision)")
+    add_fast_path(p)
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     p.add_argument("--subset", type=positive_int, metavar="N",
                    help="train on a stratified subset of N images (quick runs)")
@@ -92,8 +91,8 @@ def run(args) -> int:
         result = train(args.model, args.data, args.recipe, epochs=args.epochs, lr=args.lr,
                        batch_size=args.batch_size, resize=args.resize, device=args.device,
                        seed=args.seed, out=args.out, compile=args.compile, amp=args.amp,
-                       resume=args.resume, data_dir=args.data_dir, train_subset=args.subset,
-                       reporter=reporter)
+                       channels_last=args.channels_last, resume=args.resume,
+                       data_dir=args.data_dir, train_subset=args.subset, reporter=reporter)
     except KeyboardInterrupt:
         reporter.close()
         where = reporter.run_dir

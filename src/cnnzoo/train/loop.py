@@ -21,7 +21,7 @@ from torch import nn
 from .. import __version__
 from ..errors import CnnzooError
 from ..models import model_info
-from . import distributed
+from . import allocator, distributed
 from .checkpoint import (load_checkpoint, save_checkpoint, save_weights, write_json)
 from .recipes import Recipe, recipe_for
 from .rundir import (CHECKPOINT, CONFIG, CURVES, WEIGHTS, RunLock, build_model, read_config,
@@ -60,6 +60,7 @@ class TrainResult:
 
 
 DIVERGED_LOSS = 1e4  # a mean cross-entropy this large means the weights blew up
+PLOT_EVERY_SECONDS = 20.0  # curves.png is redrawn at most this often, and after the last epoch
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -132,16 +133,22 @@ def _batches(dataset, recipe: Recipe, input_hw, train: bool, seed: int, stats,
                          augment=augment, drop_last=drop_last)
 
 
+def memory_format(channels_last: bool) -> torch.memory_format:
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
 @torch.inference_mode()
-def evaluate_batches(net: nn.Module, batches, num_classes: int, amp: bool = False):
+def evaluate_batches(net: nn.Module, batches, num_classes: int, amp: bool = False,
+                     channels_last: bool = False):
     """Confusion matrix (true x predicted, int64, on the device) of ``net`` over ``batches``."""
     was_training = net.training
     net.eval()
     confusion = None
+    layout = memory_format(channels_last)
     try:
         for x, y in batches:
             with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = net(x)
+                logits = net(x.contiguous(memory_format=layout))
             pred = logits.argmax(dim=1)
             counts = torch.bincount(y * num_classes + pred, minlength=num_classes ** 2)
             confusion = counts if confusion is None else confusion + counts
@@ -179,8 +186,9 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
           epochs: int | None = None, lr: float | None = None, batch_size: int | None = None,
           resize: int | None = None, device: str = "auto", seed: int = 0,
           out: str | Path | None = None, compile: bool = False, amp: bool = False,
-          resume: str | Path | None = None, data_dir: str | None = None,
-          train_subset: int | None = None, test_subset: int | None = None,
+          channels_last: bool = False, resume: str | Path | None = None,
+          data_dir: str | None = None, train_subset: int | None = None,
+          test_subset: int | None = None,
           reporter: Reporter | None = None, stop_after_epoch: int | None = None,
           **recipe_overrides) -> TrainResult:
     """Train a registered model and leave a run directory; returns the metrics and timings.
@@ -188,10 +196,12 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
     ``recipe`` is ``"d2l"`` (the textbook's), ``"modern"`` (ours) or a ``Recipe``; ``epochs``,
     ``lr``, ``batch_size``, ``resize`` and any other ``Recipe`` field override single values.
     ``resume`` continues the run in that directory from its last checkpoint with its stored
-    configuration (``epochs`` may extend it). ``train_subset`` / ``test_subset`` take seeded
-    stratified subsets for quick runs. ``stop_after_epoch`` ends the call early after that
-    epoch, as an interruption would (used to test resuming). Started by ``torchrun``, every
-    process trains its share of each batch with DistributedDataParallel and rank 0 writes.
+    configuration (``epochs`` may extend it). ``compile``, ``amp`` (bf16 autocast) and
+    ``channels_last`` (NHWC weights and batches) choose the fast path; none changes the recipe.
+    ``train_subset`` / ``test_subset`` take seeded stratified subsets for quick runs.
+    ``stop_after_epoch`` ends the call early after that epoch, as an interruption would (used
+    to test resuming). Started by ``torchrun``, every process trains its share of each batch
+    with DistributedDataParallel and rank 0 writes.
     """
     wall_start = time.perf_counter()
     if not (isinstance(seed, int) and 0 <= seed < 2 ** 64):
@@ -205,7 +215,8 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
         cfg_recipe = _resolve(model, recipe, dict(epochs=epochs, lr=lr, batch_size=batch_size,
                                                   resize=resize, **recipe_overrides))
         config = dict(model=model, data=data, data_dir=data_dir, seed=seed, device=device,
-                      compile=compile, amp=amp, train_subset=train_subset,
+                      compile=compile, amp=amp, channels_last=channels_last,
+                      train_subset=train_subset,
                       test_subset=test_subset, recipe=dataclasses.asdict(cfg_recipe))
         state = None
         run_dir = _check_out(out, model)  # created once the set-up succeeds
@@ -213,6 +224,8 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
     distributed.check_batch_size(ctx, rec.batch_size)
     dev = pick_device(config["device"])
     model_info(config["model"])  # an unknown name fails here, before any data is read
+    if dev.type == "cpu":
+        allocator.keep_freed_memory()  # reuse activation memory from step to step
 
     from ..data import load_dataset
 
@@ -239,7 +252,7 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
     dev = distributed.setup(ctx, dev)
     try:
         run_dir = Path(distributed.broadcast(ctx, str(run_dir)))
-        net.to(dev)
+        net.to(dev, memory_format=memory_format(config.get("channels_last", False)))
         optimizer = make_optimizer(rec, net, dev)
         train_batches = _batches(train_set.to(dev), rec, input_hw, True, config["seed"], stats,
                                  drop_last=ctx.enabled)
@@ -304,6 +317,7 @@ class _Fit:
         self.rec, self.dev, self.config, self.ctx, self.reporter = rec, dev, config, ctx, reporter
         self.criterion = criterion
         self.amp = config["amp"]
+        self.channels_last = config.get("channels_last", False)  # absent in older runs
         self.train_seconds = self.warmup_seconds = 0.0
         self.timed_examples = 0
 
@@ -311,6 +325,7 @@ class _Fit:
             stop_after_epoch) -> bool:
         """Train from ``start_epoch``; True when the last epoch was reached."""
         rec, num_classes = self.rec, len(self.config["classes"])
+        plotted_at = time.perf_counter()
         warmup_steps = 3 if self.config["compile"] and start_epoch == 1 else 0
         for epoch in range(start_epoch, rec.epochs + 1):
             train_batches.set_epoch(epoch)
@@ -331,17 +346,25 @@ class _Fit:
                     f"loss became {row['train_loss']:.3g} in epoch {epoch} (lr {rec.lr:g}); "
                     f"{kept}; try a lower learning rate, e.g. --lr {rec.lr / 10:g}")
             confusion = evaluate_batches(self.eager_net, _shard(self.ctx, test_batches),
-                                         num_classes, self.amp)
+                                         num_classes, self.amp, self.channels_last)
             correct_test = distributed.all_reduce_sum(self.ctx, confusion.diagonal().sum())
             row.update(test_acc=correct_test.item() / test_count,
                        seconds=timing["seconds"] + timing["warmup_seconds"],
                        examples_per_sec=examples / max(timing["seconds"], 1e-9))
             history.append(row)
+            stopping = stop_after_epoch is not None and stop_after_epoch <= epoch < rec.epochs
             if self.ctx.is_main:
                 _save_epoch(run_dir, self.net, self.optimizer, self.scheduler, epoch, self.dev,
-                            history, self.config)
+                            history)
+                if (epoch == rec.epochs or stopping
+                        or time.perf_counter() - plotted_at >= PLOT_EVERY_SECONDS):
+                    from ..plots import plot_curves
+
+                    plot_curves(history, run_dir / CURVES,
+                                title=f"{self.config['model']} on {self.config['data']}")
+                    plotted_at = time.perf_counter()
             self.reporter.epoch_end(row)
-            if stop_after_epoch is not None and stop_after_epoch <= epoch < rec.epochs:
+            if stopping:
                 return False
         return True
 
@@ -349,6 +372,7 @@ class _Fit:
         """One epoch of steps; returns (loss sum, correct, examples) as one device tensor
         (summed on the device, read once per epoch) and the timing."""
         dev, optimizer = self.dev, self.optimizer
+        layout = memory_format(self.channels_last)
         full = self.rec.batch_size // self.ctx.world_size
         self.eager_net.train()
         sums = torch.zeros(3, device=dev, dtype=torch.float64)  # loss sum, correct, examples
@@ -363,7 +387,7 @@ class _Fit:
                 start, timed = time.perf_counter(), 0
             net = self.step_net if len(y) == full else self.eager_net
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.amp):
-                out = net(x)
+                out = net(x.contiguous(memory_format=layout))
                 logits = out[0] if isinstance(out, tuple) else out
                 loss = self.criterion(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
@@ -398,7 +422,7 @@ def _shard(ctx: distributed.Context, batches):
             yield x, y
 
 
-def _save_epoch(run_dir: Path, net, optimizer, scheduler, epoch: int, dev, history, config):
+def _save_epoch(run_dir: Path, net, optimizer, scheduler, epoch: int, dev, history):
     state = dict(model=net.state_dict(), optimizer=optimizer.state_dict(),
                  scheduler=scheduler.state_dict(), epoch=epoch, rng_cpu=torch.get_rng_state())
     if dev.type == "cuda":
@@ -406,8 +430,6 @@ def _save_epoch(run_dir: Path, net, optimizer, scheduler, epoch: int, dev, histo
     # metrics first: a checkpoint never claims an epoch whose row is missing
     write_metrics(run_dir, history)
     save_checkpoint(run_dir / CHECKPOINT, state)
-    from ..plots import plot_curves
-    plot_curves(history, run_dir / CURVES, title=f"{config['model']} on {config['data']}")
 
 
 def _check_out(out, model: str) -> Path:

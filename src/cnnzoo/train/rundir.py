@@ -2,7 +2,7 @@
 
     config.json        the resolved configuration (model, data, recipe, seed, device, ...)
     metrics.csv        one row per finished epoch
-    curves.png         loss and accuracies against epochs
+    curves.png         loss and accuracies against epochs (redrawn at most every 20 s, and at the end)
     checkpoint.pt      model, optimizer, scheduler, epoch and RNG states (weights_only loadable)
     model.safetensors  the final weights
 
