@@ -5,7 +5,7 @@ import json
 from PIL import Image
 
 from cnnzoo.cli import main
-from cnnzoo.leaderboard import BOOK, Entry, board_markdown
+from cnnzoo.leaderboard import BOOK, Entry, board_markdown, select_models
 
 
 def test_leaderboard_two_tiny_models_end_to_end(tmp_path, capsys):
@@ -42,3 +42,9 @@ def test_board_shows_the_difference_and_the_seed_spread():
 def test_unknown_pattern_is_a_one_line_error(capsys):
     assert main(["leaderboard", "--models", "nosuch*"]) == 2
     assert "no model matches" in capsys.readouterr().err
+
+
+def test_the_best_recipe_has_its_own_model_by_default():
+    assert select_models(None, "best") == ["resnet9_fmnist"]
+    assert len(select_models(None, "d2l")) == 9
+    assert select_models("lenet5_bn*", "best") == ["lenet5_bn_d2l", "lenet5_bn_scratch_d2l"]

@@ -28,6 +28,7 @@ EXPECTED_PARAMS = {
     "googlenet_d2l": 5_977_530,
     "inception_mnist": 97_298,
     "residual_mnist": 41_514,
+    "resnet9_fmnist": 1_645_546,
     "resnet18": 11_689_512,
     "resnet34": 21_797_672,
     "resnet50": 25_557_032,
@@ -110,7 +111,7 @@ def test_model_info_metadata():
     info = cnnzoo.model_info("alexnet")
     assert info.year == 2012 and info.input_size == (3, 227, 227) and info.num_classes == 1000
     assert {cnnzoo.model_info(n).source for n in cnnzoo.list_models()} <= {
-        "paper", "d2l", "seed", "torchvision"}
+        "paper", "d2l", "seed", "torchvision", "cnnzoo"}
 
 
 def test_fixed_head_takes_input_size_at_construction():

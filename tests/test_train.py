@@ -78,8 +78,12 @@ def test_fast_path_flags_change_how_not_what_the_run_computes(tmp_path):
     assert mixed.final["train_loss"] == pytest.approx(plain.final["train_loss"], abs=0.05)
     a = load_file(plain.run_dir / "model.safetensors")
     b = load_file(nhwc.run_dir / "model.safetensors")  # saved contiguous, loadable anywhere
-    for key in a:
-        assert torch.allclose(a[key], b[key], atol=1e-3), key
+    for key in a:  # rounding differences grow over the steps: compare relative to the size
+        if a[key].is_floating_point():
+            gap = (a[key] - b[key]).norm() / a[key].norm().clamp_min(1e-6)
+            assert gap < 1e-2, (key, gap)
+        else:
+            assert torch.equal(a[key], b[key]), key
     resumed = train("lenet5_bn_d2l", resume=nhwc.run_dir, epochs=3, device="cpu")
     assert resumed.config["channels_last"] is True and len(resumed.history) == 3
 
@@ -108,6 +112,12 @@ def test_recipes_are_the_books_and_flags_override_fields():
         lenet.replace(lr=-1.0)
     with pytest.raises(CnnzooError, match="unknown recipe field"):
         lenet.replace(nonsense=1)
+    best = recipe_for("resnet9_fmnist", "best")
+    assert (best.name, best.optimizer, best.nesterov, best.epochs, best.resize) == (
+        "best", "sgd", True, 30, None)
+    assert best.flip and best.crop_padding == 2 and best.erasing > 0 and best.normalize
+    with pytest.raises(CnnzooError, match="unknown recipe"):
+        recipe_for("lenet5_d2l", "fastest")
 
 
 def run_cli(argv) -> int:
@@ -189,3 +199,40 @@ def test_fashion_mnist_subset_learns(tmp_path):
 def test_seed_out_of_range_is_a_one_line_error(tmp_path):
     with pytest.raises(CnnzooError, match="seed must be"):
         train("lenet5_d2l", seed=-1, out=tmp_path / "r", **QUICK)
+
+
+def test_cli_set_and_model_arg_reach_the_recipe_and_the_model(tmp_path, capsys):
+    run_dir = tmp_path / "narrow"
+    assert main(["train", "resnet9_fmnist", "--recipe", "best", "--data", "synthetic",
+                 "--subset", "128", "--device", "cpu", "--out", str(run_dir),
+                 "--set", "epochs=1", "--set", "erasing=0", "--set", "nesterov=false",
+                 "--set", "grad_clip=none", "--model-arg", "width=4"]) == 0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["model_args"] == {"width": 4}
+    recipe = config["recipe"]
+    assert (recipe["epochs"], recipe["erasing"], recipe["nesterov"]) == (1, 0.0, False)
+    assert recipe["crop_padding"] == recipe_for("resnet9_fmnist", "best").crop_padding
+    run = load_run(run_dir)  # rebuilt at width 4: the saved weights fit only that width
+    assert run.model.fc.in_features == 8 * 4
+    assert sum(p.numel() for p in run.model.parameters()) < 30_000  # 1.6 M at width 32
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--model-arg", "depth=3"], "no such setting 'depth'; choose from width"),
+    (["--model-arg", "width=wide"], "not a whole number"),
+    (["--set", "erasing"], "give NAME=VALUE"),
+    (["--set", "colour=1"], "no such setting 'colour'"),
+    (["--set", "nesterov=maybe"], "not true or false"),
+    (["--set", "lr=0.1", "--lr", "0.2"], "both given"),
+])
+def test_cli_bad_settings_are_one_line_errors(tmp_path, capsys, flags, message):
+    assert main(["train", "resnet9_fmnist", "--data", "synthetic", "--device", "cpu",
+                 "--out", str(tmp_path / "r"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_model_args_outside_the_builder_are_refused_by_the_api(tmp_path):
+    with pytest.raises(CnnzooError, match="takes no model argument 'width'"):
+        train("lenet5_d2l", model_args={"width": 3}, out=tmp_path / "r", **QUICK)

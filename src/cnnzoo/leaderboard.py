@@ -57,11 +57,13 @@ class Entry:
 
 
 def select_models(pattern: str | None, recipe: str) -> list[str]:
-    """The models a board covers: the book's nine by default, or the registry's matches."""
+    """The models a board covers: the registry's matches of ``pattern``, or by default the
+    book's nine (the ``best`` recipe: its own model)."""
     from .models import list_models
+    from .train.recipes import BEST_MODELS
 
     if not pattern:
-        return list(BOOK_MODELS)
+        return list(BEST_MODELS if recipe == "best" else BOOK_MODELS)
     names = list_models(pattern)
     if not names:
         raise CnnzooError(f"no model matches {pattern!r}; see `cnnzoo models`")

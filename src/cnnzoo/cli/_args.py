@@ -95,3 +95,48 @@ def positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number above 0, not {text}")
     return value
+
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def parse_assignments(items: list[str] | None, types: dict[str, object],
+                      option: str) -> dict[str, object]:
+    """['erasing=0', 'nesterov=false'] -> {'erasing': 0.0, 'nesterov': False}.
+
+    ``types`` maps each name that may be set to its type (a class, or a union such as
+    ``int | None``); an unknown name, a missing ``=`` or a value of the wrong type raises a
+    one-line ``CnnzooError`` that names the choices.
+    """
+    values = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise CnnzooError(f"{option} {item!r}: give NAME=VALUE, e.g. {option} "
+                              f"{next(iter(types), 'name')}=1")
+        if key not in types:
+            choices = f"choose from {', '.join(types)}" if types else "there are none to set"
+            raise CnnzooError(f"{option} {item!r}: no such setting {key!r}; {choices}")
+        values[key] = _typed(text.strip(), types[key], f"{option} {item!r}")
+    return values
+
+
+def _typed(text: str, kind, where: str):
+    kinds = getattr(kind, "__args__", None) or (kind,)
+    if type(None) in kinds and text.lower() == "none":
+        return None
+    for candidate in kinds:
+        if candidate is bool:
+            if text.lower() in _TRUE + _FALSE:
+                return text.lower() in _TRUE
+        elif candidate in (int, float):
+            try:
+                return candidate(text)
+            except ValueError:
+                continue
+        elif candidate is str:
+            return text
+    words = {bool: "true or false", int: "a whole number", float: "a number", str: "a word"}
+    wanted = " or ".join(words.get(k, str(k)) for k in kinds if k is not type(None))
+    raise CnnzooError(f"{where}: {text!r} is not {wanted}")

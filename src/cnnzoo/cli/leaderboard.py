@@ -6,6 +6,7 @@ import platform
 import shlex
 import sys
 
+from ..train.recipes import RECIPES
 from ._args import add_fast_path, positive_int
 
 
@@ -16,7 +17,8 @@ def register(subparsers) -> None:
                     "loss, train and test accuracy beside ours, with the difference), "
                     "OUT/leaderboard.png (test accuracy against parameters and training time) "
                     "and OUT/results.json. The default models are the book's nine.")
-    p.add_argument("--recipe", default="d2l", choices=("d2l", "modern"))
+    p.add_argument("--recipe", default="d2l", choices=RECIPES,
+                   help="d2l (default), modern, or best (cnnzoo's resnet9_fmnist entry)")
     p.add_argument("--models", metavar="PATTERN",
                    help="registry pattern, e.g. 'lenet5*' (default: the book's nine models)")
     p.add_argument("--device", default="auto")
@@ -36,13 +38,22 @@ def run(args) -> int:
     import torch
 
     from ..leaderboard import run_leaderboard, select_models, write_board
+    from ..train import pick_device
     from .train import ProgressReporter
 
     models = select_models(args.models, args.recipe)
     print(f"leaderboard: {len(models)} model(s) with the {args.recipe} recipe: "
           f"{', '.join(models)}")
+    device = pick_device(args.device)
+    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    if device.type == "cuda":
+        machine = f"{torch.cuda.get_device_name(device)}, {machine}"
+    command = "cnnzoo " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
+    finished = []
 
-    def done(entry):
+    def done(entry):  # the board so far is written as each model finishes: a cut run keeps it
+        finished.append(entry)
+        write_board(finished, args.out, machine, command)
         acc = sum(entry.test_acc) / len(entry.test_acc)
         print(f"== {entry.model}: test acc {acc:.4f}"
               + (f" ({entry.reduced})" if entry.reduced else ""), flush=True)
@@ -53,9 +64,6 @@ def run(args) -> int:
                               compile=args.compile, amp=args.amp,
                               channels_last=args.channels_last,
                               reporter_factory=ProgressReporter)
-    machine = (f"{platform.machine()}, {torch.get_num_threads()} threads, torch "
-               f"{torch.__version__}")
-    command = "cnnzoo " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
     table, picture = write_board(entries, args.out, machine, command)
     print(table.read_text())
     print(f"wrote {table} and {picture}")

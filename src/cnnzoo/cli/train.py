@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from ._args import add_fast_path, positive_float, positive_int, seed
+from ..train.recipes import RECIPES
+from ..errors import CnnzooError
+from ._args import add_fast_path, parse_assignments, positive_float, positive_int, seed
 
 
 def register(subparsers) -> None:
@@ -18,8 +20,9 @@ def register(subparsers) -> None:
     p.add_argument("--data", default="fashion-mnist",
                    help="fashion-mnist (default), mnist, cifar10, folder or synthetic")
     p.add_argument("--data-dir", help="where the data set's files are (searched otherwise)")
-    p.add_argument("--recipe", default="d2l", choices=("d2l", "modern"),
-                   help="d2l: the textbook's; modern: cnnzoo's, more accurate (default d2l)")
+    p.add_argument("--recipe", default="d2l", choices=RECIPES,
+                   help="d2l: the textbook's; modern: cnnzoo's, more accurate; best: the "
+                        "longest, for resnet9_fmnist (default d2l)")
     p.add_argument("--epochs", type=positive_int, help="number of epochs (recipe's by default)")
     p.add_argument("--lr", type=positive_float, help="peak learning rate")
     p.add_argument("--batch-size", type=positive_int, help="training batch size")
@@ -31,6 +34,12 @@ def register(subparsers) -> None:
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     p.add_argument("--subset", type=positive_int, metavar="N",
                    help="train on a stratified subset of N images (quick runs)")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", dest="settings",
+                   help="change one field of the recipe, e.g. --set erasing=0 --set "
+                        "weight_decay=1e-3 (fields: docs/training.md); repeatable")
+    p.add_argument("--model-arg", action="append", metavar="NAME=VALUE", dest="model_args",
+                   help="an argument of the model's builder, e.g. --model-arg width=64 for "
+                        "resnet9_fmnist (a wrong NAME lists the model's); repeatable")
     p.set_defaults(func=run)
 
 
@@ -84,15 +93,31 @@ class ProgressReporter:
 
 
 def run(args) -> int:
-    from ..train import train
+    import typing
 
+    from ..train import Recipe, train
+    from ..train.rundir import model_arguments
+
+    if args.resume and (args.settings or args.model_args):
+        raise CnnzooError("--set and --model-arg start a new run; a resumed run keeps its own")
+    fields = {k: v for k, v in typing.get_type_hints(Recipe).items() if k != "name"}
+    settings = parse_assignments(args.settings, fields, "--set")
+    for flag in ("epochs", "lr", "batch_size", "resize"):
+        if flag in settings and getattr(args, flag) is not None:
+            raise CnnzooError(f"--set {flag}=... and --{flag.replace('_', '-')} both given; "
+                              f"give one")
+        settings.setdefault(flag, getattr(args, flag))
+    model_args = parse_assignments(
+        args.model_args, {key: type(default) if default is not None else int | float | str
+                          for key, default in model_arguments(args.model).items()},
+        "--model-arg") if args.model_args else None
     reporter = ProgressReporter()
     try:
-        result = train(args.model, args.data, args.recipe, epochs=args.epochs, lr=args.lr,
-                       batch_size=args.batch_size, resize=args.resize, device=args.device,
+        result = train(args.model, args.data, args.recipe, device=args.device,
                        seed=args.seed, out=args.out, compile=args.compile, amp=args.amp,
                        channels_last=args.channels_last, resume=args.resume,
-                       data_dir=args.data_dir, train_subset=args.subset, reporter=reporter)
+                       data_dir=args.data_dir, train_subset=args.subset, model_args=model_args,
+                       reporter=reporter, **settings)
     except KeyboardInterrupt:
         reporter.close()
         where = reporter.run_dir

@@ -19,7 +19,7 @@ from torch import nn
 from ..errors import CnnzooError, UnknownModelError
 from ..safeload import load_safetensors, load_torch_file
 
-SOURCES = ("paper", "d2l", "seed", "torchvision")
+SOURCES = ("paper", "d2l", "seed", "torchvision", "cnnzoo")
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from ..models import model_info
 from . import allocator, distributed
 from .checkpoint import (load_checkpoint, save_checkpoint, save_weights, write_json)
 from .recipes import Recipe, recipe_for
-from .rundir import (CHECKPOINT, CONFIG, CURVES, WEIGHTS, RunLock, build_model, read_config,
-                     read_metrics, write_metrics)
+from .rundir import (CHECKPOINT, CONFIG, CURVES, WEIGHTS, RunLock, build_model,
+                     check_model_args, read_config, read_metrics, write_metrics)
 
 
 class TrainingDiverged(CnnzooError):
@@ -188,7 +188,7 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
           out: str | Path | None = None, compile: bool = False, amp: bool = False,
           channels_last: bool = False, resume: str | Path | None = None,
           data_dir: str | None = None, train_subset: int | None = None,
-          test_subset: int | None = None,
+          test_subset: int | None = None, model_args: dict | None = None,
           reporter: Reporter | None = None, stop_after_epoch: int | None = None,
           **recipe_overrides) -> TrainResult:
     """Train a registered model and leave a run directory; returns the metrics and timings.
@@ -199,6 +199,7 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
     configuration (``epochs`` may extend it). ``compile``, ``amp`` (bf16 autocast) and
     ``channels_last`` (NHWC weights and batches) choose the fast path; none changes the recipe.
     ``train_subset`` / ``test_subset`` take seeded stratified subsets for quick runs.
+    ``model_args`` are further arguments of the model's builder (e.g. ``{"width": 64}``).
     ``stop_after_epoch`` ends the call early after that epoch, as an interruption would (used
     to test resuming). Started by ``torchrun``, every process trains its share of each batch
     with DistributedDataParallel and rank 0 writes.
@@ -214,7 +215,8 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
     else:
         cfg_recipe = _resolve(model, recipe, dict(epochs=epochs, lr=lr, batch_size=batch_size,
                                                   resize=resize, **recipe_overrides))
-        config = dict(model=model, data=data, data_dir=data_dir, seed=seed, device=device,
+        config = dict(model=model, model_args=dict(model_args or {}), data=data,
+                      data_dir=data_dir, seed=seed, device=device,
                       compile=compile, amp=amp, channels_last=channels_last,
                       train_subset=train_subset,
                       test_subset=test_subset, recipe=dataclasses.asdict(cfg_recipe))
@@ -224,6 +226,7 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
     distributed.check_batch_size(ctx, rec.batch_size)
     dev = pick_device(config["device"])
     model_info(config["model"])  # an unknown name fails here, before any data is read
+    check_model_args(config["model"], config.get("model_args"))
     if dev.type == "cpu":
         allocator.keep_freed_memory()  # reuse activation memory from step to step
 

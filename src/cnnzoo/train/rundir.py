@@ -211,13 +211,41 @@ class Run:
         return self.config["classes"]
 
 
-def build_model(config: dict) -> torch.nn.Module:
-    """The model a run configuration describes, freshly initialised."""
-    from ..models import get_model, model_info
+DATA_ARGUMENTS = ("num_classes", "in_channels", "input_size")  # set from the data, not by hand
+
+
+def model_arguments(name: str) -> dict[str, object]:
+    """The builder arguments of a registered model that a user may set (name -> default), e.g.
+    ``{"width": 32}`` for resnet9_fmnist; those the data decides are left out."""
     import inspect
 
+    from ..models import model_info
+
+    parameters = inspect.signature(model_info(name).builder).parameters
+    return {key: p.default for key, p in parameters.items()
+            if key not in DATA_ARGUMENTS and p.default is not inspect.Parameter.empty}
+
+
+def check_model_args(name: str, model_args: dict | None) -> None:
+    """A one-line CnnzooError for a builder argument the model does not take."""
+    allowed = model_arguments(name)
+    for key in model_args or {}:
+        if key not in allowed:
+            takes = ", ".join(f"{k} (default {v!r})" for k, v in allowed.items()) or "none"
+            raise CnnzooError(f"{name} takes no model argument {key!r}; it takes: {takes}")
+
+
+def build_model(config: dict) -> torch.nn.Module:
+    """The model a run configuration describes, freshly initialised."""
+    import inspect
+
+    from ..models import get_model, model_info
+
     builder = model_info(config["model"]).builder
-    kwargs = dict(num_classes=len(config["classes"]), in_channels=config["input_size"][0])
+    model_args = config.get("model_args") or {}  # absent in older runs
+    check_model_args(config["model"], model_args)
+    kwargs = dict(model_args, num_classes=len(config["classes"]),
+                  in_channels=config["input_size"][0])
     if "input_size" in inspect.signature(builder).parameters:
         kwargs["input_size"] = tuple(config["input_size"])
     return get_model(config["model"], **kwargs)
