@@ -2,9 +2,11 @@
 
 import json
 
+import pytest
 from PIL import Image
 
 from cnnzoo.cli import main
+from cnnzoo.errors import CnnzooError
 from cnnzoo.leaderboard import BOOK, Entry, board_markdown, select_models
 
 
@@ -48,3 +50,10 @@ def test_the_best_recipe_has_its_own_model_by_default():
     assert select_models(None, "best") == ["resnet9_fmnist"]
     assert len(select_models(None, "d2l")) == 9
     assert select_models("lenet5_bn*", "best") == ["lenet5_bn_d2l", "lenet5_bn_scratch_d2l"]
+
+
+def test_several_patterns_keep_their_order_without_repeats():
+    assert select_models("resnet18_d2l, lenet5_bn*,lenet5_bn_d2l", "d2l") == [
+        "resnet18_d2l", "lenet5_bn_d2l", "lenet5_bn_scratch_d2l"]
+    with pytest.raises(CnnzooError, match="no model matches 'nosuch'"):
+        select_models("lenet5_d2l,nosuch", "d2l")

@@ -34,6 +34,7 @@ from torch import nn
 from . import __version__
 from .errors import CnnzooError
 from .train.loop import synchronize
+from .train.step import GRAPH_WARMUP_STEPS, TrainStep
 
 TEXTBOOK_WORKERS = 4  # d2l's get_dataloader_workers()
 
@@ -56,6 +57,7 @@ class BenchResult:
     compile: bool = False
     amp: bool = False
     channels_last: bool = False
+    cuda_graphs: bool = False
     final_loss: float = float("nan")
     host_allocator: str = "default"    # "keeps freed memory" where train.allocator is in force
     baseline_examples_per_sec: float | None = None
@@ -202,7 +204,7 @@ class _Setup:
                    10 if warmup is None else warmup,  # allocator, kernel caches, compilation
                    seed)
 
-    def fresh(self, channels_last: bool = False):
+    def fresh(self, channels_last: bool = False, graph: bool = False):
         """The model with d2l's Xavier init, seeded, on the device, and its optimiser."""
         from .train.loop import make_optimizer, memory_format, xavier_init
         from .train.rundir import build_model
@@ -212,25 +214,22 @@ class _Setup:
                                input_size=self.input_size))
         xavier_init(net)
         net.to(self.dev, memory_format=memory_format(channels_last)).train()
-        return net, make_optimizer(self.recipe, net, self.dev)
+        return net, make_optimizer(self.recipe, net, self.dev, graph=graph)
 
-    def step_fn(self, net, optimizer, *, amp=False, channels_last=False, sync_every_step=False):
-        from .train.loop import memory_format
-
-        dev, layout, criterion = self.dev, memory_format(channels_last), nn.CrossEntropyLoss()
+    def textbook_step(self, net, optimizer):
+        """train_ch6's step: eager fp32, and a host read of loss and accuracy every step (its
+        Accumulator)."""
+        dev, criterion = self.dev, nn.CrossEntropyLoss()
 
         def step(x, y):
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            x = x.contiguous(memory_format=layout)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                out = net(x)
-                logits = out[0] if isinstance(out, tuple) else out
-                loss = criterion(logits.float(), y)
+            logits = net(x)
+            logits = logits[0] if isinstance(logits, tuple) else logits
+            loss = criterion(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if sync_every_step:  # train_ch6's Accumulator reads loss and accuracy every step
-                float(loss.detach()) + float((logits.argmax(1) == y).sum())
+            float(loss.detach()) + float((logits.argmax(1) == y).sum())
             return loss.detach()
         return step
 
@@ -259,7 +258,7 @@ def bench_textbook(name: str, *, data: str = "synthetic", resize: int | None = N
     batches = _forever(loader)
     try:
         seconds, _, examples, loss = _time_steps(
-            setup.step_fn(net, optimizer, sync_every_step=True), batches, steps, setup.warmup,
+            setup.textbook_step(net, optimizer), batches, steps, setup.warmup,
             setup.dev)
     finally:
         batches.close()
@@ -269,13 +268,15 @@ def bench_textbook(name: str, *, data: str = "synthetic", resize: int | None = N
 
 def bench_model(name: str, *, data: str = "synthetic", resize: int | None = None,
                 batch_size: int | None = None, device: str = "auto", compile: bool = False,
-                amp: bool = False, channels_last: bool = False, steps: int = 30,
-                warmup: int | None = None, baseline: bool | TextbookResult = False,
+                amp: bool = False, channels_last: bool = False, cuda_graphs: bool = False,
+                steps: int = 30, warmup: int | None = None,
+                baseline: bool | TextbookResult = False,
                 data_dir: str | None = None, seed: int = 0,
                 peak: float | None = None) -> BenchResult:
     """Time ``steps`` training steps of a zoo model with its d2l recipe (lr, batch, resize).
 
-    ``compile``, ``amp`` and ``channels_last`` choose our fast path; on the CPU it also keeps
+    ``compile``, ``amp``, ``channels_last`` and ``cuda_graphs`` choose our fast path (the same
+    ``train.step.TrainStep`` as training runs); on the CPU it also keeps
     freed memory in the process (``train.allocator``). With ``baseline=True`` the same model,
     recipe and data are first trained the textbook's way (``bench_textbook``) in this process,
     and ``speedup`` is ours / the textbook's in examples per second; a ``TextbookResult``
@@ -284,6 +285,8 @@ def bench_model(name: str, *, data: str = "synthetic", resize: int | None = None
     from .data import BatchIterator
     from .train import allocator
 
+    if compile and cuda_graphs:
+        raise CnnzooError("--cuda-graphs and --compile do not go together; choose one")
     setup = _Setup.make(name, data, resize, batch_size, device, data_dir, steps, warmup, seed)
     if baseline is True:
         baseline = bench_textbook(name, data=data, resize=resize, batch_size=batch_size,
@@ -292,14 +295,22 @@ def bench_model(name: str, *, data: str = "synthetic", resize: int | None = None
     dev = setup.dev
     if dev.type == "cpu":
         allocator.keep_freed_memory()
-    net, optimizer = setup.fresh(channels_last)
+    net, optimizer = setup.fresh(channels_last, graph=cuda_graphs)
     flops = forward_flops(net, setup.input_size)
     step_net = torch.compile(net) if compile else net
     ours = BatchIterator(setup.train_set.to(dev), setup.recipe.batch_size, seed=seed,
                          resize=setup.resize, drop_last=True)
-    seconds, warm, examples, loss = _time_steps(
-        setup.step_fn(step_net, optimizer, amp=amp, channels_last=channels_last),
-        _cycle_epochs(ours), steps, setup.warmup, dev)
+    step = TrainStep(step_net, net, optimizer, nn.CrossEntropyLoss(),
+                     batch_size=setup.recipe.batch_size, device=dev, amp=amp,
+                     channels_last=channels_last, graph=cuda_graphs)
+
+    def train_on(x, y):
+        step(x, y)
+        return step.loss
+
+    seconds, warm, examples, loss = _time_steps(train_on, _cycle_epochs(ours), steps,
+                                                max(setup.warmup, GRAPH_WARMUP_STEPS + 1)
+                                                if cuda_graphs else setup.warmup, dev)
     throughput = examples / seconds
     peak = peak or matmul_peak(dev, torch.bfloat16 if amp else torch.float32)
     achieved = 3 * flops * throughput
@@ -309,7 +320,8 @@ def bench_model(name: str, *, data: str = "synthetic", resize: int | None = None
         step_ms=1e3 * seconds / steps, epoch_seconds=len(setup.train_set) / throughput,
         warmup_seconds=warm, forward_flops=flops, achieved_tflops=achieved / 1e12,
         peak_tflops=peak / 1e12, fraction_of_peak=achieved / peak, compile=compile, amp=amp,
-        channels_last=channels_last, final_loss=loss, host_allocator=_allocator_state(),
+        channels_last=channels_last, cuda_graphs=cuda_graphs, final_loss=loss,
+        host_allocator=_allocator_state(),
         machine=machine_info(dev))
     if baseline:
         result.baseline_examples_per_sec = baseline.examples_per_sec

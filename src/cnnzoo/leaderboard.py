@@ -57,16 +57,20 @@ class Entry:
 
 
 def select_models(pattern: str | None, recipe: str) -> list[str]:
-    """The models a board covers: the registry's matches of ``pattern``, or by default the
-    book's nine (the ``best`` recipe: its own model)."""
+    """The models a board covers: the registry's matches of ``pattern`` (several patterns
+    separated by commas, in their order), or by default the book's nine (the ``best`` recipe:
+    its own model)."""
     from .models import list_models
     from .train.recipes import BEST_MODELS
 
     if not pattern:
         return list(BEST_MODELS if recipe == "best" else BOOK_MODELS)
-    names = list_models(pattern)
-    if not names:
-        raise CnnzooError(f"no model matches {pattern!r}; see `cnnzoo models`")
+    names = []
+    for part in (p.strip() for p in pattern.split(",")):
+        matches = list_models(part) if part else []
+        if not matches:
+            raise CnnzooError(f"no model matches {part!r}; see `cnnzoo models`")
+        names += [name for name in matches if name not in names]
     return names
 
 
@@ -75,12 +79,14 @@ def run_leaderboard(recipe: str = "d2l", models: list[str] | None = None, *, out
                     train_subset: int | None = None, test_subset: int | None = None,
                     seeds: int = 1, data: str = "fashion-mnist", data_dir: str | None = None,
                     on_entry=None, reporter_factory=None, compile: bool = False,
-                    amp: bool = False, channels_last: bool = False) -> list[Entry]:
+                    amp: bool = False, channels_last: bool = False,
+                    cuda_graphs: bool = False) -> list[Entry]:
     """Train every model with ``recipe`` (each over ``seeds`` seeds) and collect the results.
 
     ``epochs``, ``resize`` and ``train_subset`` shrink the runs for a machine without a GPU; the
     entries say so. ``compile``, ``amp`` and ``channels_last`` pick the fast path (the recipe
-    is unchanged). ``on_entry(entry)`` is called as each model finishes.
+    is unchanged), as does ``cuda_graphs``. ``on_entry(entry)`` is called as each model
+    finishes.
     """
     from .train import recipe_for, train
 
@@ -103,7 +109,7 @@ def run_leaderboard(recipe: str = "d2l", models: list[str] | None = None, *, out
             result = train(name, data, recipe, epochs=epochs, resize=resize, device=device,
                            seed=seed, out=run_dir, data_dir=data_dir, train_subset=train_subset,
                            test_subset=test_subset, compile=compile, amp=amp,
-                           channels_last=channels_last,
+                           channels_last=channels_last, cuda_graphs=cuda_graphs,
                            reporter=reporter_factory() if reporter_factory else None)
             final = result.final
             entry.parameters = _count(result.run_dir)

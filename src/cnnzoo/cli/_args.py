@@ -20,7 +20,7 @@ def add_input_size(parser, *, batch: bool = False) -> None:
 
 
 def add_fast_path(parser) -> None:
-    """``--compile``, ``--amp`` and ``--channels-last``: how the steps run, never what they
+    """``--compile``, ``--amp``, ``--channels-last`` and ``--cuda-graphs``: how the steps run, never what they
     compute (the recipe stays the same). docs/training.md says which pays on which device."""
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the model (its warm-up is reported apart)")
@@ -29,6 +29,18 @@ def add_fast_path(parser) -> None:
     parser.add_argument("--channels-last", action="store_true",
                         help="NHWC weights and batches (faster for some models, slower for "
                              "others: measure with `cnnzoo bench`)")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="record each training step once as a CUDA graph and replay it "
+                             "(CUDA only; frees the step from Python's pace)")
+
+
+def check_fast_path(args, device) -> None:
+    """Refuse, before any work starts, fast-path flags that cannot go together or that the
+    device cannot use."""
+    if args.cuda_graphs and args.compile:
+        raise CnnzooError("--cuda-graphs and --compile do not go together; choose one")
+    if args.cuda_graphs and device.type != "cuda":
+        raise CnnzooError(f"--cuda-graphs needs a CUDA device, not {device.type}")
 
 
 def parse_input_size(text: str | None, *, batch: bool = False,

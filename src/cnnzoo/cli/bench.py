@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._args import add_fast_path, positive_int
+from ._args import add_fast_path, check_fast_path, positive_int
 
 
 def register(subparsers) -> None:
@@ -37,6 +37,7 @@ def run(args) -> int:
     for name in args.models:  # every name is checked before any measuring starts
         model_info(name)
     device = pick_device(args.device)
+    check_fast_path(args, device)
     common = dict(data=args.data, data_dir=args.data_dir, resize=args.resize,
                   batch_size=args.batch_size, device=str(device), steps=args.steps)
     textbook = {}
@@ -58,8 +59,8 @@ def run(args) -> int:
     print(header)
     for name in args.models:
         r = bench_model(name, **common, compile=args.compile, amp=args.amp,
-                        channels_last=args.channels_last, baseline=textbook.get(name, False),
-                        peak=peak)
+                        channels_last=args.channels_last, cuda_graphs=args.cuda_graphs,
+                        baseline=textbook.get(name, False), peak=peak)
         results.append(r)
         line = (f"{r.model:<22}{r.batch_size:>6}{'x'.join(map(str, r.input_size)):>12}"
                 f"{r.examples_per_sec:>12,.0f}{r.step_ms:>9.1f}{r.epoch_seconds:>9.1f}"
@@ -69,6 +70,6 @@ def run(args) -> int:
         print(line, flush=True)
         if r.warmup_seconds > 1:
             print(f"  (warm-up {r.warmup_seconds:.1f} s, not counted)")
-    append_results(args.results, results)
+        append_results(args.results, [r])  # as each model finishes: a cut run keeps them
     print(f"results appended to {args.results}")
     return 0

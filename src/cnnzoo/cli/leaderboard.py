@@ -7,7 +7,7 @@ import shlex
 import sys
 
 from ..train.recipes import RECIPES
-from ._args import add_fast_path, positive_int
+from ._args import add_fast_path, check_fast_path, positive_int
 
 
 def register(subparsers) -> None:
@@ -20,7 +20,8 @@ def register(subparsers) -> None:
     p.add_argument("--recipe", default="d2l", choices=RECIPES,
                    help="d2l (default), modern, or best (cnnzoo's resnet9_fmnist entry)")
     p.add_argument("--models", metavar="PATTERN",
-                   help="registry pattern, e.g. 'lenet5*' (default: the book's nine models)")
+                   help="registry patterns, comma-separated, e.g. 'lenet5*,resnet18_d2l' "
+                        "(default: the book's nine models)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="leaderboard", help="output folder (default leaderboard)")
     p.add_argument("--epochs", type=positive_int, help="fewer epochs than the recipe's (labelled)")
@@ -45,6 +46,7 @@ def run(args) -> int:
     print(f"leaderboard: {len(models)} model(s) with the {args.recipe} recipe: "
           f"{', '.join(models)}")
     device = pick_device(args.device)
+    check_fast_path(args, device)
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     if device.type == "cuda":
         machine = f"{torch.cuda.get_device_name(device)}, {machine}"
@@ -63,7 +65,7 @@ def run(args) -> int:
                               seeds=args.seeds, data_dir=args.data_dir, on_entry=done,
                               compile=args.compile, amp=args.amp,
                               channels_last=args.channels_last,
-                              reporter_factory=ProgressReporter)
+                              cuda_graphs=args.cuda_graphs, reporter_factory=ProgressReporter)
     table, picture = write_board(entries, args.out, machine, command)
     print(table.read_text())
     print(f"wrote {table} and {picture}")

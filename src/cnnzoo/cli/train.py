@@ -115,7 +115,8 @@ def run(args) -> int:
     try:
         result = train(args.model, args.data, args.recipe, device=args.device,
                        seed=args.seed, out=args.out, compile=args.compile, amp=args.amp,
-                       channels_last=args.channels_last, resume=args.resume,
+                       channels_last=args.channels_last, cuda_graphs=args.cuda_graphs,
+                       resume=args.resume,
                        data_dir=args.data_dir, train_subset=args.subset, model_args=model_args,
                        reporter=reporter, **settings)
     except KeyboardInterrupt:
@@ -129,11 +130,12 @@ def run(args) -> int:
     if result.rank != 0:  # under torchrun, rank 0 speaks for all
         return 0
     final = result.final
+    warm_up = "compilation" if args.compile else "recording the CUDA graph"
     print(f"loss {final['train_loss']:.3f}, train acc {final['train_acc']:.3f}, "
           f"test acc {final['test_acc']:.3f}")
     print(f"{result.examples_per_sec:,.0f} examples/sec on {result.device} "
           f"(training steps); {result.wall_seconds:.1f} s wall time in all"
-          + (f", {result.warmup_seconds:.1f} s of it compile warm-up" if result.warmup_seconds
+          + (f", {result.warmup_seconds:.1f} s of it warm-up ({warm_up})" if result.warmup_seconds
              else ""))
     print(f"run directory: {result.run_dir}")
     return 0

@@ -24,6 +24,7 @@ from ..models import model_info
 from . import allocator, distributed
 from .checkpoint import (load_checkpoint, save_checkpoint, save_weights, write_json)
 from .recipes import Recipe, recipe_for
+from .step import GRAPH_WARMUP_STEPS, TrainStep, lr_as_tensor
 from .rundir import (CHECKPOINT, CONFIG, CURVES, WEIGHTS, RunLock, build_model,
                      check_model_args, read_config, read_metrics, write_metrics)
 
@@ -50,7 +51,7 @@ class TrainResult:
     wall_seconds: float            # the whole call: data loading, compile, evaluation included
     train_seconds: float           # training steps only (after any compile warm-up)
     examples_per_sec: float        # over training steps only, synchronised
-    warmup_seconds: float = 0.0    # compile warm-up steps, excluded from examples_per_sec
+    warmup_seconds: float = 0.0    # compile or graph-recording warm-up steps, not in examples_per_sec
     config: dict = field(default_factory=dict)
     rank: int = 0                  # this process's rank under torchrun (0 alone)
 
@@ -109,14 +110,22 @@ def lr_factor(recipe: Recipe, step: int, total_steps: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def make_optimizer(recipe: Recipe, model: nn.Module, device: torch.device):
+def make_optimizer(recipe: Recipe, model: nn.Module, device: torch.device,
+                   graph: bool = False):
+    """The recipe's optimiser, fused on CUDA; with ``graph`` its step can be recorded in a CUDA
+    graph (its learning rate a device tensor, AdamW's state on the device)."""
     fused = device.type == "cuda"
     if recipe.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=recipe.lr,
-                                 weight_decay=recipe.weight_decay, fused=fused or None)
-    return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                           nesterov=recipe.nesterov and recipe.momentum > 0,
-                           weight_decay=recipe.weight_decay, fused=fused or None)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr,
+                                      weight_decay=recipe.weight_decay, fused=fused or None,
+                                      capturable=graph and fused)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                                    nesterov=recipe.nesterov and recipe.momentum > 0,
+                                    weight_decay=recipe.weight_decay, fused=fused or None)
+    if graph:
+        lr_as_tensor(optimizer, device)
+    return optimizer
 
 
 def _batches(dataset, recipe: Recipe, input_hw, train: bool, seed: int, stats,
@@ -186,8 +195,8 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
           epochs: int | None = None, lr: float | None = None, batch_size: int | None = None,
           resize: int | None = None, device: str = "auto", seed: int = 0,
           out: str | Path | None = None, compile: bool = False, amp: bool = False,
-          channels_last: bool = False, resume: str | Path | None = None,
-          data_dir: str | None = None, train_subset: int | None = None,
+          channels_last: bool = False, cuda_graphs: bool = False,
+          resume: str | Path | None = None, data_dir: str | None = None, train_subset: int | None = None,
           test_subset: int | None = None, model_args: dict | None = None,
           reporter: Reporter | None = None, stop_after_epoch: int | None = None,
           **recipe_overrides) -> TrainResult:
@@ -197,7 +206,8 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
     ``lr``, ``batch_size``, ``resize`` and any other ``Recipe`` field override single values.
     ``resume`` continues the run in that directory from its last checkpoint with its stored
     configuration (``epochs`` may extend it). ``compile``, ``amp`` (bf16 autocast) and
-    ``channels_last`` (NHWC weights and batches) choose the fast path; none changes the recipe.
+    ``channels_last`` (NHWC weights and batches) and ``cuda_graphs`` (each full-size step
+    recorded once and replayed, CUDA only) choose the fast path; none changes the recipe.
     ``train_subset`` / ``test_subset`` take seeded stratified subsets for quick runs.
     ``model_args`` are further arguments of the model's builder (e.g. ``{"width": 64}``).
     ``stop_after_epoch`` ends the call early after that epoch, as an interruption would (used
@@ -218,7 +228,7 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
         config = dict(model=model, model_args=dict(model_args or {}), data=data,
                       data_dir=data_dir, seed=seed, device=device,
                       compile=compile, amp=amp, channels_last=channels_last,
-                      train_subset=train_subset,
+                      cuda_graphs=cuda_graphs, train_subset=train_subset,
                       test_subset=test_subset, recipe=dataclasses.asdict(cfg_recipe))
         state = None
         run_dir = _check_out(out, model)  # created once the set-up succeeds
@@ -227,6 +237,13 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
     dev = pick_device(config["device"])
     model_info(config["model"])  # an unknown name fails here, before any data is read
     check_model_args(config["model"], config.get("model_args"))
+    if config.get("cuda_graphs"):
+        if dev.type != "cuda":
+            raise CnnzooError(f"--cuda-graphs needs a CUDA device, not {dev.type}")
+        if config["compile"]:
+            raise CnnzooError("--cuda-graphs and --compile do not go together; choose one")
+        if ctx.enabled:
+            raise CnnzooError("--cuda-graphs is for one process; leave it out under torchrun")
     if dev.type == "cpu":
         allocator.keep_freed_memory()  # reuse activation memory from step to step
 
@@ -256,7 +273,7 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
     try:
         run_dir = Path(distributed.broadcast(ctx, str(run_dir)))
         net.to(dev, memory_format=memory_format(config.get("channels_last", False)))
-        optimizer = make_optimizer(rec, net, dev)
+        optimizer = make_optimizer(rec, net, dev, graph=config.get("cuda_graphs", False))
         train_batches = _batches(train_set.to(dev), rec, input_hw, True, config["seed"], stats,
                                  drop_last=ctx.enabled)
         test_batches = _batches(test_set.to(dev), rec, input_hw, False, config["seed"], stats)
@@ -267,6 +284,8 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
         if state is not None:
             net.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
+            if config.get("cuda_graphs"):
+                lr_as_tensor(optimizer, dev)
             scheduler.load_state_dict(state["scheduler"])
             torch.set_rng_state(state["rng_cpu"])
             if dev.type == "cuda" and "rng_cuda" in state:
@@ -315,12 +334,16 @@ class _Fit:
         # step_net: compiled when asked for, it takes the full-size training batches; eager_net
         # (the same weights) takes a short last batch and evaluation, which would otherwise
         # cost a compilation each for their shapes; net: the bare model, for saving.
-        self.step_net, self.eager_net, self.net = step_net, eager_net, net
+        self.eager_net, self.net = eager_net, net
         self.optimizer, self.scheduler = optimizer, scheduler
         self.rec, self.dev, self.config, self.ctx, self.reporter = rec, dev, config, ctx, reporter
-        self.criterion = criterion
         self.amp = config["amp"]
         self.channels_last = config.get("channels_last", False)  # absent in older runs
+        self.step = TrainStep(step_net, eager_net, optimizer, criterion,
+                              batch_size=rec.batch_size // ctx.world_size, device=dev,
+                              amp=self.amp, channels_last=self.channels_last,
+                              grad_clip=rec.grad_clip, scheduler=scheduler,
+                              graph=config.get("cuda_graphs", False))
         self.train_seconds = self.warmup_seconds = 0.0
         self.timed_examples = 0
 
@@ -329,7 +352,9 @@ class _Fit:
         """Train from ``start_epoch``; True when the last epoch was reached."""
         rec, num_classes = self.rec, len(self.config["classes"])
         plotted_at = time.perf_counter()
-        warmup_steps = 3 if self.config["compile"] and start_epoch == 1 else 0
+        # compilation, or the recording of the CUDA graph, is timed apart from the steps
+        warmup_steps = (3 if self.config["compile"] and start_epoch == 1 else
+                        GRAPH_WARMUP_STEPS + 1 if self.config.get("cuda_graphs") else 0)
         for epoch in range(start_epoch, rec.epochs + 1):
             train_batches.set_epoch(epoch)
             self.reporter.epoch_start(epoch, rec.epochs, len(train_batches))
@@ -374,40 +399,25 @@ class _Fit:
     def _train_epoch(self, batches, warmup_steps: int):
         """One epoch of steps; returns (loss sum, correct, examples) as one device tensor
         (summed on the device, read once per epoch) and the timing."""
-        dev, optimizer = self.dev, self.optimizer
-        layout = memory_format(self.channels_last)
-        full = self.rec.batch_size // self.ctx.world_size
+        dev, step = self.dev, self.step
         self.eager_net.train()
-        sums = torch.zeros(3, device=dev, dtype=torch.float64)  # loss sum, correct, examples
-        seen = timed = 0
+        step.begin()
+        timed = 0
         warmup_seconds = 0.0
         synchronize(dev)
         start = time.perf_counter()
-        for step, (x, y) in enumerate(_shard(self.ctx, batches)):
-            if step == warmup_steps and warmup_steps:
+        for index, (x, y) in enumerate(_shard(self.ctx, batches)):
+            if index == warmup_steps and warmup_steps:
                 synchronize(dev)
                 warmup_seconds = time.perf_counter() - start
                 start, timed = time.perf_counter(), 0
-            net = self.step_net if len(y) == full else self.eager_net
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.amp):
-                out = net(x.contiguous(memory_format=layout))
-                logits = out[0] if isinstance(out, tuple) else out
-                loss = self.criterion(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.rec.grad_clip:
-                nn.utils.clip_grad_norm_(self.net.parameters(), self.rec.grad_clip)
-            optimizer.step()
-            self.scheduler.step()
-            sums[0] += loss.detach() * y.numel()
-            sums[1] += (logits.detach().argmax(dim=1) == y).sum()
-            seen += y.numel()
+            step(x, y)
             timed += y.numel()
             self.reporter.step()
         synchronize(dev)
         seconds = time.perf_counter() - start
-        sums[2] = seen
-        return sums, dict(seconds=seconds, warmup_seconds=warmup_seconds, examples=timed)
+        return step.totals(), dict(seconds=seconds, warmup_seconds=warmup_seconds,
+                                   examples=timed)
 
 
 def _shard(ctx: distributed.Context, batches):

@@ -1,0 +1,133 @@
+"""One training step, run eagerly or replayed from a CUDA graph.
+
+A step is forward, loss, backward, optional gradient clipping, the optimiser's step and the
+learning-rate schedule's, with the loss and the correct predictions summed on the device (no
+host read). Eager PyTorch spends some microseconds of Python and dispatch per operation, and a
+small network's step is hundreds of short kernels: on a fast GPU the host, not the GPU, sets the
+pace. With ``graph=True`` (CUDA only) the step is recorded once as a CUDA graph after a few
+eager warm-up steps and then replayed with one launch per step: the batch is copied into the
+graph's input tensors, everything else stays where the recording put it. The learning rate is a
+device tensor then, so that the schedule can change it between replays.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import CnnzooError
+
+GRAPH_WARMUP_STEPS = 3  # eager steps before recording: optimiser state, library workspaces
+
+
+def lr_as_tensor(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Keep every group's learning rate in a tensor on ``device`` (a recorded step reads it
+    there; a schedule fills it in place). A schedule's base rate stays a number, so that
+    setting the rate never reads a value back from the device."""
+    for group in optimizer.param_groups:
+        lr = float(group["lr"])
+        if not isinstance(group.get("initial_lr"), float):
+            group["initial_lr"] = lr
+        group["lr"] = torch.tensor(lr, device=device)
+
+
+class TrainStep:
+    """Call it with a batch to train on it; ``totals()`` gives (loss sum, correct, examples).
+
+    ``net`` takes the full-size batches (``batch_size`` examples) and ``eager_net`` (the same
+    weights, never compiled or recorded) any other size, such as a short last batch.
+    """
+
+    def __init__(self, net: nn.Module, eager_net: nn.Module, optimizer, criterion, *,
+                 batch_size: int, device: torch.device, amp: bool = False,
+                 channels_last: bool = False, grad_clip: float | None = None,
+                 scheduler=None, graph: bool = False):
+        if graph and device.type != "cuda":
+            raise CnnzooError(f"CUDA graphs need a CUDA device, not {device.type}")
+        self.net, self.eager_net, self.optimizer = net, eager_net, optimizer
+        self.criterion, self.batch_size, self.device = criterion, batch_size, device
+        self.amp, self.grad_clip, self.scheduler = amp, grad_clip, scheduler
+        self.layout = torch.channels_last if channels_last else torch.contiguous_format
+        self.use_graph = graph
+        self.lrs = None  # the learning-rate tensors a recorded step reads
+        self.sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss, correct, seen
+        self.graph = None
+        self.static_x = self.static_y = None
+        self.loss = None  # the last step's loss (a graph's own output tensor once recorded)
+        self.eager_steps = 0
+
+    def begin(self) -> None:
+        """Start summing afresh (once per epoch)."""
+        self.sums.zero_()
+
+    def totals(self) -> torch.Tensor:
+        """(loss sum, correct predictions, examples) since ``begin``, one float64 tensor."""
+        return self.sums.clone()
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        full = len(y) == self.batch_size
+        if not (self.use_graph and full):
+            self._eager(self.net if full else self.eager_net, x, y)
+        elif self.graph is not None:
+            self.static_x.copy_(x)
+            self.static_y.copy_(y)
+            self.graph.replay()
+        elif self.eager_steps < GRAPH_WARMUP_STEPS:
+            self._warm_up(x, y)
+        else:
+            self._record(x, y)
+            self.graph.replay()
+        if self.scheduler is not None:
+            self.scheduler.step()
+            if self.lrs is not None:
+                self._keep_lr_in_place()
+
+    def _body(self, net, x, y) -> None:
+        # autocast's cache of cast weights must stay off in a recorded graph
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.amp,
+                            cache_enabled=False if self.use_graph else None):
+            out = net(x.contiguous(memory_format=self.layout))
+            logits = out[0] if isinstance(out, tuple) else out
+            loss = self.criterion(logits.float(), y)
+        loss.backward()
+        if self.grad_clip:
+            nn.utils.clip_grad_norm_(self.eager_net.parameters(), self.grad_clip)
+        self.optimizer.step()
+        self.loss = loss.detach()
+        self.sums[0] += self.loss * y.numel()
+        self.sums[1] += (logits.detach().argmax(dim=1) == y).sum()
+        self.sums[2] += y.numel()
+
+    def _eager(self, net, x, y) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self._body(net, x, y)
+        self.eager_steps += 1
+
+    def _warm_up(self, x, y) -> None:
+        # warm-up steps run on a side stream, as recording will
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            self._eager(self.net, x, y)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+
+    def _keep_lr_in_place(self) -> None:
+        # a schedule that sets a number instead of filling the tensor would leave the recorded
+        # step on the old rate: copy the number into the tensor it reads
+        for group, lr in zip(self.optimizer.param_groups, self.lrs):
+            if group["lr"] is not lr:
+                lr.fill_(float(group["lr"]))
+                group["lr"] = lr
+
+    def _record(self, x, y) -> None:
+        """Record one step on the graph's input tensors (recording runs nothing; the caller
+        replays it for this batch)."""
+        self.static_x, self.static_y = x.clone(), y.clone()
+        self.optimizer.zero_grad(set_to_none=True)  # backward writes, not adds, from here on
+        self.lrs = [group["lr"] for group in self.optimizer.param_groups]
+        if not all(isinstance(lr, torch.Tensor) and lr.device.type == "cuda" for lr in self.lrs):
+            raise CnnzooError("a recorded step needs the learning rate as a device tensor "
+                              "(make the optimiser with graph=True)")
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self._body(self.net, self.static_x, self.static_y)
