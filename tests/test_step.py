@@ -7,7 +7,7 @@ from cnnzoo.cli import main
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train import recipe_for, train
 from cnnzoo.train.loop import lr_factor, make_optimizer
-from cnnzoo.train.step import TrainStep
+from cnnzoo.train.step import TrainStep, check_graphs
 
 CUDA = torch.cuda.is_available()
 
@@ -31,7 +31,7 @@ def test_a_graphable_optimiser_keeps_one_rate_tensor_that_the_schedule_fills(rec
 
 def test_graphs_are_refused_off_cuda(tmp_path, capsys):
     net = torch.nn.Linear(4, 2)
-    with pytest.raises(CnnzooError, match="CUDA graphs need a CUDA device"):
+    with pytest.raises(CnnzooError, match="--cuda-graphs needs a CUDA device"):
         TrainStep(net, net, torch.optim.SGD(net.parameters()), torch.nn.CrossEntropyLoss(),
                   batch_size=8, device=torch.device("cpu"), graph=True)
     for command in (["train", "--data", "synthetic"], ["bench", "lenet5_d2l"],
@@ -42,6 +42,11 @@ def test_graphs_are_refused_off_cuda(tmp_path, capsys):
         assert "--cuda-graphs needs a CUDA device" in capsys.readouterr().err
     assert main(["train", "--data", "synthetic", "--device", "cpu", "--compile", "--amp",
                  "--out", str(tmp_path / "x"), "--cuda-graphs"]) == 2
+    cuda = torch.device("cuda")  # a device object only: nothing runs on it
+    with pytest.raises(CnnzooError, match="do not go together"):
+        check_graphs(cuda, compile=True)
+    with pytest.raises(CnnzooError, match="one process"):
+        check_graphs(cuda, processes=2)
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA device")

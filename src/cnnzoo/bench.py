@@ -34,7 +34,7 @@ from torch import nn
 from . import __version__
 from .errors import CnnzooError
 from .train.loop import synchronize
-from .train.step import GRAPH_WARMUP_STEPS, TrainStep
+from .train.step import GRAPH_WARMUP_STEPS, TrainStep, check_graphs
 
 TEXTBOOK_WORKERS = 4  # d2l's get_dataloader_workers()
 
@@ -285,14 +285,14 @@ def bench_model(name: str, *, data: str = "synthetic", resize: int | None = None
     from .data import BatchIterator
     from .train import allocator
 
-    if compile and cuda_graphs:
-        raise CnnzooError("--cuda-graphs and --compile do not go together; choose one")
     setup = _Setup.make(name, data, resize, batch_size, device, data_dir, steps, warmup, seed)
     if baseline is True:
         baseline = bench_textbook(name, data=data, resize=resize, batch_size=batch_size,
                                   device=device, steps=steps, warmup=warmup,
                                   data_dir=data_dir, seed=seed)
     dev = setup.dev
+    if cuda_graphs:
+        check_graphs(dev, compile)
     if dev.type == "cpu":
         allocator.keep_freed_memory()
     net, optimizer = setup.fresh(channels_last, graph=cuda_graphs)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from ..train.recipes import RECIPES
 from ..errors import CnnzooError
+from ..train.recipes import RECIPES
 from ._args import add_fast_path, parse_assignments, positive_float, positive_int, seed
 
 

@@ -24,9 +24,9 @@ from ..models import model_info
 from . import allocator, distributed
 from .checkpoint import (load_checkpoint, save_checkpoint, save_weights, write_json)
 from .recipes import Recipe, recipe_for
-from .step import GRAPH_WARMUP_STEPS, TrainStep, lr_as_tensor
 from .rundir import (CHECKPOINT, CONFIG, CURVES, WEIGHTS, RunLock, build_model,
                      check_model_args, read_config, read_metrics, write_metrics)
+from .step import GRAPH_WARMUP_STEPS, TrainStep, check_graphs, lr_as_tensor
 
 
 class TrainingDiverged(CnnzooError):
@@ -51,7 +51,7 @@ class TrainResult:
     wall_seconds: float            # the whole call: data loading, compile, evaluation included
     train_seconds: float           # training steps only (after any compile warm-up)
     examples_per_sec: float        # over training steps only, synchronised
-    warmup_seconds: float = 0.0    # compile or graph-recording warm-up steps, not in examples_per_sec
+    warmup_seconds: float = 0.0    # compile or graph-recording warm-up, not in examples_per_sec
     config: dict = field(default_factory=dict)
     rank: int = 0                  # this process's rank under torchrun (0 alone)
 
@@ -196,8 +196,9 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
           resize: int | None = None, device: str = "auto", seed: int = 0,
           out: str | Path | None = None, compile: bool = False, amp: bool = False,
           channels_last: bool = False, cuda_graphs: bool = False,
-          resume: str | Path | None = None, data_dir: str | None = None, train_subset: int | None = None,
-          test_subset: int | None = None, model_args: dict | None = None,
+          resume: str | Path | None = None, data_dir: str | None = None,
+          train_subset: int | None = None, test_subset: int | None = None,
+          model_args: dict | None = None,
           reporter: Reporter | None = None, stop_after_epoch: int | None = None,
           **recipe_overrides) -> TrainResult:
     """Train a registered model and leave a run directory; returns the metrics and timings.
@@ -238,12 +239,7 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
     model_info(config["model"])  # an unknown name fails here, before any data is read
     check_model_args(config["model"], config.get("model_args"))
     if config.get("cuda_graphs"):
-        if dev.type != "cuda":
-            raise CnnzooError(f"--cuda-graphs needs a CUDA device, not {dev.type}")
-        if config["compile"]:
-            raise CnnzooError("--cuda-graphs and --compile do not go together; choose one")
-        if ctx.enabled:
-            raise CnnzooError("--cuda-graphs is for one process; leave it out under torchrun")
+        check_graphs(dev, config["compile"], ctx.world_size)
     if dev.type == "cpu":
         allocator.keep_freed_memory()  # reuse activation memory from step to step
 

@@ -20,6 +20,17 @@ from ..errors import CnnzooError
 GRAPH_WARMUP_STEPS = 3  # eager steps before recording: optimiser state, library workspaces
 
 
+def check_graphs(device: torch.device, compile: bool = False, processes: int = 1) -> None:
+    """Refuse CUDA graphs where they cannot run: off CUDA, with ``torch.compile``, or in a
+    group of processes (torchrun)."""
+    if device.type != "cuda":
+        raise CnnzooError(f"--cuda-graphs needs a CUDA device, not {device.type}")
+    if compile:
+        raise CnnzooError("--cuda-graphs and --compile do not go together; choose one")
+    if processes > 1:
+        raise CnnzooError("--cuda-graphs is for one process; leave it out under torchrun")
+
+
 def lr_as_tensor(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
     """Keep every group's learning rate in a tensor on ``device`` (a recorded step reads it
     there; a schedule fills it in place). A schedule's base rate stays a number, so that
@@ -42,15 +53,16 @@ class TrainStep:
                  batch_size: int, device: torch.device, amp: bool = False,
                  channels_last: bool = False, grad_clip: float | None = None,
                  scheduler=None, graph: bool = False):
-        if graph and device.type != "cuda":
-            raise CnnzooError(f"CUDA graphs need a CUDA device, not {device.type}")
+        if graph:
+            check_graphs(device)
         self.net, self.eager_net, self.optimizer = net, eager_net, optimizer
         self.criterion, self.batch_size, self.device = criterion, batch_size, device
         self.amp, self.grad_clip, self.scheduler = amp, grad_clip, scheduler
         self.layout = torch.channels_last if channels_last else torch.contiguous_format
         self.use_graph = graph
         self.lrs = None  # the learning-rate tensors a recorded step reads
-        self.sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss, correct, seen
+        self.sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss, correct, (seen)
+        self.seen = 0  # examples since begin(), counted on the host
         self.graph = None
         self.static_x = self.static_y = None
         self.loss = None  # the last step's loss (a graph's own output tensor once recorded)
@@ -59,13 +71,17 @@ class TrainStep:
     def begin(self) -> None:
         """Start summing afresh (once per epoch)."""
         self.sums.zero_()
+        self.seen = 0
 
     def totals(self) -> torch.Tensor:
         """(loss sum, correct predictions, examples) since ``begin``, one float64 tensor."""
-        return self.sums.clone()
+        totals = self.sums.clone()
+        totals[2] = self.seen
+        return totals
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
         full = len(y) == self.batch_size
+        self.seen += len(y)
         if not (self.use_graph and full):
             self._eager(self.net if full else self.eager_net, x, y)
         elif self.graph is not None:
@@ -96,7 +112,6 @@ class TrainStep:
         self.loss = loss.detach()
         self.sums[0] += self.loss * y.numel()
         self.sums[1] += (logits.detach().argmax(dim=1) == y).sum()
-        self.sums[2] += y.numel()
 
     def _eager(self, net, x, y) -> None:
         self.optimizer.zero_grad(set_to_none=True)
