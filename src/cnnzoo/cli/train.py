@@ -92,6 +92,19 @@ class ProgressReporter:
             self.bar = None
 
 
+def time_line(result, compiled: bool) -> str:
+    """Where the wall time went, e.g. "9.2 s wall time: 3.3 s steps, 0.6 s recording ..."."""
+    warm_up = "compilation" if compiled else "recording the CUDA graph"
+    parts = [(result.train_seconds, "training steps"), (result.warmup_seconds, warm_up),
+             (result.setup_seconds, "set-up (data, model, device)"),
+             (result.eval_seconds, "evaluation"),
+             (result.save_seconds, "checkpoints, plots, weights")]
+    rest = result.wall_seconds - sum(seconds for seconds, _ in parts)
+    listed = ", ".join(f"{seconds:.1f} s {what}" for seconds, what in parts + [(rest, "other")]
+                       if seconds >= 0.05)
+    return f"{result.wall_seconds:.1f} s wall time in all: {listed}"
+
+
 def run(args) -> int:
     import typing
 
@@ -130,12 +143,9 @@ def run(args) -> int:
     if result.rank != 0:  # under torchrun, rank 0 speaks for all
         return 0
     final = result.final
-    warm_up = "compilation" if args.compile else "recording the CUDA graph"
     print(f"loss {final['train_loss']:.3f}, train acc {final['train_acc']:.3f}, "
           f"test acc {final['test_acc']:.3f}")
-    print(f"{result.examples_per_sec:,.0f} examples/sec on {result.device} "
-          f"(training steps); {result.wall_seconds:.1f} s wall time in all"
-          + (f", {result.warmup_seconds:.1f} s of it warm-up ({warm_up})" if result.warmup_seconds
-             else ""))
+    print(f"{result.examples_per_sec:,.0f} examples/sec on {result.device} (training steps)")
+    print(time_line(result, args.compile))
     print(f"run directory: {result.run_dir}")
     return 0

@@ -52,6 +52,9 @@ class TrainResult:
     train_seconds: float           # training steps only (after any compile warm-up)
     examples_per_sec: float        # over training steps only, synchronised
     warmup_seconds: float = 0.0    # compile or graph-recording warm-up, not in examples_per_sec
+    setup_seconds: float = 0.0     # before the first step: data read, model built, device ready
+    eval_seconds: float = 0.0      # the test set's evaluation after each epoch
+    save_seconds: float = 0.0      # checkpoints, metrics, plots and the final weights
     config: dict = field(default_factory=dict)
     rank: int = 0                  # this process's rank under torchrun (0 alone)
 
@@ -146,10 +149,20 @@ def memory_format(channels_last: bool) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
+def test_logits(net: nn.Module, x: torch.Tensor, flip: bool = False) -> torch.Tensor:
+    """The logits of an evaluating ``net`` for ``x``; with ``flip``, the mean of those for each
+    image and its mirror image (test-time augmentation)."""
+    logits = net(x)
+    if flip:
+        logits = (logits + net(x.flip(-1))) / 2
+    return logits
+
+
 @torch.inference_mode()
 def evaluate_batches(net: nn.Module, batches, num_classes: int, amp: bool = False,
-                     channels_last: bool = False):
-    """Confusion matrix (true x predicted, int64, on the device) of ``net`` over ``batches``."""
+                     channels_last: bool = False, flip: bool = False):
+    """Confusion matrix (true x predicted, int64, on the device) of ``net`` over ``batches``;
+    ``flip`` averages each image's logits with its mirror image's."""
     was_training = net.training
     net.eval()
     confusion = None
@@ -157,7 +170,7 @@ def evaluate_batches(net: nn.Module, batches, num_classes: int, amp: bool = Fals
     try:
         for x, y in batches:
             with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = net(x.contiguous(memory_format=layout))
+                logits = test_logits(net, x.contiguous(memory_format=layout), flip)
             pred = logits.argmax(dim=1)
             counts = torch.bincount(y * num_classes + pred, minlength=num_classes ** 2)
             confusion = counts if confusion is None else confusion + counts
@@ -256,9 +269,6 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
     input_hw = (rec.resize, rec.resize) if rec.resize else tuple(train_set.image_size[1:])
     config.update(classes=list(train_set.classes), image_size=list(train_set.image_size),
                   input_size=[train_set.image_size[0], *input_hw])
-    if rec.normalize and "normalize_stats" not in config:
-        config["normalize_stats"] = [v.tolist() for v in train_set.mean_std()]
-    stats = config.get("normalize_stats")
 
     torch.manual_seed(config["seed"])
     net = build_model(config)
@@ -270,9 +280,14 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
         run_dir = Path(distributed.broadcast(ctx, str(run_dir)))
         net.to(dev, memory_format=memory_format(config.get("channels_last", False)))
         optimizer = make_optimizer(rec, net, dev, graph=config.get("cuda_graphs", False))
-        train_batches = _batches(train_set.to(dev), rec, input_hw, True, config["seed"], stats,
+        train_set, test_set = train_set.to(dev), test_set.to(dev)
+        if rec.normalize and "normalize_stats" not in config:
+            # exact (integer sums), so the same on every device; quickest where the data is now
+            config["normalize_stats"] = [v.tolist() for v in train_set.mean_std()]
+        stats = config.get("normalize_stats")
+        train_batches = _batches(train_set, rec, input_hw, True, config["seed"], stats,
                                  drop_last=ctx.enabled)
-        test_batches = _batches(test_set.to(dev), rec, input_hw, False, config["seed"], stats)
+        test_batches = _batches(test_set, rec, input_hw, False, config["seed"], stats)
         total_steps = rec.epochs * len(train_batches)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_factor(rec, step, total_steps))
@@ -308,10 +323,12 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
                 write_json(run_dir / CONFIG, config)
             reporter.start(dict(config, run_dir=str(run_dir), start_epoch=start_epoch,
                                 parameters=sum(p.numel() for p in net.parameters())))
+            setup_seconds = time.perf_counter() - wall_start
             finished = fit.run(train_batches, test_batches, len(test_set), run_dir, history,
                                start_epoch, stop_after_epoch)
             if finished and ctx.is_main:
-                save_weights(run_dir / WEIGHTS, net)
+                with fit.timed("save_seconds"):
+                    save_weights(run_dir / WEIGHTS, net)
         distributed.barrier(ctx)
     finally:
         distributed.teardown(ctx)
@@ -319,7 +336,9 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
                        wall_seconds=time.perf_counter() - wall_start,
                        train_seconds=fit.train_seconds,
                        examples_per_sec=fit.timed_examples / max(fit.train_seconds, 1e-9),
-                       warmup_seconds=fit.warmup_seconds, config=config, rank=ctx.rank)
+                       warmup_seconds=fit.warmup_seconds, setup_seconds=setup_seconds,
+                       eval_seconds=fit.eval_seconds, save_seconds=fit.save_seconds,
+                       config=config, rank=ctx.rank)
 
 
 class _Fit:
@@ -341,7 +360,18 @@ class _Fit:
                               grad_clip=rec.grad_clip, scheduler=scheduler,
                               graph=config.get("cuda_graphs", False))
         self.train_seconds = self.warmup_seconds = 0.0
+        self.eval_seconds = self.save_seconds = 0.0
         self.timed_examples = 0
+
+    @contextlib.contextmanager
+    def timed(self, total: str):
+        """Add the block's wall time to the named total (its device work is read back
+        inside it, so the time is its own)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            setattr(self, total, getattr(self, total) + time.perf_counter() - start)
 
     def run(self, train_batches, test_batches, test_count, run_dir, history, start_epoch,
             stop_after_epoch) -> bool:
@@ -369,24 +399,28 @@ class _Fit:
                 raise TrainingDiverged(
                     f"loss became {row['train_loss']:.3g} in epoch {epoch} (lr {rec.lr:g}); "
                     f"{kept}; try a lower learning rate, e.g. --lr {rec.lr / 10:g}")
-            confusion = evaluate_batches(self.eager_net, _shard(self.ctx, test_batches),
-                                         num_classes, self.amp, self.channels_last)
-            correct_test = distributed.all_reduce_sum(self.ctx, confusion.diagonal().sum())
-            row.update(test_acc=correct_test.item() / test_count,
+            with self.timed("eval_seconds"):
+                confusion = evaluate_batches(self.eager_net, _shard(self.ctx, test_batches),
+                                             num_classes, self.amp, self.channels_last,
+                                             flip=rec.eval_flip)
+                correct_test = distributed.all_reduce_sum(self.ctx, confusion.diagonal().sum())
+                correct_test = correct_test.item()
+            row.update(test_acc=correct_test / test_count,
                        seconds=timing["seconds"] + timing["warmup_seconds"],
                        examples_per_sec=examples / max(timing["seconds"], 1e-9))
             history.append(row)
             stopping = stop_after_epoch is not None and stop_after_epoch <= epoch < rec.epochs
             if self.ctx.is_main:
-                _save_epoch(run_dir, self.net, self.optimizer, self.scheduler, epoch, self.dev,
-                            history)
-                if (epoch == rec.epochs or stopping
-                        or time.perf_counter() - plotted_at >= PLOT_EVERY_SECONDS):
-                    from ..plots import plot_curves
+                with self.timed("save_seconds"):
+                    _save_epoch(run_dir, self.net, self.optimizer, self.scheduler, epoch,
+                                self.dev, history)
+                    if (epoch == rec.epochs or stopping
+                            or time.perf_counter() - plotted_at >= PLOT_EVERY_SECONDS):
+                        from ..plots import plot_curves
 
-                    plot_curves(history, run_dir / CURVES,
-                                title=f"{self.config['model']} on {self.config['data']}")
-                    plotted_at = time.perf_counter()
+                        plot_curves(history, run_dir / CURVES,
+                                    title=f"{self.config['model']} on {self.config['data']}")
+                        plotted_at = time.perf_counter()
             self.reporter.epoch_end(row)
             if stopping:
                 return False
