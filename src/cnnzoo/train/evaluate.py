@@ -32,6 +32,11 @@ def _iterator(run: Run, dataset, batch_size: int):
                          normalize=run.config.get("normalize_stats"))
 
 
+def _eval_flip(run: Run) -> bool:
+    """Whether the run's recipe evaluates with flip test-time augmentation."""
+    return bool(run.config.get("recipe", {}).get("eval_flip", False))
+
+
 def preprocess(run: Run, images: torch.Tensor) -> torch.Tensor:
     """Images of the run's data set, uint8 (N, C, H, W), as its model sees them: float32
     (N, C, h, w) at the run's input size, normalised as in training, on the images' device."""
@@ -61,7 +66,7 @@ def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None,
         raise CnnzooError(f"the data set's classes differ from those the run was trained on")
     model = run.model.to(dev)
     confusion = evaluate_batches(model, _iterator(run, dataset.to(dev), batch_size),
-                                 len(run.classes)).cpu()
+                                 len(run.classes), flip=_eval_flip(run)).cpu()
     totals = confusion.sum(dim=1).clamp_min(1)
     result = EvalResult(accuracy=confusion.diagonal().sum().item() / len(dataset),
                         per_class=(confusion.diagonal() / totals).tolist(),
@@ -125,7 +130,7 @@ def load_image(path, channels: int, size: tuple[int, int], dark_background: bool
 def predict(run_dir, images: list, *, topk: int = 3, device: str = "auto") -> list[Prediction]:
     """Top-k classes with probabilities for image files, preprocessed as in training."""
     from ..data import DataSet
-    from .loop import pick_device
+    from .loop import pick_device, test_logits
 
     if topk < 1:
         raise CnnzooError(f"top-k must be at least 1, not {topk}")
@@ -141,7 +146,7 @@ def predict(run_dir, images: list, *, topk: int = 3, device: str = "auto") -> li
     model = run.model.to(dev)
     with torch.inference_mode():
         x, _ = next(iter(_iterator(run, batch.to(dev), len(tensors))))
-        probabilities = model(x).float().softmax(dim=1).cpu()
+        probabilities = test_logits(model, x, _eval_flip(run)).float().softmax(dim=1).cpu()
     k = min(topk, len(run.classes))
     values, indices = probabilities.topk(k, dim=1)
     return [Prediction(str(path), [(run.classes[i], float(v)) for v, i in zip(vs, idx)])

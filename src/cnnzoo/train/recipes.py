@@ -38,6 +38,8 @@ class Recipe:
     erasing: float = 0.0            # random-erasing probability
     grad_clip: float | None = None  # max gradient norm
     eval_batch_size: int = 512     # fastest on a small CPU cache, ample on a GPU
+    eval_flip: bool = False         # test-time augmentation: average the logits of each image
+                                    # and its mirror image (evaluation and prediction)
 
     def replace(self, **overrides) -> "Recipe":
         """A copy with some fields changed; None values are ignored (flags not given)."""
