@@ -21,8 +21,8 @@ data=()
 [ -n "${2:-}" ] && data=(--data-dir "$2")
 budget=${3:-900}
 shift $(($# < 3 ? $# : 3))
-all=(smoke tests record record-profile record-flip8 record-flip9 nin-seeds bench d2l best modern
-     step-modes compile-graphs best-wide)
+all=(smoke tests record record-flip8 record-eval record-profile nin-seeds bench d2l best modern
+     step-modes compile-graphs record-flip9 best-wide)
 steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=("${all[@]}")
 mkdir -p "$out"
@@ -64,7 +64,7 @@ run_step() {
         step smoke 90 "${cz[@]}" train resnet9_fmnist --recipe best --epochs 1 --subset 4096 \
             "${fast[@]}" --out "$out/runs/smoke" "${data[@]}" ;;
     tests)  # the tests that need CUDA (CUDA graphs against eager steps, the summary on CUDA)
-        step tests 240 python3 -m pytest -q -x tests/test_step.py tests/test_summary.py ;;
+        step tests 120 python3 -m pytest -q -x tests/test_step.py tests/test_summary.py ;;
     record)  # the whole process timed; the last line says where train()'s time went
         step record 60 "${cz[@]}" "${record[@]}" --epochs 10 --out "$out/runs/record" ;;
     record-profile)  # the same under cProfile: what the time outside the steps is
@@ -73,6 +73,9 @@ run_step() {
     record-flip8 | record-flip9)  # fewer epochs, evaluated with flip test-time augmentation
         step "$1" 60 "${cz[@]}" "${record[@]}" --epochs "${1#record-flip}" \
             --set eval_flip=true --out "$out/runs/$1" ;;
+    record-eval)  # flip-8 with the whole test set as one evaluation batch (20 launches fewer)
+        step record-eval 60 "${cz[@]}" "${record[@]}" --epochs 8 --set eval_flip=true \
+            --set eval_batch_size=10000 --out "$out/runs/record-eval" ;;
     step-modes)  # CUDA graphs with and without cuDNN's algorithm timing, model by model
         step step-modes 150 python3 benchmarks/step_modes.py "${nine[@]}" resnet9_fmnist \
             --modes graphs,graphs+cudnn --results "$out/step-modes.jsonl" ;;
