@@ -70,7 +70,7 @@ run_step() {
     record-profile)  # the same under cProfile: what the time outside the steps is
         step record-profile 60 python3 benchmarks/profile_command.py --top 60 "${record[@]}" \
             --epochs 10 --out "$out/runs/record-profile" ;;
-    record-flip8 | record-flip9)  # fewer epochs, evaluated with flip test-time augmentation
+    record-flip[1-9] | record-flip[1-9][0-9])  # N epochs, evaluated with flip test-time augmentation
         step "$1" 60 "${cz[@]}" "${record[@]}" --epochs "${1#record-flip}" \
             --set eval_flip=true --out "$out/runs/$1" ;;
     record-eval)  # flip-8 with the whole test set as one evaluation batch (20 launches fewer)
@@ -109,7 +109,7 @@ run_step() {
         step best-wide 120 "${cz[@]}" train resnet9_fmnist --recipe best --model-arg width=64 \
             "${fast[@]}" --out "$out/runs/best-wide" "${data[@]}" ;;
     *)
-        echo "gpu.sh: unknown step $1 (steps: ${all[*]} densenet modern-big)" >&2
+        echo "gpu.sh: unknown step $1 (steps: ${all[*]} densenet modern-big record-flipN)" >&2
         return 64 ;;
     esac
 }
