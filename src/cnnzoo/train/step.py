@@ -24,7 +24,7 @@ GRAPH_WARMUP_STEPS = 3  # eager steps before recording: optimiser state, library
 # Whether the step lets cuDNN time its convolution algorithms for each new input shape and keep
 # the fastest (torch.backends.cudnn.benchmark, set only around the eager and recorded steps on
 # CUDA). Off: on an H200 it made no model's recorded step faster by more than 1.3 % (ten models,
-# benchmarks/step_modes.py; LeNet's 9 % slower), and its timing added seconds to a short run.
+# benchmarks/step_modes.py; LeNet's 9 % slower), and its timing lengthened the warm-up.
 CUDNN_BENCHMARK = False
 
 
