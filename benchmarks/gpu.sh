@@ -21,8 +21,8 @@ data=()
 [ -n "${2:-}" ] && data=(--data-dir "$2")
 budget=${3:-900}
 shift $(($# < 3 ? $# : 3))
-all=(smoke tests record record-flip8 record-eval record-profile nin-seeds bench d2l best modern
-     step-modes compile-graphs record-flip9 best-wide)
+all=(smoke tests record record-flip8 record-eval nin-seeds compile-graphs bench d2l best modern
+     step-modes record-profile record-flip9 best-wide)
 steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=("${all[@]}")
 mkdir -p "$out"
@@ -80,8 +80,8 @@ run_step() {
         step step-modes 150 python3 benchmarks/step_modes.py "${nine[@]}" resnet9_fmnist \
             --modes graphs,graphs+cudnn --results "$out/step-modes.jsonl" ;;
     compile-graphs)  # torch.compile inside the recorded step
-        step compile-graphs 200 python3 benchmarks/step_modes.py resnet9_fmnist lenet5_d2l \
-            resnet18_d2l --modes graphs+cudnn,compile+graphs \
+        step compile-graphs 200 python3 benchmarks/step_modes.py lenet5_d2l \
+            lenet5_bn_scratch_d2l resnet9_fmnist resnet18_d2l --modes graphs,compile+graphs \
             --results "$out/compile-graphs.jsonl" ;;
     bench)  # every d2l model against the textbook's loop on the same GPU (target: 10x)
         step bench 180 "${cz[@]}" bench "${nine[@]}" --data fashion-mnist --baseline \
