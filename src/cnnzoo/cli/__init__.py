@@ -8,6 +8,7 @@ with status 2; Ctrl-C exits with 130.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import sys
 
@@ -58,3 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cnnzoo: interrupted", file=sys.stderr)
         return 130
+
+
+def run() -> None:
+    """The ``cnnzoo`` program: ``main`` on the process's arguments, then exit with its status.
+
+    Everything still alive is moved out of the garbage collector's sight first (``gc.freeze``):
+    the interpreter's last collections otherwise walk every object torch and its compiler
+    stack left behind, 0.7 s of a `cnnzoo train` once ``torch._dynamo`` is loaded (which
+    building any torch optimiser does), for memory the process is about to hand back anyway.
+    Files, exit handlers and module teardown are left as they are.
+    """
+    status = main()
+    gc.freeze()
+    sys.exit(status)

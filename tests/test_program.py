@@ -1,0 +1,36 @@
+"""The ``cnnzoo`` program around ``cli.main``: its exit status and its output survive the exit."""
+
+import gc
+import subprocess
+import sys
+
+import pytest
+
+from cnnzoo.cli import main, run
+
+
+@pytest.mark.parametrize("argv, status", [(["models", "lenet5*"], 0),
+                                          (["shapes", "no_such_model"], 2)])
+def test_run_exits_with_the_commands_status_and_output(monkeypatch, capsys, argv, status):
+    monkeypatch.setattr(sys, "argv", ["cnnzoo", *argv])
+    try:
+        with pytest.raises(SystemExit) as exit:
+            run()
+    finally:
+        gc.unfreeze()  # run() leaves the garbage collector to the exiting process
+    assert exit.value.code == status
+    printed = capsys.readouterr()
+    assert main(argv) == status
+    assert capsys.readouterr() == printed and (printed.out if status == 0 else printed.err)
+
+
+def test_the_process_prints_everything_and_writes_its_run(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "cnnzoo", "train", "lenet5_d2l", "--data",
+                           "synthetic", "--epochs", "1", "--subset", "256", "--device", "cpu",
+                           "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().splitlines()[-1] == f"run directory: {tmp_path / 'run'}"
+    for name in ("config.json", "metrics.csv", "checkpoint.pt", "model.safetensors",
+                 "curves.png"):
+        assert (tmp_path / "run" / name).stat().st_size > 0
