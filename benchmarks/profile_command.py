@@ -10,6 +10,7 @@ device; what the profile is for is the time outside the steps: imports, data, se
 
 from __future__ import annotations
 
+import argparse
 import cProfile
 import pstats
 import sys
@@ -18,17 +19,23 @@ from cnnzoo.cli import main as cnnzoo
 
 
 def main(argv: list[str]) -> int:
-    top = 40
-    if argv[:1] == ["--top"]:
-        top, argv = int(argv[1]), argv[2:]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--top", type=int, default=40, help="how many calls to print")
+    parser.add_argument("command", nargs=argparse.REMAINDER,
+                        help="a cnnzoo command and its arguments, e.g. train lenet5_d2l")
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.error("give a cnnzoo command to profile, e.g. train lenet5_d2l --epochs 1")
+    if args.top < 1:
+        parser.error(f"--top must be at least 1, not {args.top}")
     profile = cProfile.Profile()
     profile.enable()
     try:
-        status = cnnzoo(argv)
+        status = cnnzoo(args.command)
     finally:
         profile.disable()
-        print(f"\n== the {top} calls with the most cumulative time")
-        pstats.Stats(profile).sort_stats("cumulative").print_stats(top)
+        print(f"\n== the {args.top} calls with the most cumulative time")
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(args.top)
     return status
 
 

@@ -11,7 +11,7 @@ milliseconds per step and the last losses is printed and every result appended a
     compile         the step with the model torch.compile'd (``--compile``)
     graphs          recorded once as a CUDA graph and replayed (``--cuda-graphs``)
     eager+cudnn     / graphs+cudnn: the same with cuDNN timing its algorithms per shape
-                    (``torch.backends.cudnn.benchmark`` inside the step)
+                    (``torch.backends.cudnn.benchmark``, which cnnzoo leaves off)
     compile+graphs  torch.compile'd model inside the recorded step; the command line
                     refuses this pair, this measures whether it should
 
@@ -26,9 +26,10 @@ import sys
 import time
 from dataclasses import asdict
 
+import torch
+
 import cnnzoo.bench as bench
 from cnnzoo.errors import CnnzooError
-from cnnzoo.train import step as step_module
 
 MODES = {  # name: (compile, cuda_graphs, cudnn benchmark)
     "eager": (False, False, False),
@@ -42,7 +43,7 @@ MODES = {  # name: (compile, cuda_graphs, cudnn benchmark)
 
 def measure(model: str, mode: str, args, peak: float) -> dict:
     compile, graphs, cudnn = MODES[mode]
-    step_module.CUDNN_BENCHMARK = cudnn
+    torch.backends.cudnn.benchmark = cudnn
     check = bench.check_graphs
     if compile and graphs:
         bench.check_graphs = lambda *_, **__: None
@@ -53,6 +54,7 @@ def measure(model: str, mode: str, args, peak: float) -> dict:
                                    cuda_graphs=graphs, peak=peak)
     finally:
         bench.check_graphs = check
+        torch.backends.cudnn.benchmark = False
     row = asdict(result)
     row.update(mode=mode, cudnn_benchmark=cudnn, seconds=time.perf_counter() - start)
     return row
@@ -71,8 +73,6 @@ def main(argv=None) -> int:
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         parser.error(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
-    import torch
-
     from cnnzoo.train.loop import pick_device
 
     peak = bench.matmul_peak(pick_device(args.device), torch.bfloat16)

@@ -93,7 +93,8 @@ class ProgressReporter:
 
 
 def time_line(result, compiled: bool) -> str:
-    """Where the wall time went, e.g. "9.2 s wall time: 3.3 s steps, 0.6 s recording ..."."""
+    """Where the wall time went: "9.2 s wall time in all: 3.3 s training steps, 0.6 s recording
+    the CUDA graph, ...", each part of at least 0.05 s."""
     warm_up = "compilation" if compiled else "recording the CUDA graph"
     parts = [(result.train_seconds, "training steps"), (result.warmup_seconds, warm_up),
              (result.setup_seconds, "set-up (data, model, device)"),

@@ -12,8 +12,6 @@ device tensor then, so that the schedule can change it between replays.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
 
@@ -21,11 +19,6 @@ from ..errors import CnnzooError
 from .pooling import use_tiled_pooling
 
 GRAPH_WARMUP_STEPS = 3  # eager steps before recording: optimiser state, library workspaces
-# Whether the step lets cuDNN time its convolution algorithms for each new input shape and keep
-# the fastest (torch.backends.cudnn.benchmark, set only around the eager and recorded steps on
-# CUDA). Off: on an H200 it made no model's recorded step faster by more than 1.3 % (ten models,
-# benchmarks/step_modes.py; LeNet's 9 % slower), and its timing lengthened the warm-up.
-CUDNN_BENCHMARK = False
 
 
 def check_graphs(device: torch.device, compile: bool = False, processes: int = 1) -> None:
@@ -37,16 +30,6 @@ def check_graphs(device: torch.device, compile: bool = False, processes: int = 1
         raise CnnzooError("--cuda-graphs and --compile do not go together; choose one")
     if processes > 1:
         raise CnnzooError("--cuda-graphs is for one process; leave it out under torchrun")
-
-
-@contextlib.contextmanager
-def _cudnn_benchmark(on: bool):
-    before = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = on or before
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = before
 
 
 def lr_as_tensor(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
@@ -104,19 +87,17 @@ class TrainStep:
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
         full = len(y) == self.batch_size
         self.seen += len(y)
-        if self.use_graph and full and self.graph is not None:
+        if not (self.use_graph and full):
+            self._eager(self.net if full else self.eager_net, x, y)
+        elif self.graph is not None:
             self.static_x.copy_(x)
             self.static_y.copy_(y)
             self.graph.replay()
+        elif self.eager_steps < GRAPH_WARMUP_STEPS:
+            self._warm_up(x, y)
         else:
-            with _cudnn_benchmark(self.device.type == "cuda" and CUDNN_BENCHMARK):
-                if not (self.use_graph and full):
-                    self._eager(self.net if full else self.eager_net, x, y)
-                elif self.eager_steps < GRAPH_WARMUP_STEPS:
-                    self._warm_up(x, y)
-                else:
-                    self._record(x, y)
-                    self.graph.replay()
+            self._record(x, y)
+            self.graph.replay()
         if self.scheduler is not None:
             self.scheduler.step()
             if self.lrs is not None:
