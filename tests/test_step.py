@@ -6,7 +6,7 @@ import torch
 from cnnzoo.cli import main
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train import recipe_for, train
-from cnnzoo.train.loop import lr_factor, make_optimizer
+from cnnzoo.train.optim import Schedule, lr_factor, make_optimizer
 from cnnzoo.train.step import TrainStep, check_graphs
 
 CUDA = torch.cuda.is_available()
@@ -17,15 +17,14 @@ def test_a_graphable_optimiser_keeps_one_rate_tensor_that_the_schedule_fills(rec
     rec = recipe_for("resnet9_fmnist", recipe)
     net = torch.nn.Linear(4, 2)
     optimizer = make_optimizer(rec, net, torch.device("cpu"), graph=True)
-    rate = optimizer.param_groups[0]["lr"]
+    rate = optimizer.lr
     assert isinstance(rate, torch.Tensor)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(rec, s, 100))
-    assert schedule.base_lrs == [rec.lr]  # a number: setting the rate reads nothing back
+    schedule = Schedule(optimizer, rec, 100)
     for step in range(1, 31):
         net(torch.ones(1, 4)).sum().backward()
         optimizer.step()
         schedule.step()
-        assert optimizer.param_groups[0]["lr"] is rate
+        assert optimizer.lr is rate  # filled in place: a recorded step reads it there
         assert rate.item() == pytest.approx(rec.lr * lr_factor(rec, step, 100), rel=1e-6)
 
 

@@ -204,9 +204,11 @@ class _Setup:
                    10 if warmup is None else warmup,  # allocator, kernel caches, compilation
                    seed)
 
-    def fresh(self, channels_last: bool = False, graph: bool = False):
-        """The model with d2l's Xavier init, seeded, on the device, and its optimiser."""
-        from .train.loop import make_optimizer, memory_format, xavier_init
+    def fresh(self, channels_last: bool = False, graph: bool = False, textbook: bool = False):
+        """The model with d2l's Xavier init, seeded, on the device, and its optimiser: cnnzoo's,
+        or with ``textbook`` the book's ``torch.optim.SGD``."""
+        from .train.loop import memory_format, xavier_init
+        from .train.optim import make_optimizer
         from .train.rundir import build_model
 
         torch.manual_seed(self.seed)
@@ -214,6 +216,8 @@ class _Setup:
                                input_size=self.input_size))
         xavier_init(net)
         net.to(self.dev, memory_format=memory_format(channels_last)).train()
+        if textbook:
+            return net, torch.optim.SGD(net.parameters(), lr=self.recipe.lr)
         return net, make_optimizer(self.recipe, net, self.dev, graph=graph)
 
     def textbook_step(self, net, optimizer):
@@ -251,7 +255,7 @@ def bench_textbook(name: str, *, data: str = "synthetic", resize: int | None = N
     memory allocator on the CPU, which the textbook's code would not have.
     """
     setup = _Setup.make(name, data, resize, batch_size, device, data_dir, steps, warmup, seed)
-    net, optimizer = setup.fresh()
+    net, optimizer = setup.fresh(textbook=True)
     with _quiet_worker_warning():
         loader = textbook_loader(setup.train_set, setup.recipe.batch_size, setup.resize,
                                  seed=seed)

@@ -26,7 +26,8 @@ from .checkpoint import (load_checkpoint, save_checkpoint, save_weights, write_j
 from .recipes import Recipe, recipe_for
 from .rundir import (CHECKPOINT, CONFIG, CURVES, WEIGHTS, RunLock, build_model,
                      check_model_args, read_config, read_metrics, write_metrics)
-from .step import GRAPH_WARMUP_STEPS, TrainStep, check_graphs, lr_as_tensor
+from .optim import Schedule, make_optimizer
+from .step import GRAPH_WARMUP_STEPS, TrainStep, check_graphs
 
 
 class TrainingDiverged(CnnzooError):
@@ -100,35 +101,6 @@ def xavier_init(model: nn.Module) -> None:
     for module in model.modules():
         if type(module) in (nn.Linear, nn.Conv2d):
             nn.init.xavier_uniform_(module.weight)
-
-
-def lr_factor(recipe: Recipe, step: int, total_steps: int) -> float:
-    """The schedule: multiplier of the peak learning rate at a given optimiser step."""
-    if recipe.schedule == "constant":
-        return 1.0
-    warmup = int(recipe.warmup_fraction * total_steps)
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total_steps - warmup)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def make_optimizer(recipe: Recipe, model: nn.Module, device: torch.device,
-                   graph: bool = False):
-    """The recipe's optimiser, fused on CUDA; with ``graph`` its step can be recorded in a CUDA
-    graph (its learning rate a device tensor, AdamW's state on the device)."""
-    fused = device.type == "cuda"
-    if recipe.optimizer == "adamw":
-        optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr,
-                                      weight_decay=recipe.weight_decay, fused=fused or None,
-                                      capturable=graph and fused)
-    else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                                    nesterov=recipe.nesterov and recipe.momentum > 0,
-                                    weight_decay=recipe.weight_decay, fused=fused or None)
-    if graph:
-        lr_as_tensor(optimizer, device)
-    return optimizer
 
 
 def _batches(dataset, recipe: Recipe, input_hw, train: bool, seed: int, stats,
@@ -289,14 +261,11 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
                                  drop_last=ctx.enabled)
         test_batches = _batches(test_set, rec, input_hw, False, config["seed"], stats)
         total_steps = rec.epochs * len(train_batches)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_factor(rec, step, total_steps))
+        scheduler = Schedule(optimizer, rec, total_steps)
         history, start_epoch = [], 1
         if state is not None:
             net.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
-            if config.get("cuda_graphs"):
-                lr_as_tensor(optimizer, dev)
             scheduler.load_state_dict(state["scheduler"])
             torch.set_rng_state(state["rng_cpu"])
             if dev.type == "cuda" and "rng_cuda" in state:

@@ -7,7 +7,7 @@ small network's step is hundreds of short kernels: on a fast GPU the host, not t
 pace. With ``graph=True`` (CUDA only) the step is recorded once as a CUDA graph after a few
 eager warm-up steps and then replayed with one launch per step: the batch is copied into the
 graph's input tensors, everything else stays where the recording put it. The learning rate is a
-device tensor then, so that the schedule can change it between replays.
+device tensor then (``optim``), which the schedule fills between replays.
 """
 
 from __future__ import annotations
@@ -32,17 +32,6 @@ def check_graphs(device: torch.device, compile: bool = False, processes: int = 1
         raise CnnzooError("--cuda-graphs is for one process; leave it out under torchrun")
 
 
-def lr_as_tensor(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
-    """Keep every group's learning rate in a tensor on ``device`` (a recorded step reads it
-    there; a schedule fills it in place). A schedule's base rate stays a number, so that
-    setting the rate never reads a value back from the device."""
-    for group in optimizer.param_groups:
-        lr = float(group["lr"])
-        if not isinstance(group.get("initial_lr"), float):
-            group["initial_lr"] = lr
-        group["lr"] = torch.tensor(lr, device=device)
-
-
 class TrainStep:
     """Call it with a batch to train on it; ``totals()`` gives (loss sum, correct, examples).
 
@@ -65,7 +54,6 @@ class TrainStep:
         self.amp, self.grad_clip, self.scheduler = amp, grad_clip, scheduler
         self.layout = torch.channels_last if channels_last else torch.contiguous_format
         self.use_graph = graph
-        self.lrs = None  # the learning-rate tensors a recorded step reads
         self.sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss, correct, (seen)
         self.seen = 0  # examples since begin(), counted on the host
         self.graph = None
@@ -100,8 +88,6 @@ class TrainStep:
             self.graph.replay()
         if self.scheduler is not None:
             self.scheduler.step()
-            if self.lrs is not None:
-                self._keep_lr_in_place()
 
     def _body(self, net, x, y) -> None:
         # autocast's cache of cast weights must stay off in a recorded graph
@@ -131,21 +117,13 @@ class TrainStep:
             self._eager(self.net, x, y)
         torch.cuda.current_stream(self.device).wait_stream(side)
 
-    def _keep_lr_in_place(self) -> None:
-        # a schedule that sets a number instead of filling the tensor would leave the recorded
-        # step on the old rate: copy the number into the tensor it reads
-        for group, lr in zip(self.optimizer.param_groups, self.lrs):
-            if group["lr"] is not lr:
-                lr.fill_(float(group["lr"]))
-                group["lr"] = lr
-
     def _record(self, x, y) -> None:
         """Record one step on the graph's input tensors (recording runs nothing; the caller
         replays it for this batch)."""
         self.static_x, self.static_y = x.clone(), y.clone()
         self.optimizer.zero_grad(set_to_none=True)  # backward writes, not adds, from here on
-        self.lrs = [group["lr"] for group in self.optimizer.param_groups]
-        if not all(isinstance(lr, torch.Tensor) and lr.device.type == "cuda" for lr in self.lrs):
+        lr = getattr(self.optimizer, "lr", None)
+        if not (isinstance(lr, torch.Tensor) and lr.device.type == "cuda"):
             raise CnnzooError("a recorded step needs the learning rate as a device tensor "
                               "(make the optimiser with graph=True)")
         self.graph = torch.cuda.CUDAGraph()
