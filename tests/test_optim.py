@@ -86,6 +86,18 @@ def test_a_state_dict_of_another_model_is_refused():
     other = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1, momentum=0.9)
     with pytest.raises(CnnzooError, match="holds 2 parameters, the model 6"):
         optimizer.load_state_dict(other.state_dict())
+    # the same count, another shape; an index past the parameters: one-line errors, no state
+    net = small_net("cpu")
+    donor = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    run_steps(net, donor, 1, "cpu")
+    state = donor.state_dict()
+    state["state"][0]["momentum_buffer"] = torch.zeros(2, 2)
+    with pytest.raises(CnnzooError, match=r"has shape \(2, 2\), its parameter \(4, 1, 3, 3\)"):
+        optimizer.load_state_dict(state)
+    state["state"] = {6: {"momentum_buffer": torch.zeros(3)}}
+    with pytest.raises(CnnzooError, match="entry 6 that is no parameter"):
+        optimizer.load_state_dict(state)
+    assert optimizer.state == {}
 
 
 @pytest.mark.parametrize("recipe", ["d2l", "modern", "best"])

@@ -32,9 +32,9 @@ class _Optimizer:
     """One group of parameters, their per-parameter state and one learning rate."""
 
     def __init__(self, params, lr: float, fused: bool, graph: bool):
-        self.params = [p for p in params if p.requires_grad]
+        self.params = list(params)  # frozen ones too: the state's indices are torch.optim's
         if not self.params:
-            raise CnnzooError("the model has no trainable parameters")
+            raise CnnzooError("the model has no parameters")
         self.fused = fused or None  # None: torch's default (foreach on CUDA, a loop elsewhere)
         self.lr = torch.tensor(float(lr), device=self.params[0].device) if graph else lr
         self.state: dict[nn.Parameter, dict] = {}
@@ -78,14 +78,21 @@ class _Optimizer:
         if count != len(self.params):
             raise CnnzooError(f"the checkpoint's optimiser holds {count} parameters, the model "
                               f"{len(self.params)}")
-        self.state = {}
+        loaded = {}
         for i, saved in state.get("state", {}).items():
-            p = self.params[int(i)]
-            self.state[p] = {name: self._placed(name, value, p) for name, value in saved.items()}
+            if not (isinstance(i, int) and 0 <= i < count and isinstance(saved, dict)):
+                raise CnnzooError(f"the checkpoint's optimiser state has an entry {i!r} that "
+                                  f"is no parameter of the model")
+            p = self.params[i]
+            loaded[p] = {name: self._placed(name, value, p) for name, value in saved.items()}
+        self.state = loaded
 
     def _placed(self, name: str, value, p: torch.Tensor):
         if not isinstance(value, torch.Tensor):
             return value
+        if value.shape != p.shape:
+            raise CnnzooError(f"the checkpoint's optimiser state {name!r} has shape "
+                              f"{tuple(value.shape)}, its parameter {tuple(p.shape)}")
         return value.to(p.device, p.dtype, copy=True)  # never shared with the caller's
 
 
