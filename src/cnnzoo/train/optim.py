@@ -2,7 +2,7 @@
 
 Every method of a ``torch.optim.Optimizer`` is wrapped to keep ``torch.compile`` out of it, and
 the first call of any of them imports ``torch._dynamo``: about a second per process on a small
-CPU, as long as importing torch itself, and objects that make the interpreter's exit slower.
+CPU, as long as importing torch itself.
 ``SGD`` and ``AdamW`` here hold their parameters, state and learning rate themselves and call
 torch's functional updates, ``torch.optim.sgd.sgd`` and ``torch.optim.adamw.adamw``: the very
 functions ``torch.optim.SGD`` and ``torch.optim.AdamW`` call, with the same arguments, so the
@@ -119,7 +119,7 @@ class SGD(_Optimizer):
             maximize=False)
         if self.momentum:  # the first step creates the buffers
             for p, buffer in zip(params, buffers):
-                self.state[p] = dict(momentum_buffer=buffer)
+                self.state.setdefault(p, {})["momentum_buffer"] = buffer
 
 
 class AdamW(_Optimizer):
@@ -154,7 +154,10 @@ class AdamW(_Optimizer):
     @torch.no_grad()
     def step(self) -> None:
         params, grads = self._with_grads()
-        states = [self.state.setdefault(p, self._new_state(p)) for p in params]
+        for p in params:
+            if p not in self.state:  # the first step creates the state
+                self.state[p] = self._new_state(p)
+        states = [self.state[p] for p in params]
         adamw(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
               [], [s["step"] for s in states], capturable=self.capturable, fused=self.fused,
               amsgrad=False, beta1=self.betas[0], beta2=self.betas[1], lr=self.lr,
