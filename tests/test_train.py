@@ -83,14 +83,18 @@ def test_resume_after_interruption_gives_identical_weights(tmp_path):
 
 
 def test_fast_path_flags_change_how_not_what_the_run_computes(tmp_path):
-    common = dict(epochs=2, lr=0.3, seed=3, **QUICK)
+    # At a rate of 0.1 two epochs stay on one path: the rounding differences of another
+    # summation order stay near 1e-6 (at 0.3 the run is chaotic and they grow to 3e-2 on an
+    # AVX2 CPU), so the comparisons can be tight enough to catch a layout that computes
+    # something else.
+    common = dict(epochs=2, lr=0.1, seed=3, **QUICK)
     plain = train("lenet5_bn_d2l", out=tmp_path / "plain", **common)
     nhwc = train("lenet5_bn_d2l", out=tmp_path / "nhwc", channels_last=True, **common)
     mixed = train("lenet5_bn_d2l", out=tmp_path / "mixed", channels_last=True, amp=True,
                   **common)
     assert json.loads((nhwc.run_dir / "config.json").read_text())["channels_last"] is True
     for a, b in zip(plain.history, nhwc.history):  # fp32 either way: summation order only
-        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=2e-3)
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
         assert b["test_acc"] == pytest.approx(a["test_acc"], abs=0.02)
     assert mixed.final["train_loss"] == pytest.approx(plain.final["train_loss"], abs=0.05)
     a = load_file(plain.run_dir / "model.safetensors")
