@@ -8,6 +8,7 @@ usage text; ``positive_int``, ``positive_float`` and ``seed`` are plain argparse
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..errors import CnnzooError
 
@@ -35,9 +36,26 @@ def add_fast_path(parser) -> None:
                              "(CUDA only; frees the step from Python's pace)")
 
 
+_WARNED = set()  # the warnings said in this process: each once, however many runs follow
+
+
+def warn_amp(device) -> None:
+    """Say on standard error, in one line, when bf16 autocast would be emulated here."""
+    import torch
+
+    from ..train.loop import amp_warning
+
+    warning = amp_warning(torch.device(device))
+    if warning and warning not in _WARNED:
+        _WARNED.add(warning)
+        print(f"cnnzoo: warning: {warning}", file=sys.stderr, flush=True)
+
+
 def check_fast_path(args, device) -> None:
     """Refuse, before any work starts, fast-path flags that cannot go together or that the
-    device cannot use."""
+    device cannot use; warn of those that would slow it down."""
+    if args.amp:
+        warn_amp(device)
     if args.cuda_graphs:
         from ..train.step import check_graphs
 

@@ -6,7 +6,8 @@ import sys
 
 from ..errors import CnnzooError
 from ..train.recipes import RECIPES
-from ._args import add_fast_path, parse_assignments, positive_float, positive_int, seed
+from ._args import (add_fast_path, parse_assignments, positive_float, positive_int, seed,
+                    warn_amp)
 
 
 def register(subparsers) -> None:
@@ -64,6 +65,8 @@ class ProgressReporter:
               f"input {'x'.join(map(str, info['input_size']))}, device {info['device_used']}"
               f"{resumed}", file=self.stream)
         print(f"run directory: {self.run_dir}", file=self.stream)
+        if info.get("amp"):  # a resumed run's flags come from its config
+            warn_amp(info["device_used"])
 
     def epoch_start(self, epoch, epochs, num_batches):
         if self.tty:
