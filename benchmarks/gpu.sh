@@ -7,7 +7,9 @@
 # SECONDS (default 900) is the time the whole script may take: each step gets what is left,
 # up to its own limit, so a slow step cuts the later ones short rather than the script.
 # STEP... names the steps to run, in that order (default: all of them, most important first;
-# the list is below). On one H200 (2026-11-30) the whole list needs about 20 minutes.
+# the list is below). On one H200 (2026-11-30) the whole list needs about 20 minutes. Where a
+# command may run 10 minutes at most, `bash benchmarks/gpu.sh OUT DATA 540` runs the steps in
+# order until the time is spent: smoke, nin-seeds, tests and the two record runs take about 4.
 # cnnzoo runs from this checkout (PYTHONPATH=src), so the machine needs only torch, numpy,
 # safetensors, matplotlib, tqdm, Pillow (and pytest for the tests step). Python's compiled
 # bytecode is kept, in $PYCACHE (default /tmp/cnnzoo-pycache): where torch sits in a read-only
@@ -21,8 +23,8 @@ data=()
 [ -n "${2:-}" ] && data=(--data-dir "$2")
 budget=${3:-900}
 shift $(($# < 3 ? $# : 3))
-all=(smoke tests record record-flip8 record-eval nin-seeds compile-graphs bench d2l best modern
-     step-modes record-profile record-flip9 best-wide)
+all=(smoke nin-seeds tests record-flip8 record-eval kernels compile-graphs bench record d2l best
+     modern step-modes record-profile record-flip9 best-wide)
 steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=("${all[@]}")
 mkdir -p "$out"
@@ -79,6 +81,9 @@ run_step() {
     step-modes)  # CUDA graphs with and without cuDNN's algorithm timing, model by model
         step step-modes 150 python3 benchmarks/step_modes.py "${nine[@]}" resnet9_fmnist \
             --modes graphs,graphs+cudnn --results "$out/step-modes.jsonl" ;;
+    kernels)  # where the larger nets' steps spend their device time, operator by operator
+        step kernels 120 python3 benchmarks/kernels.py alexnet_d2l vgg11_d2l nin_d2l \
+            googlenet_d2l resnet18_d2l densenet_d2l --top 15 --results "$out/kernels.jsonl" ;;
     compile-graphs)  # torch.compile inside the recorded step
         step compile-graphs 200 python3 benchmarks/step_modes.py lenet5_d2l \
             lenet5_bn_scratch_d2l resnet9_fmnist resnet18_d2l --modes graphs,compile+graphs \

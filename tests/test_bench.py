@@ -6,6 +6,8 @@ import platform
 import subprocess
 import sys
 
+import pytest
+
 from cnnzoo.bench import bench_model
 from cnnzoo.cli import main
 
@@ -50,3 +52,32 @@ def test_unknown_model_fails_before_any_measuring(capsys):
     assert main(["bench", "lenet5_d2l", "nosuchnet"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "unknown model 'nosuchnet'" in captured.err
+
+
+def test_the_kernel_profile_accounts_for_the_steps_operators(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "cnnzoo_kernels", Path(__file__).resolve().parents[1] / "benchmarks" / "kernels.py")
+    kernels = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kernels)
+    results = tmp_path / "kernels.jsonl"
+    assert kernels.main(["lenet5_d2l", "--device", "cpu", "--steps", "2", "--warmup", "1",
+                         "--no-amp", "--top", "50", "--results", str(results)]) == 0
+    row = json.loads(results.read_text())
+    assert row["model"] == "lenet5_d2l" and row["batch_size"] == 256
+    assert row["amp"] is False and row["channels_last"] is True
+    kinds = row["kinds"]
+    assert sum(kinds.values()) == pytest.approx(row["operators_ms"])
+    assert 0 < row["operators_ms"] <= row["wall_ms"] * 1.05
+    # two convolutions, both run forward and backward every step; the first layer's input
+    # needs no gradient, the rest do
+    conv_rows = [r for r in row["top"] if r["kind"].startswith("conv")]
+    assert {r["kind"] for r in conv_rows} == {"conv forward", "conv backward"}
+    assert kinds["conv forward"] > 0 and kinds["conv backward"] > 0
+    assert "lenet5_d2l: batch 256" in capsys.readouterr().out
+    assert kernels.kind_of("aten::convolution_backward") == "conv backward"
+    assert kernels.kind_of("aten::_slow_conv2d_backward") == "conv backward"
+    assert kernels.kind_of("aten::mkldnn_convolution") == "conv forward"
+    assert kernels.kind_of("aten::max_pool2d_with_indices") == "pooling"
