@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 # A CPU build of torch; override for a GPU machine, e.g. make TORCH_SPEC='torch==2.14.1' demo
 TORCH_SPEC ?= torch==2.13.0
 FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
+# the tests in one process per core (pytest-xdist); PYTEST_ARGS= runs them in this one
+PYTEST_ARGS ?= -n auto
 
 .PHONY: install demo test data clean
 
@@ -28,7 +30,7 @@ demo: install data
 	$(VENV)/bin/cnnzoo train lenet5_d2l
 
 test: install data
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
