@@ -81,3 +81,18 @@ def test_the_kernel_profile_accounts_for_the_steps_operators(tmp_path, capsys):
     assert kernels.kind_of("aten::_slow_conv2d_backward") == "conv backward"
     assert kernels.kind_of("aten::mkldnn_convolution") == "conv forward"
     assert kernels.kind_of("aten::max_pool2d_with_indices") == "pooling"
+
+
+def test_the_peak_is_measured_in_the_arithmetic_the_device_really_has(monkeypatch):
+    import torch
+
+    from cnnzoo import bench
+    from cnnzoo.train import loop
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for fast, expected in ((True, torch.bfloat16), (False, torch.float32),
+                           (None, torch.bfloat16)):
+        monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda fast=fast: fast)
+        assert bench.peak_dtype(cpu, amp=True) == expected
+        assert bench.peak_dtype(cpu, amp=False) == torch.float32
+        assert bench.peak_dtype(cuda, amp=True) == torch.bfloat16

@@ -94,6 +94,17 @@ def matmul_peak(device: torch.device, dtype=torch.float32, size: int | None = No
     return best
 
 
+def peak_dtype(device: torch.device, amp: bool) -> torch.dtype:
+    """The arithmetic the steps' peak is measured in: bf16 with ``amp``, except on a CPU that
+    would only emulate it, where fp32 is the fastest arithmetic there is (and an emulated bf16
+    peak would put the steps above 100 % of it)."""
+    from .train.loop import cpu_has_fast_bf16
+
+    if amp and not (device.type == "cpu" and cpu_has_fast_bf16() is False):
+        return torch.bfloat16
+    return torch.float32
+
+
 def forward_flops(model: nn.Module, input_size) -> float:
     """FLOPs of one forward pass for one example (2 x multiply-adds of convs and linears)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -316,7 +327,7 @@ def bench_model(name: str, *, data: str = "synthetic", resize: int | None = None
                                                 max(setup.warmup, GRAPH_WARMUP_STEPS + 1)
                                                 if cuda_graphs else setup.warmup, dev)
     throughput = examples / seconds
-    peak = peak or matmul_peak(dev, torch.bfloat16 if amp else torch.float32)
+    peak = peak or matmul_peak(dev, peak_dtype(dev, amp))
     achieved = 3 * flops * throughput
     result = BenchResult(
         model=name, device=str(dev), batch_size=setup.recipe.batch_size,

@@ -30,7 +30,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import torch
 
-    from ..bench import append_results, bench_model, bench_textbook, matmul_peak
+    from ..bench import append_results, bench_model, bench_textbook, matmul_peak, peak_dtype
     from ..models import model_info
     from ..train.loop import pick_device
 
@@ -47,7 +47,7 @@ def run(args) -> int:
         for name in args.models:
             print(f"timing {name} the textbook's way ...", flush=True)
             textbook[name] = bench_textbook(name, **common)
-    dtype = torch.bfloat16 if args.amp else torch.float32
+    dtype = peak_dtype(device, args.amp)
     peak = matmul_peak(device, dtype)
     print(f"device {device}: {str(dtype).removeprefix('torch.')} matrix-product peak "
           f"{peak / 1e12:.3f} TFLOP/s")

@@ -89,8 +89,10 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def cpu_has_fast_bf16() -> bool | None:
-    """Whether this CPU runs bf16 convolutions and matrix products in hardware (AVX-512 with
-    its bf16 instructions, or AMX), as oneDNN judges it; None where torch cannot say."""
+    """Whether this CPU runs bf16 convolutions and matrix products in hardware (on x86,
+    AVX-512 or AMX), as oneDNN judges it; None where torch cannot say (no oneDNN)."""
+    if not torch.backends.mkldnn.is_available():
+        return None
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
@@ -105,8 +107,8 @@ def amp_warning(device: torch.device) -> str | None:
     """
     if device.type != "cpu" or cpu_has_fast_bf16() is not False:
         return None
-    return ("this CPU has no bf16 arithmetic (AVX-512 or AMX), so --amp emulates it and "
-            "trains several times slower than fp32 here; leave --amp out")
+    return ("this CPU has no bf16 arithmetic for oneDNN to use (on x86: AVX-512 or AMX), so "
+            "--amp emulates it and trains several times slower than fp32 here; leave --amp out")
 
 
 def synchronize(device: torch.device) -> None:
