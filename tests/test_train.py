@@ -2,9 +2,6 @@
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +12,7 @@ from safetensors.torch import load_file
 
 from cnnzoo.cli import main
 from cnnzoo.errors import CnnzooError
-from cnnzoo.train import Recipe, TrainingDiverged, evaluate, load_run, predict, recipe_for, train
+from cnnzoo.train import TrainingDiverged, evaluate, load_run, predict, recipe_for, train
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 QUICK = dict(data="synthetic", train_subset=512, test_subset=200, batch_size=32, device="cpu")

@@ -28,8 +28,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import torch
-
     from ..bench import append_results, bench_model, bench_textbook, matmul_peak, peak_dtype
     from ..models import model_info
     from ..train.loop import pick_device

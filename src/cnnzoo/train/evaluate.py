@@ -63,7 +63,7 @@ def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None,
     dataset = load_dataset(run.config["data"], split=split,
                            data_dir=data_dir or run.config.get("data_dir"))
     if list(dataset.classes) != list(run.classes):
-        raise CnnzooError(f"the data set's classes differ from those the run was trained on")
+        raise CnnzooError("the data set's classes differ from those the run was trained on")
     model = run.model.to(dev)
     confusion = evaluate_batches(model, _iterator(run, dataset.to(dev), batch_size),
                                  len(run.classes), flip=_eval_flip(run)).cpu()
