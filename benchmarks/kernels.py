@@ -69,29 +69,19 @@ def self_time_us(event, device: torch.device) -> float:
 
 def make_step(model: str, device: torch.device, batch_size: int | None, amp: bool,
               channels_last: bool):
-    """The fast path's eager step for ``model`` with its d2l recipe, on synthetic data."""
-    from cnnzoo.data import load_dataset
-    from cnnzoo.train.loop import memory_format, xavier_init
-    from cnnzoo.train.optim import make_optimizer
-    from cnnzoo.train.recipes import recipe_for
-    from cnnzoo.train.rundir import build_model
+    """The fast path's eager step for ``model`` with its d2l recipe, on synthetic data, set up
+    as ``cnnzoo bench`` sets it up (seeded model, Xavier initialisation, cnnzoo's optimiser)."""
+    from cnnzoo.bench import _Setup
     from cnnzoo.train.step import TrainStep
 
-    recipe = recipe_for(model, "d2l").replace(batch_size=batch_size)
-    data = load_dataset("synthetic", split="train")
-    side = recipe.resize or data.image_size[1]
-    channels = data.image_size[0]
-    torch.manual_seed(0)
-    net = build_model(dict(model=model, classes=list(data.classes),
-                           input_size=[channels, side, side]))
-    xavier_init(net)
-    net.to(device, memory_format=memory_format(channels_last)).train()
-    optimizer = make_optimizer(recipe, net, device)
-    step = TrainStep(net, net, optimizer, nn.CrossEntropyLoss(), batch_size=recipe.batch_size,
-                     device=device, amp=amp, channels_last=channels_last)
-    x = torch.randn(recipe.batch_size, channels, side, side, device=device)
-    y = torch.randint(0, len(data.classes), (recipe.batch_size,), device=device)
-    return step, x, y, recipe.batch_size, [channels, side, side]
+    setup = _Setup.make(model, "synthetic", None, batch_size, str(device), None, 1, 0, 0)
+    net, optimizer = setup.fresh(channels_last)
+    batch = setup.recipe.batch_size
+    step = TrainStep(net, net, optimizer, nn.CrossEntropyLoss(), batch_size=batch,
+                     device=setup.dev, amp=amp, channels_last=channels_last)
+    x = torch.randn(batch, *setup.input_size, device=setup.dev)
+    y = torch.randint(0, len(setup.train_set.classes), (batch,), device=setup.dev)
+    return step, x, y, batch, setup.input_size
 
 
 def profile_model(model: str, args, device: torch.device) -> dict:

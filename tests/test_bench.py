@@ -71,8 +71,7 @@ def test_the_kernel_profile_accounts_for_the_steps_operators(tmp_path, capsys):
     kinds = row["kinds"]
     assert sum(kinds.values()) == pytest.approx(row["operators_ms"])
     assert 0 < row["operators_ms"] <= row["wall_ms"] * 1.05
-    # two convolutions, both run forward and backward every step; the first layer's input
-    # needs no gradient, the rest do
+    # LeNet's two convolutions run forward and backward every step
     conv_rows = [r for r in row["top"] if r["kind"].startswith("conv")]
     assert {r["kind"] for r in conv_rows} == {"conv forward", "conv backward"}
     assert kinds["conv forward"] > 0 and kinds["conv backward"] > 0

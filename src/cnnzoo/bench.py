@@ -98,11 +98,9 @@ def peak_dtype(device: torch.device, amp: bool) -> torch.dtype:
     """The arithmetic the steps' peak is measured in: bf16 with ``amp``, except on a CPU that
     would only emulate it, where fp32 is the fastest arithmetic there is (and an emulated bf16
     peak would put the steps above 100 % of it)."""
-    from .train.loop import cpu_has_fast_bf16
+    from .train.loop import bf16_emulated
 
-    if amp and not (device.type == "cpu" and cpu_has_fast_bf16() is False):
-        return torch.bfloat16
-    return torch.float32
+    return torch.bfloat16 if amp and not bf16_emulated(device) else torch.float32
 
 
 def forward_flops(model: nn.Module, input_size) -> float:

@@ -99,13 +99,18 @@ def cpu_has_fast_bf16() -> bool | None:
         return None
 
 
+def bf16_emulated(device: torch.device) -> bool:
+    """True on a CPU that oneDNN says has no bf16 arithmetic (False where it cannot say)."""
+    return device.type == "cpu" and cpu_has_fast_bf16() is False
+
+
 def amp_warning(device: torch.device) -> str | None:
     """The one-line warning for bf16 autocast on a CPU that would emulate it, or None.
 
     On a 2-core AVX2 AMD EPYC, d2l's LeNet trained at 1,154 examples/s with ``--amp
     --channels-last`` against 8,597 in fp32 (``cnnzoo bench``, BENCHMARKS.md): 7x slower.
     """
-    if device.type != "cpu" or cpu_has_fast_bf16() is not False:
+    if not bf16_emulated(device):
         return None
     return ("this CPU has no bf16 arithmetic for oneDNN to use (on x86: AVX-512 or AMX), so "
             "--amp emulates it and trains several times slower than fp32 here; leave --amp out")
