@@ -207,6 +207,23 @@ def test_cli_train_eval_predict_end_to_end(tmp_path, capsys):
     assert str(image) in capsys.readouterr().out
 
 
+def test_a_log_file_sees_progress_within_an_epoch(tmp_path, capsys, monkeypatch):
+    """Without a terminal there is no bar; a long epoch still reports, at most every
+    LOG_EVERY_SECONDS (here every batch), how far it is, and never after its last batch."""
+    from cnnzoo.cli.train import ProgressReporter
+
+    tiny = ["lenet5_d2l", "--data", "synthetic", "--subset", "256", "--batch-size", "64",
+            "--device", "cpu"]
+    assert main(["train", *tiny, "--epochs", "1", "--out", str(tmp_path / "quiet")]) == 0
+    assert "batches" not in capsys.readouterr().err  # a quick epoch: no progress lines
+    monkeypatch.setattr(ProgressReporter, "LOG_EVERY_SECONDS", 0.0)
+    assert main(["train", *tiny, "--epochs", "2", "--out", str(tmp_path / "chatty")]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "batches" in line]
+    assert [line.split(",")[0] for line in lines] == [
+        f"epoch {epoch}/2: {done} of 4 batches" for epoch in (1, 2) for done in (1, 2, 3)]
+    assert all(line.endswith("left in this epoch") for line in lines)
+
+
 @pytest.mark.skipif(not FASHION.exists(), reason="Fashion-MNIST not installed "
                     "(apt-get install dataset-fashion-mnist)")
 def test_fashion_mnist_subset_learns(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 from ..errors import CnnzooError
 from ..train.recipes import RECIPES
@@ -45,8 +46,11 @@ def register(subparsers) -> None:
 
 
 class ProgressReporter:
-    """One line per epoch on standard output; a tqdm bar on standard error while an epoch runs
-    when that is a terminal."""
+    """One line per epoch on standard output; on standard error while an epoch runs, a tqdm bar
+    when that is a terminal, and otherwise (a log file, a pipe) a plain line at most every
+    ``LOG_EVERY_SECONDS``, so that a long epoch in a log still shows it is moving."""
+
+    LOG_EVERY_SECONDS = 60.0
 
     def __init__(self):
         self.stream = sys.stdout
@@ -74,11 +78,21 @@ class ProgressReporter:
 
             self.bar = tqdm(total=num_batches, desc=f"epoch {epoch}/{epochs}", unit="batch",
                             file=self.bar_stream, leave=False, dynamic_ncols=True)
-        self.epochs = epochs
+        self.epoch, self.epochs, self.num_batches, self.done = epoch, epochs, num_batches, 0
+        self.epoch_started = self.logged_at = time.monotonic()
 
     def step(self):
         if self.bar is not None:
             self.bar.update()
+            return
+        self.done += 1
+        now = time.monotonic()
+        if now - self.logged_at >= self.LOG_EVERY_SECONDS and self.done < self.num_batches:
+            self.logged_at = now
+            left = (now - self.epoch_started) / self.done * (self.num_batches - self.done)
+            print(f"epoch {self.epoch}/{self.epochs}: {self.done} of {self.num_batches} "
+                  f"batches, about {_duration(left)} left in this epoch",
+                  file=self.bar_stream, flush=True)
 
     def epoch_end(self, row):
         if self.bar is not None:
@@ -93,6 +107,16 @@ class ProgressReporter:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _duration(seconds: float) -> str:
+    """12 s, 4 min 5 s, 1 h 20 min."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
 def time_line(result, compiled: bool) -> str:
