@@ -63,3 +63,25 @@ def test_keep_freed_memory_is_applied_once_and_reported():
     first = allocator.keep_freed_memory()
     assert allocator.keep_freed_memory() is first
     assert allocator.in_force() is first
+
+
+@pytest.mark.skipif(sys.platform != "linux" or platform.libc_ver()[0] != "glibc",
+                    reason="the settings are glibc's, on Linux")
+def test_evaluating_on_the_cpu_keeps_freed_memory_too(tmp_path):
+    # `cnnzoo eval` of a 224-px model frees and re-allocates activations of hundreds of MiB per
+    # batch; a fresh process (the test process may have applied the settings already) shows
+    # that evaluate() applies them itself
+    from cnnzoo.train import train
+
+    run = train("lenet5_d2l", data="synthetic", epochs=1, train_subset=64, test_subset=64,
+                device="cpu", out=tmp_path / "run").run_dir
+    code = textwrap.dedent(f"""
+        from cnnzoo.train import allocator, evaluate
+        before = allocator.in_force()
+        evaluate({str(run)!r}, device="cpu", plot=False)
+        print(before, allocator.in_force())
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]

@@ -49,6 +49,9 @@ def test_eval_reproduces_the_recorded_test_accuracy(tmp_path, eval_flip):
                    device="cpu", train_subset=512, batch_size=32, eval_flip=eval_flip)
     evaluation = evaluate(result.run_dir, device="cpu")
     assert evaluation.accuracy == pytest.approx(result.final["test_acc"], abs=1e-9)
+    # by default the recipe's eval batch size; any other gives the same confusion matrix
+    assert evaluate(result.run_dir, device="cpu", batch_size=7,
+                    plot=False).confusion == evaluation.confusion
     assert np.asarray(evaluation.confusion).sum() == evaluation.num_examples
     assert (result.run_dir / "confusion.png").stat().st_size > 0
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CnnzooError
+from .recipes import Recipe
 from .rundir import Run, load_run
 
 CONFUSION = "confusion.png"
@@ -50,16 +51,23 @@ def preprocess(run: Run, images: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None,
-             device: str = "auto", batch_size: int = 1024, plot: bool = True) -> EvalResult:
+             device: str = "auto", batch_size: int | None = None,
+             plot: bool = True) -> EvalResult:
     """Evaluate a run's model on its data set's ``split``; writes confusion.png unless told not.
 
-    The data set and preprocessing (resize, normalisation) are those recorded in the run.
+    The data set and preprocessing (resize, normalisation) are those recorded in the run, and
+    so is the batch size (the recipe's ``eval_batch_size``) unless ``batch_size`` is given.
     """
     from ..data import load_dataset
+    from . import allocator
     from .loop import evaluate_batches, pick_device
 
     run = load_run(run_dir)
     dev = pick_device(device)
+    if batch_size is None:
+        batch_size = run.config.get("recipe", {}).get("eval_batch_size", Recipe.eval_batch_size)
+    if dev.type == "cpu":
+        allocator.keep_freed_memory()  # reuse activation memory from batch to batch
     dataset = load_dataset(run.config["data"], split=split,
                            data_dir=data_dir or run.config.get("data_dir"))
     if list(dataset.classes) != list(run.classes):
