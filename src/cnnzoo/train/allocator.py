@@ -6,8 +6,12 @@ free there, so every training step on the CPU faults in and zeroes fresh pages f
 activations and gradients. Raising the mmap and trim thresholds lets those blocks be reused from
 step to step: on the development machine this made the LeNet's CPU steps 1.3-1.7x faster
 (BENCHMARKS.md). It is what ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` in the
-environment would do, set from inside the process. The cost is that up to ``KEEP_BYTES`` of
+environment would do, set from inside the process. The cost is that up to ``TRIM_BYTES`` of
 freed memory stays with the process.
+
+The trim threshold is the largest mallopt takes, 2 GiB: a 224x224 model's batch of 512 in
+float32 frees more than 1 GiB between its layers (NiN: 0.57 GB a ReLU output), and with a
+1 GiB threshold every batch handed it back and faulted it in again (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import platform
 
 # mallopt parameters, from glibc's malloc.h
 M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
-KEEP_BYTES = 1 << 30   # blocks up to this size come from the heap; this much may stay free there
+KEEP_BYTES = 1 << 30   # blocks up to this size come from the heap
+TRIM_BYTES = (1 << 31) - 1  # this much may stay free at the top of the heap
 TOP_PAD_BYTES = 64 << 20  # the heap grows by at least this much at a time
 
 _applied: bool | None = None
@@ -50,5 +55,5 @@ def _mallopt() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return all(mallopt(param, value) == 1 for param, value in (
-        (M_MMAP_THRESHOLD, KEEP_BYTES), (M_TRIM_THRESHOLD, KEEP_BYTES),
+        (M_MMAP_THRESHOLD, KEEP_BYTES), (M_TRIM_THRESHOLD, TRIM_BYTES),
         (M_TOP_PAD, TOP_PAD_BYTES)))
