@@ -67,6 +67,50 @@ def test_eval_reproduces_the_recorded_test_accuracy(tmp_path, eval_flip):
     assert not torch.equal(logits.argmax(1), flipped.argmax(1))  # the check can tell them apart
     expected = ((logits + flipped) / 2 if eval_flip else logits).argmax(1)
     assert evaluation.accuracy == (expected == y).sum().item() / len(y)
+    # and the pictures of predictions (cnnzoo show predictions) see what evaluation sees
+    from cnnzoo.show.predictions import predict_images
+
+    assert predict_images(load_run(result.run_dir), test_set.images)[0] == expected.tolist()
+
+
+def test_eval_computes_as_the_run_did_unless_told_fp32(tmp_path):
+    from safetensors.torch import save_file
+
+    from cnnzoo.data import load_dataset
+
+    result = train("lenet5_bn_d2l", epochs=2, lr=0.1, out=tmp_path / "run", data="synthetic",
+                   device="cpu", train_subset=512, batch_size=32, amp=True, channels_last=True)
+    evaluation = evaluate(result.run_dir, device="cpu", plot=False)
+    assert evaluation.amp
+    assert evaluation.accuracy == pytest.approx(result.final["test_acc"], abs=1e-9)
+
+    # Make the ten scores differ by a relative 1e-4: far above float32's rounding, below
+    # bfloat16's (2^-8), so the two precisions pick different classes.
+    weights = load_file(result.run_dir / "model.safetensors")
+    for i in range(10):
+        weights["classifier.fc3.weight"][i] = weights["classifier.fc3.weight"][0] * (1 + 1e-4 * i)
+        weights["classifier.fc3.bias"][i] = weights["classifier.fc3.bias"][0]
+    save_file(weights, result.run_dir / "model.safetensors")
+
+    test_set = load_dataset("synthetic", split="test")
+    x, y = test_set.images.float() / 255, test_set.labels
+    model = load_run(result.run_dir).model.to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        fp32 = model(x).argmax(1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = model(x.contiguous(memory_format=torch.channels_last)).argmax(1)
+    assert (fp32 != bf16).sum() > len(y) // 2  # the check can tell the two apart
+
+    def confusion(pred):
+        return torch.bincount(y * 10 + pred, minlength=100).view(10, 10).tolist()
+
+    assert evaluate(result.run_dir, device="cpu", plot=False).confusion == confusion(bf16)
+    plain = evaluate(result.run_dir, device="cpu", fp32=True, plot=False)
+    assert not plain.amp and plain.confusion == confusion(fp32)
+    # pictures of predictions compute as evaluation does
+    from cnnzoo.show.predictions import predict_images
+
+    assert predict_images(load_run(result.run_dir), test_set.images)[0] == bf16.tolist()
 
 
 def test_resume_after_interruption_gives_identical_weights(tmp_path):
@@ -303,4 +347,11 @@ def test_amp_on_a_cpu_without_bf16_is_one_warning_per_process(tmp_path, capsys, 
         assert main(["train", "--resume", str(run_dir), "--epochs", "3",
                      "--device", "cpu"]) == 0
         assert "cnnzoo: warning:" in capsys.readouterr().err
+    # evaluating the run computes as it trained, under bf16 autocast, unless told --fp32
+    for flags, warned in (([], not fast_bf16), (["--fp32"], False)):
+        monkeypatch.setattr(_args, "_WARNED", set())
+        assert main(["eval", str(run_dir), "--device", "cpu", *flags]) == 0
+        out, err = capsys.readouterr()
+        assert ("pass --fp32" in err) == warned, err
+        assert ("bf16 autocast, as the run trained" in out) == (not flags), out
     assert loop.amp_warning(torch.device("cuda")) is None  # GPUs are not judged by the CPU

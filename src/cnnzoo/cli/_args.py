@@ -39,13 +39,13 @@ def add_fast_path(parser) -> None:
 _WARNED = set()  # the warnings said in this process: each once, however many runs follow
 
 
-def warn_amp(device) -> None:
+def warn_amp(device, *, evaluating: bool = False) -> None:
     """Say on standard error, in one line, when bf16 autocast would be emulated here."""
     import torch
 
     from ..train.loop import amp_warning
 
-    warning = amp_warning(torch.device(device))
+    warning = amp_warning(torch.device(device), evaluating=evaluating)
     if warning and warning not in _WARNED:
         _WARNED.add(warning)
         print(f"cnnzoo: warning: {warning}", file=sys.stderr, flush=True)

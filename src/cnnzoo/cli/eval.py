@@ -12,14 +12,25 @@ def register(subparsers) -> None:
     p.add_argument("--split", default="test", choices=("test", "train"))
     p.add_argument("--data-dir", help="where the data set's files are (the run's by default)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--fp32", action="store_true",
+                   help="compute in float32 even if the run trained with --amp (by default "
+                        "the model computes as in the run's own evaluations)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..train import evaluate
+    from ..train import evaluate, load_run
+    from ..train.loop import pick_device
+    from ._args import warn_amp
 
-    result = evaluate(args.run_dir, split=args.split, data_dir=args.data_dir, device=args.device)
-    print(f"{args.split} accuracy {result.accuracy:.4f} on {result.num_examples:,} images")
+    run = load_run(args.run_dir)
+    if run.config.get("amp") and not args.fp32:
+        warn_amp(pick_device(args.device), evaluating=True)
+    result = evaluate(run, split=args.split, data_dir=args.data_dir, device=args.device,
+                      fp32=args.fp32)
+    precision = " (bf16 autocast, as the run trained; --fp32 for float32)" if result.amp else ""
+    print(f"{args.split} accuracy {result.accuracy:.4f} on {result.num_examples:,} images"
+          f"{precision}")
     width = max(len(c) for c in result.classes)
     print("\nper-class accuracy:")
     for name, acc in zip(result.classes, result.per_class):

@@ -15,17 +15,16 @@ RIGHT, WRONG = "#1a7f37", "#cf222e"
 
 def predict_images(run, images: torch.Tensor) -> tuple[list[int], list[float]]:
     """The run's predicted class and its probability for each uint8 image (N, C, H, W) of its
-    data set, preprocessed as in training; evaluated in batches on the CPU."""
-    from ..train.evaluate import preprocess
+    data set, preprocessed and computed as in the run's own evaluations (``run_logits``);
+    evaluated in batches on the CPU."""
+    from ..train.evaluate import preprocess, run_logits
 
     labels, confidences = [], []
-    with torch.inference_mode():
-        for start in range(0, len(images), 256):
-            x = preprocess(run, images[start:start + 256])
-            probabilities = run.model(x).float().softmax(dim=1)
-            best = probabilities.max(dim=1)
-            labels += best.indices.tolist()
-            confidences += best.values.tolist()
+    for start in range(0, len(images), 256):
+        x = preprocess(run, images[start:start + 256])
+        best = run_logits(run, x).softmax(dim=1).max(dim=1)
+        labels += best.indices.tolist()
+        confidences += best.values.tolist()
     return labels, confidences
 
 

@@ -21,6 +21,7 @@ class EvalResult:
     confusion: list[list[int]]     # rows: true class, columns: predicted class
     classes: list[str]
     num_examples: int
+    amp: bool = False              # computed under bf16 autocast, as the run trained
     plot: Path | None = None
 
 
@@ -38,6 +39,27 @@ def _eval_flip(run: Run) -> bool:
     return bool(run.config.get("recipe", {}).get("eval_flip", False))
 
 
+def _computes_as(run: Run, fp32: bool) -> tuple[bool, bool]:
+    """(bf16 autocast, channels-last): how the run's model computed in its own evaluations,
+    in float32 if told ``fp32``."""
+    return (bool(run.config.get("amp", False)) and not fp32,
+            bool(run.config.get("channels_last", False)))
+
+
+@torch.inference_mode()
+def run_logits(run: Run, x: torch.Tensor, *, fp32: bool = False) -> torch.Tensor:
+    """The float32 logits of the run's model for ``x`` (preprocessed, see ``preprocess``),
+    computed as in the run's own evaluations: its flip setting, bf16 autocast if it trained with
+    ``--amp`` (unless ``fp32``), channels-last if it trained so; on ``x``'s device."""
+    from .loop import memory_format, test_logits
+
+    amp, channels_last = _computes_as(run, fp32)
+    layout = memory_format(channels_last)
+    model = run.model.to(x.device, memory_format=layout)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        return test_logits(model, x.contiguous(memory_format=layout), _eval_flip(run)).float()
+
+
 def preprocess(run: Run, images: torch.Tensor) -> torch.Tensor:
     """Images of the run's data set, uint8 (N, C, H, W), as its model sees them: float32
     (N, C, h, w) at the run's input size, normalised as in training, on the images' device."""
@@ -51,19 +73,24 @@ def preprocess(run: Run, images: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None,
-             device: str = "auto", batch_size: int | None = None,
+             device: str = "auto", batch_size: int | None = None, fp32: bool = False,
              plot: bool = True) -> EvalResult:
-    """Evaluate a run's model on its data set's ``split``; writes confusion.png unless told not.
+    """Evaluate a run's model (a run directory, or a ``Run`` read from one) on its data set's
+    ``split``; writes confusion.png in the run directory unless told not.
 
     The data set and preprocessing (resize, normalisation) are those recorded in the run, and
     so is the batch size (the recipe's ``eval_batch_size``) unless ``batch_size`` is given.
+    The model computes as it did in the run's own evaluations: under bf16 autocast if it
+    trained with ``--amp`` (unless ``fp32``), channels-last if it trained so; the accuracy is
+    then the one the run recorded.
     """
     from ..data import load_dataset
     from . import allocator
-    from .loop import evaluate_batches, pick_device
+    from .loop import evaluate_batches, memory_format, pick_device
 
-    run = load_run(run_dir)
+    run = run_dir if isinstance(run_dir, Run) else load_run(run_dir)
     dev = pick_device(device)
+    amp, channels_last = _computes_as(run, fp32)
     if batch_size is None:
         batch_size = run.config.get("recipe", {}).get("eval_batch_size", Recipe.eval_batch_size)
     if dev.type == "cpu":
@@ -72,18 +99,19 @@ def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None,
                            data_dir=data_dir or run.config.get("data_dir"))
     if list(dataset.classes) != list(run.classes):
         raise CnnzooError("the data set's classes differ from those the run was trained on")
-    model = run.model.to(dev)
+    model = run.model.to(dev, memory_format=memory_format(channels_last))
     confusion = evaluate_batches(model, _iterator(run, dataset.to(dev), batch_size),
-                                 len(run.classes), flip=_eval_flip(run)).cpu()
+                                 len(run.classes), amp=amp, channels_last=channels_last,
+                                 flip=_eval_flip(run)).cpu()
     totals = confusion.sum(dim=1).clamp_min(1)
     result = EvalResult(accuracy=confusion.diagonal().sum().item() / len(dataset),
                         per_class=(confusion.diagonal() / totals).tolist(),
                         confusion=confusion.tolist(), classes=list(run.classes),
-                        num_examples=len(dataset))
+                        num_examples=len(dataset), amp=amp)
     if plot:
         from ..plots import plot_confusion
 
-        result.plot = Path(run_dir) / CONFUSION
+        result.plot = run.path / CONFUSION
         plot_confusion(result.confusion, result.classes, result.plot,
                        title=f"{run.config['model']}: {split} accuracy {result.accuracy:.4f}")
     return result
@@ -136,9 +164,10 @@ def load_image(path, channels: int, size: tuple[int, int], dark_background: bool
 
 
 def predict(run_dir, images: list, *, topk: int = 3, device: str = "auto") -> list[Prediction]:
-    """Top-k classes with probabilities for image files, preprocessed as in training."""
+    """Top-k classes with probabilities for image files, preprocessed as in training and
+    computed as in the run's own evaluations (``run_logits``)."""
     from ..data import DataSet
-    from .loop import pick_device, test_logits
+    from .loop import pick_device
 
     if topk < 1:
         raise CnnzooError(f"top-k must be at least 1, not {topk}")
@@ -150,11 +179,8 @@ def predict(run_dir, images: list, *, topk: int = 3, device: str = "auto") -> li
     tensors = [load_image(p, channels, (height, width), dark) for p in images]
     batch = DataSet(images=torch.stack(tensors), labels=torch.zeros(len(tensors), dtype=torch.long),
                     classes=tuple(run.classes), name="images", source="files")
-    dev = pick_device(device)
-    model = run.model.to(dev)
-    with torch.inference_mode():
-        x, _ = next(iter(_iterator(run, batch.to(dev), len(tensors))))
-        probabilities = test_logits(model, x, _eval_flip(run)).float().softmax(dim=1).cpu()
+    x, _ = next(iter(_iterator(run, batch.to(pick_device(device)), len(tensors))))
+    probabilities = run_logits(run, x).softmax(dim=1).cpu()
     k = min(topk, len(run.classes))
     values, indices = probabilities.topk(k, dim=1)
     return [Prediction(str(path), [(run.classes[i], float(v)) for v, i in zip(vs, idx)])

@@ -104,16 +104,19 @@ def bf16_emulated(device: torch.device) -> bool:
     return device.type == "cpu" and cpu_has_fast_bf16() is False
 
 
-def amp_warning(device: torch.device) -> str | None:
-    """The one-line warning for bf16 autocast on a CPU that would emulate it, or None.
+def amp_warning(device: torch.device, *, evaluating: bool = False) -> str | None:
+    """The one-line warning for bf16 autocast on a CPU that would emulate it, or None;
+    ``evaluating``: for evaluating a run that trained with ``--amp``.
 
     On a 2-core AVX2 AMD EPYC, d2l's LeNet trained at 1,154 examples/s with ``--amp
     --channels-last`` against 8,597 in fp32 (``cnnzoo bench``, BENCHMARKS.md): 7x slower.
     """
     if not bf16_emulated(device):
         return None
-    return ("this CPU has no bf16 arithmetic for oneDNN to use (on x86: AVX-512 or AMX), so "
-            "--amp emulates it and trains several times slower than fp32 here; leave --amp out")
+    what, advice = (("the run trained with --amp, and evaluating as it did", "pass --fp32")
+                    if evaluating else ("--amp", "leave --amp out"))
+    return (f"this CPU has no bf16 arithmetic for oneDNN to use (on x86: AVX-512 or AMX), so "
+            f"{what} emulates it and runs several times slower than fp32 here; {advice}")
 
 
 def synchronize(device: torch.device) -> None:
