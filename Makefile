@@ -27,7 +27,7 @@ data:
 	fi
 
 demo: install data
-	$(VENV)/bin/cnnzoo train lenet5_d2l
+	$(VENV)/bin/cnnzoo train lenet5_d2l --fast
 
 test: install data
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -80,13 +80,13 @@ def run_leaderboard(recipe: str = "d2l", models: list[str] | None = None, *, out
                     seeds: int = 1, data: str = "fashion-mnist", data_dir: str | None = None,
                     on_entry=None, reporter_factory=None, compile: bool = False,
                     amp: bool = False, channels_last: bool = False,
-                    cuda_graphs: bool = False) -> list[Entry]:
+                    cuda_graphs: bool = False, fast: bool = False) -> list[Entry]:
     """Train every model with ``recipe`` (each over ``seeds`` seeds) and collect the results.
 
     ``epochs``, ``resize`` and ``train_subset`` shrink the runs for a machine without a GPU; the
     entries say so. ``compile``, ``amp`` and ``channels_last`` pick the fast path (the recipe
-    is unchanged), as does ``cuda_graphs``. ``on_entry(entry)`` is called as each model
-    finishes.
+    is unchanged), as does ``cuda_graphs``; ``fast`` has each run measure which of them pay
+    (``train.fastpath``). ``on_entry(entry)`` is called as each model finishes.
     """
     from .train import recipe_for, train
 
@@ -109,7 +109,7 @@ def run_leaderboard(recipe: str = "d2l", models: list[str] | None = None, *, out
             result = train(name, data, recipe, epochs=epochs, resize=resize, device=device,
                            seed=seed, out=run_dir, data_dir=data_dir, train_subset=train_subset,
                            test_subset=test_subset, compile=compile, amp=amp,
-                           channels_last=channels_last, cuda_graphs=cuda_graphs,
+                           channels_last=channels_last, cuda_graphs=cuda_graphs, fast=fast,
                            reporter=reporter_factory() if reporter_factory else None)
             final = result.final
             entry.parameters = _count(result.run_dir)

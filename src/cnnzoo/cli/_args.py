@@ -36,6 +36,14 @@ def add_fast_path(parser) -> None:
                              "(CUDA only; frees the step from Python's pace)")
 
 
+def add_fast(parser) -> None:
+    """``--fast``: the fast-path flags chosen by measurement (``train.fastpath``)."""
+    parser.add_argument("--fast", action="store_true",
+                        help="choose --amp, --channels-last (and --cuda-graphs on a GPU) by "
+                             "timing a few steps of each candidate with this model on this "
+                             "device; remembered per machine and model")
+
+
 _WARNED = set()  # the warnings said in this process: each once, however many runs follow
 
 
@@ -54,6 +62,10 @@ def warn_amp(device, *, evaluating: bool = False) -> None:
 def check_fast_path(args, device) -> None:
     """Refuse, before any work starts, fast-path flags that cannot go together or that the
     device cannot use; warn of those that would slow it down."""
+    if getattr(args, "fast", False):
+        from ..train.fastpath import check
+
+        check(vars(args), 1)
     if args.amp:
         warn_amp(device)
     if args.cuda_graphs:

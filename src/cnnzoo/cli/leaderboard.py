@@ -7,7 +7,7 @@ import shlex
 import sys
 
 from ..train.recipes import RECIPES
-from ._args import add_fast_path, check_fast_path, positive_int
+from ._args import add_fast, add_fast_path, check_fast_path, positive_int
 
 
 def register(subparsers) -> None:
@@ -32,6 +32,7 @@ def register(subparsers) -> None:
                    help="seeds per model; the table shows mean ± half-range (default 1)")
     p.add_argument("--data-dir")
     add_fast_path(p)
+    add_fast(p)
     p.set_defaults(func=run)
 
 
@@ -65,7 +66,8 @@ def run(args) -> int:
                               seeds=args.seeds, data_dir=args.data_dir, on_entry=done,
                               compile=args.compile, amp=args.amp,
                               channels_last=args.channels_last,
-                              cuda_graphs=args.cuda_graphs, reporter_factory=ProgressReporter)
+                              cuda_graphs=args.cuda_graphs, fast=args.fast,
+                              reporter_factory=ProgressReporter)
     table, picture = write_board(entries, args.out, machine, command)
     print(table.read_text())
     print(f"wrote {table} and {picture}")

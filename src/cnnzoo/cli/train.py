@@ -7,7 +7,7 @@ import time
 
 from ..errors import CnnzooError
 from ..train.recipes import RECIPES
-from ._args import (add_fast_path, parse_assignments, positive_float, positive_int, seed,
+from ._args import (add_fast, add_fast_path, parse_assignments, positive_float, positive_int, seed,
                     warn_amp)
 
 
@@ -33,6 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     p.add_argument("--out", help="run directory (default runs/MODEL-DATE-TIME)")
     add_fast_path(p)
+    add_fast(p)
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     p.add_argument("--subset", type=positive_int, metavar="N",
                    help="train on a stratified subset of N images (quick runs)")
@@ -69,6 +70,10 @@ class ProgressReporter:
               f"input {'x'.join(map(str, info['input_size']))}, device {info['device_used']}"
               f"{resumed}", file=self.stream)
         print(f"run directory: {self.run_dir}", file=self.stream)
+        if info.get("fast_path"):
+            from ..train.fastpath import describe
+
+            print(f"fast path: {describe(info['fast_path'])}", file=self.stream)
         if info.get("amp"):  # a resumed run's flags come from its config
             warn_amp(info["device_used"])
 
@@ -157,7 +162,7 @@ def run(args) -> int:
         result = train(args.model, args.data, args.recipe, device=args.device,
                        seed=args.seed, out=args.out, compile=args.compile, amp=args.amp,
                        channels_last=args.channels_last, cuda_graphs=args.cuda_graphs,
-                       resume=args.resume,
+                       fast=args.fast, resume=args.resume,
                        data_dir=args.data_dir, train_subset=args.subset, model_args=model_args,
                        reporter=reporter, **settings)
     except KeyboardInterrupt:

@@ -21,7 +21,7 @@ from torch import nn
 from .. import __version__
 from ..errors import CnnzooError
 from ..models import model_info
-from . import allocator, distributed
+from . import allocator, distributed, fastpath
 from .checkpoint import (load_checkpoint, save_checkpoint, save_weights, write_json)
 from .recipes import Recipe, recipe_for
 from .rundir import (CHECKPOINT, CONFIG, CURVES, WEIGHTS, RunLock, build_model,
@@ -211,7 +211,7 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
           epochs: int | None = None, lr: float | None = None, batch_size: int | None = None,
           resize: int | None = None, device: str = "auto", seed: int = 0,
           out: str | Path | None = None, compile: bool = False, amp: bool = False,
-          channels_last: bool = False, cuda_graphs: bool = False,
+          channels_last: bool = False, cuda_graphs: bool = False, fast: bool = False,
           resume: str | Path | None = None, data_dir: str | None = None,
           train_subset: int | None = None, test_subset: int | None = None,
           model_args: dict | None = None,
@@ -225,6 +225,8 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
     configuration (``epochs`` may extend it). ``compile``, ``amp`` (bf16 autocast) and
     ``channels_last`` (NHWC weights and batches) and ``cuda_graphs`` (each full-size step
     recorded once and replayed, CUDA only) choose the fast path; none changes the recipe.
+    ``fast`` chooses ``amp``, ``channels_last`` and ``cuda_graphs`` itself, by timing a few
+    steps of each candidate on this device (``train.fastpath``; remembered per machine).
     ``train_subset`` / ``test_subset`` take seeded stratified subsets for quick runs.
     ``model_args`` are further arguments of the model's builder (e.g. ``{"width": 64}``).
     ``stop_after_epoch`` ends the call early after that epoch, as an interruption would (used
@@ -245,7 +247,7 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
         config = dict(model=model, model_args=dict(model_args or {}), data=data,
                       data_dir=data_dir, seed=seed, device=device,
                       compile=compile, amp=amp, channels_last=channels_last,
-                      cuda_graphs=cuda_graphs, train_subset=train_subset,
+                      cuda_graphs=cuda_graphs, fast=fast, train_subset=train_subset,
                       test_subset=test_subset, recipe=dataclasses.asdict(cfg_recipe))
         state = None
         run_dir = _check_out(out, model)  # created once the set-up succeeds
@@ -254,6 +256,9 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
     dev = pick_device(config["device"])
     model_info(config["model"])  # an unknown name fails here, before any data is read
     check_model_args(config["model"], config.get("model_args"))
+    choose_fast_path = bool(config.get("fast")) and "fast_path" not in config
+    if choose_fast_path:
+        fastpath.check(config, ctx.world_size)
     if config.get("cuda_graphs"):
         check_graphs(dev, config["compile"], ctx.world_size)
     if dev.type == "cpu":
@@ -278,6 +283,9 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
     if rec.init == "xavier":
         xavier_init(net)
     _check_input(net, config["model"], config["input_size"])
+    if choose_fast_path:  # its random numbers are its own: the run is that of the flags it picks
+        choice = fastpath.choose(config, rec, dev)
+        config.update(vars(choice.flags), fast_path=choice.record())
     dev = distributed.setup(ctx, dev)
     try:
         run_dir = Path(distributed.broadcast(ctx, str(run_dir)))

@@ -1,0 +1,222 @@
+"""``--fast``: the fast-path flags that train a given model quickest on this machine, measured.
+
+Which flags pay depends on the model as much as on the machine (BENCHMARKS.md). On the 2-core
+Xeon with AMX, bf16 autocast with channels-last made the sigmoid LeNet's steps 1.2x and
+ResNet-9's 2.1x faster, while channels-last made BN-LeNet's 2x slower and autocast made the
+from-scratch BN-LeNet's slower too; on a CPU without bf16 arithmetic autocast is emulated and
+several times slower. So ``choose`` does not guess: it times a few training steps of the run's
+own model, optimiser, batch size and input size on random data with each candidate and keeps
+the fastest. The flags change how the steps run, never the recipe; the choice and the figures
+behind it go into the run's configuration, and a resumed run keeps them.
+
+Candidates: channels-last off and on, each with and without bf16 autocast where the device has
+bf16 arithmetic (on a CPU, as oneDNN judges it); on CUDA always with CUDA graphs. Never
+``--compile``, whose warm-up a few probe steps cannot pay back.
+
+A measurement is remembered in ``fast-path.json`` in cnnzoo's cache directory, keyed by the
+machine (processor or GPU name, threads, torch and cnnzoo versions), the model and its
+arguments, the input size, the batch size and the optimiser, so the next run of the same model
+on the same machine starts at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .. import __version__
+from ..errors import CnnzooError
+
+CACHE_FILE = "fast-path.json"
+MIN_STEPS = 3            # timed steps per candidate, at least
+MIN_SECONDS = 0.3        # and at least this long
+
+
+@dataclass(frozen=True)
+class Flags:
+    amp: bool = False
+    channels_last: bool = False
+    cuda_graphs: bool = False
+
+    def __str__(self) -> str:
+        on = [flag for flag, used in (("--amp", self.amp), ("--channels-last", self.channels_last),
+                                      ("--cuda-graphs", self.cuda_graphs)) if used]
+        return " ".join(on) or "no flags"
+
+
+@dataclass
+class Choice:
+    flags: Flags
+    examples_per_sec: dict[str, float]   # each candidate's, by str(Flags)
+    measured: str                        # when (UTC, ISO 8601)
+    remembered: bool                     # read from the cache rather than measured now
+    seconds: float                       # spent measuring in this process
+
+    def record(self) -> dict:
+        """The form kept in a run's config.json (``describe`` reads it)."""
+        return dict(chosen=str(self.flags), examples_per_sec=self.examples_per_sec,
+                    measured=self.measured, remembered=self.remembered,
+                    seconds=round(self.seconds, 2))
+
+
+def describe(record: dict) -> str:
+    """One line from a run's record: "--amp --channels-last (13,093 examples/s; no flags
+    10,561, ...), measured in 1.4 s"."""
+    best, rates = record["chosen"], record["examples_per_sec"]
+    others = ", ".join(f"{name} {rate:,.0f}" for name, rate in rates.items() if name != best)
+    when = (f"remembered from {record['measured'][:10]}" if record["remembered"]
+            else f"measured in {record['seconds']:.1f} s")
+    return f"{best} ({rates[best]:,.0f} examples/s{'; ' + others if others else ''}), {when}"
+
+
+def candidates(device: torch.device) -> list[Flags]:
+    """The flag sets worth timing on ``device``."""
+    from .loop import cpu_has_fast_bf16
+
+    if device.type == "cuda":
+        amps = (True,) if torch.cuda.is_bf16_supported() else (False,)
+        graphs = True
+    elif device.type == "cpu":
+        amps = (False, True) if cpu_has_fast_bf16() else (False,)
+        graphs = False
+    else:  # MPS: nothing measured there; the plain steps
+        return [Flags()]
+    return [Flags(amp, channels_last, graphs) for amp in amps for channels_last in (False, True)]
+
+
+def examples_per_sec(make_net, recipe, input_size, num_classes: int, device: torch.device,
+                     flags: Flags) -> float:
+    """Training steps per second of a fresh ``make_net()`` with ``flags``, times the batch size,
+    on one random batch: ``MIN_STEPS`` steps and ``MIN_SECONDS`` at least, after a warm-up."""
+    from .loop import memory_format, synchronize
+    from .optim import make_optimizer
+    from .step import GRAPH_WARMUP_STEPS, TrainStep
+
+    batch = recipe.batch_size
+    net = make_net().to(device, memory_format=memory_format(flags.channels_last))
+    optimizer = make_optimizer(recipe, net, device, graph=flags.cuda_graphs)
+    step = TrainStep(net, net, optimizer, nn.CrossEntropyLoss(), batch_size=batch,
+                     device=device, amp=flags.amp, channels_last=flags.channels_last,
+                     grad_clip=recipe.grad_clip, graph=flags.cuda_graphs)
+    x = torch.rand(batch, *input_size, device=device)
+    y = torch.randint(0, num_classes, (batch,), device=device)
+    for _ in range(GRAPH_WARMUP_STEPS + 2 if flags.cuda_graphs else 2):
+        step(x, y)
+    synchronize(device)
+    steps, start = 0, time.perf_counter()
+    while steps < MIN_STEPS or time.perf_counter() - start < MIN_SECONDS:
+        step(x, y)
+        synchronize(device)
+        steps += 1
+    return steps * batch / (time.perf_counter() - start)
+
+
+def choose(config: dict, recipe, device: torch.device, *, cache: bool = True) -> Choice:
+    """The fastest candidate for the run ``config`` describes (its model, model arguments,
+    classes and input size) with ``recipe`` on ``device``; remembered in the cache.
+
+    The probe's random numbers come from a forked generator, so the run that follows is the
+    same as one given the chosen flags by hand.
+    """
+    from .rundir import build_model
+
+    key = _key(config, recipe, device)
+    path = _cache_path()
+    if cache:
+        known = _read(path).get(key)
+        try:
+            return Choice(Flags(**known["flags"]), dict(known["examples_per_sec"]),
+                          str(known["measured"]), remembered=True, seconds=0.0)
+        except (TypeError, KeyError, ValueError):
+            pass  # not there, or not an entry this version wrote: measure
+    start = time.perf_counter()
+    rates = {}
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        for flags in candidates(device):
+            rates[flags] = examples_per_sec(lambda: build_model(config), recipe,
+                                            config["input_size"], len(config["classes"]),
+                                            device, flags)
+    best = max(rates, key=rates.get)
+    choice = Choice(best, {str(f): round(r, 1) for f, r in rates.items()},
+                    datetime.now(timezone.utc).isoformat(timespec="seconds"), remembered=False,
+                    seconds=time.perf_counter() - start)
+    if cache:
+        _remember(path, key, dict(flags=vars(best), examples_per_sec=choice.examples_per_sec,
+                                  measured=choice.measured))
+    return choice
+
+
+def check(config: dict, world_size: int) -> None:
+    """Refuse ``--fast`` beside the flags it chooses, ``--compile`` or torchrun."""
+    given = [flag for flag, key in (("--amp", "amp"), ("--channels-last", "channels_last"),
+                                    ("--cuda-graphs", "cuda_graphs"), ("--compile", "compile"))
+             if config.get(key)]
+    if given:
+        raise CnnzooError(f"--fast chooses the fast-path flags itself; leave out "
+                          f"{' '.join(given)}, or --fast")
+    if world_size > 1:
+        raise CnnzooError("--fast measures in one process; under torchrun give the flags "
+                          "themselves")
+
+
+def _machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = _cpu_name()
+    return f"{device.type}:{name}|threads {torch.get_num_threads()}|torch {torch.__version__}" \
+           f"|cnnzoo {__version__}"
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _key(config: dict, recipe, device: torch.device) -> str:
+    model_args = json.dumps(config.get("model_args") or {}, sort_keys=True)
+    size = "x".join(map(str, config["input_size"]))
+    return (f"{_machine(device)}|{config['model']} {model_args}|{len(config['classes'])} classes"
+            f"|{size}|batch {recipe.batch_size}|{recipe.optimizer}")
+
+
+def _cache_path() -> Path:
+    from ..data.download import cache_root
+
+    return cache_root() / CACHE_FILE
+
+
+def _read(path: Path) -> dict:
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def _remember(path: Path, key: str, entry: dict) -> None:
+    """Add an entry to the cache; a cache that cannot be written is no error."""
+    known = _read(path)
+    known[key] = entry
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        temporary.write_text(json.dumps(known, indent=1))
+        os.replace(temporary, path)
+    except OSError:
+        pass

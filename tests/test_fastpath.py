@@ -1,0 +1,139 @@
+"""--fast: the fast-path flags measured per model and machine, remembered, and recorded."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cnnzoo.cli import main
+from cnnzoo.errors import CnnzooError
+from cnnzoo.train import fastpath, load_run, recipe_for, train
+from cnnzoo.train.fastpath import Flags
+from cnnzoo.train.rundir import build_model
+
+QUICK = dict(data="synthetic", train_subset=256, test_subset=100, batch_size=32, device="cpu",
+             epochs=2, lr=0.1)
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    """A cache of this test's own, and short probes."""
+    monkeypatch.setenv("CNNZOO_DATA", str(tmp_path / "cache"))
+    monkeypatch.setattr(fastpath, "MIN_SECONDS", 0.02)
+    return tmp_path / "cache" / fastpath.CACHE_FILE
+
+
+def test_a_fast_run_is_the_run_of_the_flags_it_chose(tmp_path, cache):
+    fast = train("lenet5_bn_d2l", out=tmp_path / "fast", fast=True, **QUICK)
+    record = fast.config["fast_path"]
+    rates = record["examples_per_sec"]
+    assert list(rates) == [str(f) for f in fastpath.candidates(torch.device("cpu"))]
+    assert all(rate > 0 for rate in rates.values())
+    assert record["chosen"] == max(rates, key=rates.get) and not record["remembered"]
+    chosen = {key: fast.config[key] for key in ("amp", "channels_last", "cuda_graphs")}
+    assert str(Flags(**chosen)) == record["chosen"]
+    saved = json.loads((fast.run_dir / "config.json").read_text())
+    assert saved["fast_path"] == record and saved["fast"] is True
+
+    # the probe draws its own random numbers, so it leaves the run's generator as it found it
+    # (a model with dropout would draw from it), and by hand the same flags give the same weights
+    state = torch.get_rng_state()
+    fastpath.choose(fast.config, recipe_for("lenet5_bn_d2l", "d2l"), torch.device("cpu"),
+                    cache=False)
+    assert torch.equal(torch.get_rng_state(), state)
+    by_hand = train("lenet5_bn_d2l", out=tmp_path / "by-hand", **chosen, **QUICK)
+    a = load_file(fast.run_dir / "model.safetensors")
+    b = load_file(by_hand.run_dir / "model.safetensors")
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    assert fast.history[-1]["test_acc"] == by_hand.history[-1]["test_acc"]
+
+
+def test_a_measurement_is_remembered_per_model_and_batch(tmp_path, cache, monkeypatch):
+    first = train("lenet5_d2l", out=tmp_path / "first", fast=True, **QUICK)
+    assert cache.exists()
+
+    def measuring(*args, **kwargs):
+        raise AssertionError("measured again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fastpath, "examples_per_sec", measuring)
+        second = train("lenet5_d2l", out=tmp_path / "second", fast=True, **QUICK)
+    assert second.config["fast_path"]["remembered"]
+    assert second.config["fast_path"]["chosen"] == first.config["fast_path"]["chosen"]
+    assert second.config["fast_path"]["examples_per_sec"] == \
+        first.config["fast_path"]["examples_per_sec"]
+
+    # another batch size is another measurement, and both stay in the file
+    other = train("lenet5_d2l", out=tmp_path / "other", fast=True, **dict(QUICK, batch_size=64))
+    assert not other.config["fast_path"]["remembered"]
+    assert len(json.loads(cache.read_text())) == 2
+
+
+def test_a_damaged_cache_is_measured_over(tmp_path, cache):
+    cache.parent.mkdir(parents=True)
+    cache.write_text('{"truncated": ')
+    result = train("lenet5_d2l", out=tmp_path / "run", fast=True, **QUICK)
+    assert not result.config["fast_path"]["remembered"]
+    assert len(json.loads(cache.read_text())) == 1
+    # an entry of the wrong shape under the right key is measured over too
+    key = next(iter(json.loads(cache.read_text())))
+    cache.write_text(json.dumps({key: {"flags": {"turbo": True}}}))
+    again = train("lenet5_d2l", out=tmp_path / "again", fast=True, **QUICK)
+    assert not again.config["fast_path"]["remembered"]
+
+
+@pytest.mark.parametrize("fast_bf16", [False, True])
+def test_candidates_on_the_cpu_follow_its_bf16_arithmetic(monkeypatch, fast_bf16):
+    from cnnzoo.train import loop
+
+    monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda: fast_bf16)
+    names = [str(f) for f in fastpath.candidates(torch.device("cpu"))]
+    expected = ["no flags", "--channels-last"]
+    if fast_bf16:
+        expected += ["--amp", "--amp --channels-last"]
+    assert names == expected
+
+
+def test_the_probe_tells_a_light_model_from_a_heavy_one():
+    device = torch.device("cpu")
+    rates = {}
+    for name, width in (("lenet5_d2l", None), ("resnet9_fmnist", 64)):
+        config = dict(model=name, model_args={"width": width} if width else {},
+                      classes=list(range(10)), input_size=[1, 28, 28])
+        recipe = recipe_for(name, "d2l").replace(batch_size=32)
+        rates[name] = fastpath.examples_per_sec(lambda: build_model(config), recipe,
+                                                config["input_size"], 10, device, Flags())
+    # ResNet-9 at width 64 does about 300 times LeNet's arithmetic per example
+    assert rates["lenet5_d2l"] > 10 * rates["resnet9_fmnist"], rates
+
+
+def test_fast_with_the_flags_it_chooses_or_torchrun_is_refused(tmp_path, capsys):
+    tiny = ["--data", "synthetic", "--subset", "256", "--device", "cpu", "--epochs", "1"]
+    for flag in ("--amp", "--channels-last", "--compile"):
+        assert main(["train", "lenet5_d2l", *tiny, "--fast", flag,
+                     "--out", str(tmp_path / "r")]) == 2
+        err = capsys.readouterr().err
+        assert f"leave out {flag}" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "r").exists()
+    assert main(["leaderboard", "--models", "lenet5_d2l", "--fast", "--amp", "--device", "cpu",
+                 "--out", str(tmp_path / "board")]) == 2
+    assert "leave out --amp" in capsys.readouterr().err
+    with pytest.raises(CnnzooError, match="under torchrun"):
+        fastpath.check({"fast": True}, world_size=2)
+
+
+def test_the_command_line_says_what_it_chose_and_a_resumed_run_keeps_it(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    tiny = ["--data", "synthetic", "--subset", "256", "--device", "cpu", "--batch-size", "32"]
+    assert main(["train", "lenet5_d2l", *tiny, "--epochs", "1", "--fast",
+                 "--out", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("fast path: "))
+    record = load_run(run_dir).config["fast_path"]
+    assert line.startswith(f"fast path: {record['chosen']} (") and "measured in" in line
+    assert main(["train", "--resume", str(run_dir), "--epochs", "2", "--device", "cpu"]) == 0
+    resumed = load_run(run_dir).config
+    assert resumed["fast_path"] == record
+    assert [resumed[k] for k in ("amp", "channels_last")] == \
+        [(f in record["chosen"].split()) for f in ("--amp", "--channels-last")]
