@@ -137,3 +137,12 @@ def test_the_command_line_says_what_it_chose_and_a_resumed_run_keeps_it(tmp_path
     assert resumed["fast_path"] == record
     assert [resumed[k] for k in ("amp", "channels_last")] == \
         [(f in record["chosen"].split()) for f in ("--amp", "--channels-last")]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_the_candidates_are_recorded_graphs(tmp_path):
+    result = train("lenet5_bn_d2l", out=tmp_path / "run", fast=True,
+                   **dict(QUICK, device="cuda"))
+    record = result.config["fast_path"]
+    assert all("--cuda-graphs" in name for name in record["examples_per_sec"])
+    assert result.config["cuda_graphs"] and result.history[-1]["test_acc"] > 0
