@@ -24,6 +24,27 @@ def test_bench_runs_end_to_end_and_appends_json(tmp_path, capsys):
     assert 0 < record["fraction_of_peak"] < 1.5
 
 
+def test_bench_fast_times_the_flags_it_chose(tmp_path, capsys, monkeypatch):
+    from cnnzoo.train import fastpath
+
+    monkeypatch.setenv("CNNZOO_DATA", str(tmp_path / "cache"))
+    monkeypatch.setattr(fastpath, "MIN_SECONDS", 0.02)
+    results = tmp_path / "bench.jsonl"
+    assert main(["bench", "lenet5_bn_d2l", "--fast", "--steps", "3", "--batch-size", "32",
+                 "--device", "cpu", "--results", str(results)]) == 0
+    record = json.loads(results.read_text().splitlines()[-1])
+    chosen = record["fast_path"]["chosen"]
+    assert chosen == max(record["fast_path"]["examples_per_sec"],
+                         key=record["fast_path"]["examples_per_sec"].get)
+    flags = chosen.split()
+    assert record["amp"] == ("--amp" in flags)
+    assert record["channels_last"] == ("--channels-last" in flags)
+    assert f"--fast: {chosen} (" in capsys.readouterr().out
+    assert main(["bench", "lenet5_d2l", "--fast", "--channels-last", "--device", "cpu",
+                 "--results", str(results)]) == 2
+    assert "leave out --channels-last" in capsys.readouterr().err
+
+
 def test_textbook_baseline_and_fast_path_train_the_same_model_alike():
     # Same model, init, recipe and data; only the input pipeline and loop differ. After the
     # same number of steps both must reach a comparable loss, well below the starting 2.3.

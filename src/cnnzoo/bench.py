@@ -64,6 +64,7 @@ class BenchResult:
     baseline_final_loss: float | None = None
     baseline_host_allocator: str | None = None
     speedup: float | None = None
+    fast_path: dict | None = None      # with ``fast``: what ``train.fastpath`` chose, and why
     machine: dict = field(default_factory=dict)
 
 
@@ -285,7 +286,7 @@ def bench_model(name: str, *, data: str = "synthetic", resize: int | None = None
                 steps: int = 30, warmup: int | None = None,
                 baseline: bool | TextbookResult = False,
                 data_dir: str | None = None, seed: int = 0,
-                peak: float | None = None) -> BenchResult:
+                peak: float | None = None, fast: bool = False) -> BenchResult:
     """Time ``steps`` training steps of a zoo model with its d2l recipe (lr, batch, resize).
 
     ``compile``, ``amp``, ``channels_last`` and ``cuda_graphs`` choose our fast path (the same
@@ -293,7 +294,8 @@ def bench_model(name: str, *, data: str = "synthetic", resize: int | None = None
     freed memory in the process (``train.allocator``). With ``baseline=True`` the same model,
     recipe and data are first trained the textbook's way (``bench_textbook``) in this process,
     and ``speedup`` is ours / the textbook's in examples per second; a ``TextbookResult``
-    measured earlier may be passed instead.
+    measured earlier may be passed instead. ``fast`` lets ``train.fastpath`` choose ``amp``,
+    ``channels_last`` and ``cuda_graphs`` for this model, as ``cnnzoo train --fast`` does.
     """
     from .data import BatchIterator
     from .train import allocator
@@ -304,6 +306,17 @@ def bench_model(name: str, *, data: str = "synthetic", resize: int | None = None
                                   device=device, steps=steps, warmup=warmup,
                                   data_dir=data_dir, seed=seed)
     dev = setup.dev
+    choice = None
+    if fast:
+        from .train import fastpath
+
+        fastpath.check(dict(compile=compile, amp=amp, channels_last=channels_last,
+                            cuda_graphs=cuda_graphs), 1)
+        config = dict(model=name, model_args={}, classes=list(setup.train_set.classes),
+                      input_size=setup.input_size)
+        choice = fastpath.choose(config, setup.recipe, dev)
+        amp, channels_last, cuda_graphs = (choice.flags.amp, choice.flags.channels_last,
+                                           choice.flags.cuda_graphs)
     if cuda_graphs:
         check_graphs(dev, compile)
     if dev.type == "cpu":
@@ -334,7 +347,7 @@ def bench_model(name: str, *, data: str = "synthetic", resize: int | None = None
         warmup_seconds=warm, forward_flops=flops, achieved_tflops=achieved / 1e12,
         peak_tflops=peak / 1e12, fraction_of_peak=achieved / peak, compile=compile, amp=amp,
         channels_last=channels_last, cuda_graphs=cuda_graphs, final_loss=loss,
-        host_allocator=_allocator_state(),
+        host_allocator=_allocator_state(), fast_path=choice.record() if choice else None,
         machine=machine_info(dev))
     if baseline:
         result.baseline_examples_per_sec = baseline.examples_per_sec

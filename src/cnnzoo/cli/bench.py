@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._args import add_fast_path, check_fast_path, positive_int
+from ._args import add_fast, add_fast_path, check_fast_path, positive_int
 
 
 def register(subparsers) -> None:
@@ -20,6 +20,7 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=positive_int, help="the recipe's by default")
     p.add_argument("--device", default="auto")
     add_fast_path(p)
+    add_fast(p)
     p.add_argument("--steps", type=positive_int, default=30, help="timed steps (default 30)")
     p.add_argument("--baseline", action="store_true", help="also time the textbook's way")
     p.add_argument("--results", default="bench-results.jsonl",
@@ -45,7 +46,7 @@ def run(args) -> int:
         for name in args.models:
             print(f"timing {name} the textbook's way ...", flush=True)
             textbook[name] = bench_textbook(name, **common)
-    dtype = peak_dtype(device, args.amp)
+    dtype = peak_dtype(device, args.amp or args.fast)  # --fast: the device's fastest
     peak = matmul_peak(device, dtype)
     print(f"device {device}: {str(dtype).removeprefix('torch.')} matrix-product peak "
           f"{peak / 1e12:.3f} TFLOP/s")
@@ -58,7 +59,7 @@ def run(args) -> int:
     for name in args.models:
         r = bench_model(name, **common, compile=args.compile, amp=args.amp,
                         channels_last=args.channels_last, cuda_graphs=args.cuda_graphs,
-                        baseline=textbook.get(name, False), peak=peak)
+                        baseline=textbook.get(name, False), peak=peak, fast=args.fast)
         results.append(r)
         line = (f"{r.model:<22}{r.batch_size:>6}{'x'.join(map(str, r.input_size)):>12}"
                 f"{r.examples_per_sec:>12,.0f}{r.step_ms:>9.1f}{r.epoch_seconds:>9.1f}"
@@ -66,6 +67,10 @@ def run(args) -> int:
         if args.baseline:
             line += f"{r.baseline_examples_per_sec:>15,.0f}{r.speedup:>9.1f}x"
         print(line, flush=True)
+        if r.fast_path:
+            from ..train.fastpath import describe
+
+            print(f"  --fast: {describe(r.fast_path)}")
         if r.warmup_seconds > 1:
             print(f"  (warm-up {r.warmup_seconds:.1f} s, not counted)")
         append_results(args.results, [r])  # as each model finishes: a cut run keeps them
