@@ -95,7 +95,8 @@ def test_candidates_on_the_cpu_follow_its_bf16_arithmetic(monkeypatch, fast_bf16
     assert names == expected
 
 
-def test_the_probe_tells_a_light_model_from_a_heavy_one():
+def test_the_probe_tells_a_light_model_from_a_heavy_one(monkeypatch):
+    monkeypatch.setattr(fastpath, "MIN_SECONDS", 0.3)  # the default: a busy machine's pauses
     device = torch.device("cpu")
     rates = {}
     for name, width in (("lenet5_d2l", None), ("resnet9_fmnist", 64)):
@@ -105,7 +106,7 @@ def test_the_probe_tells_a_light_model_from_a_heavy_one():
         rates[name] = fastpath.examples_per_sec(lambda: build_model(config), recipe,
                                                 config["input_size"], 10, device, Flags())
     # ResNet-9 at width 64 does about 300 times LeNet's arithmetic per example
-    assert rates["lenet5_d2l"] > 10 * rates["resnet9_fmnist"], rates
+    assert rates["lenet5_d2l"] > 5 * rates["resnet9_fmnist"], rates
 
 
 def test_fast_with_the_flags_it_chooses_or_torchrun_is_refused(tmp_path, capsys):
