@@ -113,6 +113,30 @@ def test_eval_computes_as_the_run_did_unless_told_fp32(tmp_path):
     assert predict_images(load_run(result.run_dir), test_set.images)[0] == bf16.tolist()
 
 
+def test_resume_refuses_new_run_options_but_may_move_the_run(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    tiny = ["--data", "synthetic", "--subset", "256", "--device", "cpu"]
+    assert main(["train", "lenet5_d2l", *tiny, "--epochs", "1", "--out", str(run_dir)]) == 0
+    capsys.readouterr()
+    for extra, named in ((["--amp"], "--amp"), (["--fast"], "--fast"), (["--lr", "0.5"], "--lr"),
+                         (["resnet9_fmnist"], "NAME"), (["--recipe", "modern"], "--recipe"),
+                         (["--set", "erasing=0"], "--set")):
+        assert main(["train", *extra, "--resume", str(run_dir), "--epochs", "2"]) == 2, extra
+        err = capsys.readouterr().err
+        assert f"leave out {named} " in err and len(err.strip().splitlines()) == 1, err
+    assert load_run(run_dir).history[-1]["epoch"] == 1  # nothing ran
+
+    # a run set up for a device this machine lacks continues on the one given
+    config = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps(dict(config, device="mps")))
+    assert main(["train", "--resume", str(run_dir), "--epochs", "2"]) == 2
+    assert "mps" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run_dir), "--epochs", "2", "--device", "cpu"]) == 0
+    resumed = load_run(run_dir)
+    assert [row["epoch"] for row in resumed.history] == [1, 2]
+    assert resumed.config["device"] == "cpu"
+
+
 def test_resume_after_interruption_gives_identical_weights(tmp_path):
     common = dict(epochs=3, lr=0.3, seed=7, **QUICK)
     straight = train("lenet5_bn_d2l", out=tmp_path / "straight", **common)

@@ -138,14 +138,34 @@ def time_line(result, compiled: bool) -> str:
     return f"{result.wall_seconds:.1f} s wall time in all: {listed}"
 
 
+# what a new run's options are when not given: given with --resume, each would be ignored
+NEW_RUN_DEFAULTS = dict(model="lenet5_d2l", data="fashion-mnist", recipe="d2l", lr=None,
+                        batch_size=None, resize=None, seed=0, out=None, subset=None,
+                        settings=None, model_args=None, compile=False, amp=False,
+                        channels_last=False, cuda_graphs=False, fast=False)
+
+
+def _check_resume(args) -> None:
+    """Refuse, in one line, the options of a new run beside --resume: the resumed run keeps
+    its own model, data, recipe and fast path (--epochs, --device and --data-dir may change)."""
+    given = [f"--{name.replace('_', '-')}" for name, default in NEW_RUN_DEFAULTS.items()
+             if getattr(args, name) != default]
+    given = ["NAME" if flag == "--model" else "--set" if flag == "--settings" else
+             "--model-arg" if flag == "--model-args" else flag for flag in given]
+    if given:
+        raise CnnzooError(f"--resume continues a run as it was set up; leave out "
+                          f"{', '.join(given)} (only --epochs, --device and --data-dir may "
+                          f"be given)")
+
+
 def run(args) -> int:
     import typing
 
     from ..train import Recipe, train
     from ..train.rundir import model_arguments
 
-    if args.resume and (args.settings or args.model_args):
-        raise CnnzooError("--set and --model-arg start a new run; a resumed run keeps its own")
+    if args.resume:
+        _check_resume(args)
     fields = {k: v for k, v in typing.get_type_hints(Recipe).items() if k != "name"}
     settings = parse_assignments(args.settings, fields, "--set")
     for flag in ("epochs", "lr", "batch_size", "resize"):

@@ -222,7 +222,8 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
     ``recipe`` is ``"d2l"`` (the textbook's), ``"modern"`` (ours) or a ``Recipe``; ``epochs``,
     ``lr``, ``batch_size``, ``resize`` and any other ``Recipe`` field override single values.
     ``resume`` continues the run in that directory from its last checkpoint with its stored
-    configuration (``epochs`` may extend it). ``compile``, ``amp`` (bf16 autocast) and
+    configuration (``epochs`` may extend it; ``device`` other than "auto" and ``data_dir``
+    replace the run's own). ``compile``, ``amp`` (bf16 autocast) and
     ``channels_last`` (NHWC weights and batches) and ``cuda_graphs`` (each full-size step
     recorded once and replayed, CUDA only) choose the fast path; none changes the recipe.
     ``fast`` chooses ``amp``, ``channels_last`` and ``cuda_graphs`` itself, by timing a few
@@ -241,6 +242,10 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
     if resume is not None:
         config, state = _load_for_resume(Path(resume), epochs)
         run_dir = Path(resume)
+        if device != "auto":  # where it runs and where the files are may change, not what
+            config["device"] = device
+        if data_dir is not None:
+            config["data_dir"] = data_dir
     else:
         cfg_recipe = _resolve(model, recipe, dict(epochs=epochs, lr=lr, batch_size=batch_size,
                                                   resize=resize, **recipe_overrides))
