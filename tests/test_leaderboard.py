@@ -1,6 +1,7 @@
 """The leaderboard end to end on two tiny runs: table, plot and figures beside the book's."""
 
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -28,6 +29,22 @@ def test_leaderboard_two_tiny_models_end_to_end(tmp_path, capsys):
                                              "lenet5_bn_scratch_d2l"}
     assert all(0 <= r["test_acc"][0] <= 1 and r["parameters"] > 40_000 for r in results)
     assert "wrote" in capsys.readouterr().out
+
+
+def test_a_fast_board_says_what_each_model_ran_with(tmp_path, monkeypatch):
+    from cnnzoo.train import fastpath
+
+    monkeypatch.setenv("CNNZOO_DATA", str(tmp_path / "cache"))
+    monkeypatch.setattr(fastpath, "MIN_SECONDS", 0.02)
+    out = tmp_path / "board"
+    assert main(["leaderboard", "--models", "lenet5_d2l,lenet5_bn_d2l", "--epochs", "1",
+                 "--subset", "300", "--fast", "--device", "cpu", "--out", str(out)]) == 0
+    table = (out / "RESULTS.md").read_text()
+    for entry in json.loads((out / "results.json").read_text()):
+        run = json.loads((Path(entry["run_dirs"][0]) / "config.json").read_text())
+        assert entry["flags"] == [run["fast_path"]["chosen"]]
+        row = next(line for line in table.splitlines() if line.startswith(f"| {entry['model']} |"))
+        assert f"--fast chose {entry['flags'][0]}" in row
 
 
 def test_board_shows_the_difference_and_the_seed_spread():

@@ -46,6 +46,7 @@ class Entry:
     wall_seconds: list[float] = field(default_factory=list)
     run_dirs: list[str] = field(default_factory=list)
     reduced: str = ""               # how this run departs from the full recipe, if it does
+    flags: list[str] = field(default_factory=list)  # what --fast chose, seed by seed
 
     @staticmethod
     def mean(values):
@@ -120,6 +121,8 @@ def run_leaderboard(recipe: str = "d2l", models: list[str] | None = None, *, out
             entry.train_seconds.append(result.train_seconds)
             entry.wall_seconds.append(result.wall_seconds)
             entry.run_dirs.append(str(result.run_dir))
+            if "fast_path" in result.config:
+                entry.flags.append(result.config["fast_path"]["chosen"])
         entries.append(entry)
         if on_entry:
             on_entry(entry)
@@ -155,7 +158,8 @@ def board_markdown(entries: list[Entry], machine: str = "", command: str = "") -
         ours = f"{_pm(e.train_loss)} / {_pm(e.train_acc)} / {_pm(e.test_acc)}"
         delta = f"{Entry.mean(e.test_acc) - book[2]:+.3f}" if book else "—"
         seeds = f"{len(e.seeds)} seeds (mean ± half-range)" if len(e.seeds) > 1 else ""
-        notes = "; ".join(n for n in (e.reduced, seeds) if n)
+        chosen = f"--fast chose {' / '.join(dict.fromkeys(e.flags))}" if e.flags else ""
+        notes = "; ".join(n for n in (e.reduced, seeds, chosen) if n)
         lines.append(f"| {e.model} | {e.parameters:,} | {e.recipe} | {book_text} | {ours} | "
                      f"{delta} | {Entry.mean(e.examples_per_sec):,.0f} | "
                      f"{Entry.mean(e.train_seconds):.1f} | {Entry.mean(e.wall_seconds):.1f} | "
