@@ -96,15 +96,16 @@ def test_candidates_on_the_cpu_follow_its_bf16_arithmetic(monkeypatch, fast_bf16
 
 
 def test_the_probe_tells_a_light_model_from_a_heavy_one(monkeypatch):
-    monkeypatch.setattr(fastpath, "MIN_SECONDS", 0.3)  # the default: a busy machine's pauses
+    monkeypatch.setattr(fastpath, "MIN_SECONDS", 0.1)  # the default: a busy machine's pauses
     device = torch.device("cpu")
     rates = {}
     for name, width in (("lenet5_d2l", None), ("resnet9_fmnist", 64)):
         config = dict(model=name, model_args={"width": width} if width else {},
                       classes=list(range(10)), input_size=[1, 28, 28])
         recipe = recipe_for(name, "d2l").replace(batch_size=32)
-        rates[name] = fastpath.examples_per_sec(lambda: build_model(config), recipe,
-                                                config["input_size"], 10, device, Flags())
+        rates[name], = fastpath.examples_per_sec(lambda: build_model(config), recipe,
+                                                 config["input_size"], 10, device,
+                                                 [Flags()]).values()
     # ResNet-9 at width 64 does about 300 times LeNet's arithmetic per example
     assert rates["lenet5_d2l"] > 5 * rates["resnet9_fmnist"], rates
 

@@ -36,8 +36,9 @@ from .. import __version__
 from ..errors import CnnzooError
 
 CACHE_FILE = "fast-path.json"
-MIN_STEPS = 3            # timed steps per candidate, at least
-MIN_SECONDS = 0.3        # and at least this long
+ROUNDS = 3               # the candidates take turns this many times; each keeps its best
+MIN_STEPS = 2            # timed steps per turn, at least
+MIN_SECONDS = 0.1        # and at least this long
 
 
 @dataclass(frozen=True)
@@ -93,30 +94,40 @@ def candidates(device: torch.device) -> list[Flags]:
 
 
 def examples_per_sec(make_net, recipe, input_size, num_classes: int, device: torch.device,
-                     flags: Flags) -> float:
-    """Training steps per second of a fresh ``make_net()`` with ``flags``, times the batch size,
-    on one random batch: ``MIN_STEPS`` steps and ``MIN_SECONDS`` at least, after a warm-up."""
+                     flag_sets: list[Flags], rounds: int = ROUNDS) -> dict[Flags, float]:
+    """Examples per second of training steps of a fresh ``make_net()`` on one random batch,
+    for each of ``flag_sets``: each set's best of ``rounds`` rounds, the sets taking turns within
+    a round (so a machine that slows down for a moment slows one round of each, not all the
+    rounds of one), each turn ``MIN_STEPS`` steps and ``MIN_SECONDS`` at least, after a warm-up.
+    """
     from .loop import memory_format, synchronize
     from .optim import make_optimizer
     from .step import GRAPH_WARMUP_STEPS, TrainStep
 
     batch = recipe.batch_size
-    net = make_net().to(device, memory_format=memory_format(flags.channels_last))
-    optimizer = make_optimizer(recipe, net, device, graph=flags.cuda_graphs)
-    step = TrainStep(net, net, optimizer, nn.CrossEntropyLoss(), batch_size=batch,
-                     device=device, amp=flags.amp, channels_last=flags.channels_last,
-                     grad_clip=recipe.grad_clip, graph=flags.cuda_graphs)
     x = torch.rand(batch, *input_size, device=device)
     y = torch.randint(0, num_classes, (batch,), device=device)
-    for _ in range(GRAPH_WARMUP_STEPS + 2 if flags.cuda_graphs else 2):
-        step(x, y)
-    synchronize(device)
-    steps, start = 0, time.perf_counter()
-    while steps < MIN_STEPS or time.perf_counter() - start < MIN_SECONDS:
-        step(x, y)
-        synchronize(device)
-        steps += 1
-    return steps * batch / (time.perf_counter() - start)
+    steps = {}
+    for flags in flag_sets:
+        net = make_net().to(device, memory_format=memory_format(flags.channels_last))
+        optimizer = make_optimizer(recipe, net, device, graph=flags.cuda_graphs)
+        step = TrainStep(net, net, optimizer, nn.CrossEntropyLoss(), batch_size=batch,
+                         device=device, amp=flags.amp, channels_last=flags.channels_last,
+                         grad_clip=recipe.grad_clip, graph=flags.cuda_graphs)
+        for _ in range(GRAPH_WARMUP_STEPS + 2 if flags.cuda_graphs else 2):
+            step(x, y)
+        steps[flags] = step
+    best = dict.fromkeys(flag_sets, 0.0)
+    for _ in range(rounds):
+        for flags, step in steps.items():
+            synchronize(device)
+            count, start = 0, time.perf_counter()
+            while count < MIN_STEPS or time.perf_counter() - start < MIN_SECONDS:
+                step(x, y)
+                synchronize(device)
+                count += 1
+            best[flags] = max(best[flags], count * batch / (time.perf_counter() - start))
+    return best
 
 
 def choose(config: dict, recipe, device: torch.device, *, cache: bool = True) -> Choice:
@@ -138,13 +149,10 @@ def choose(config: dict, recipe, device: torch.device, *, cache: bool = True) ->
         except (TypeError, KeyError, ValueError):
             pass  # not there, or not an entry this version wrote: measure
     start = time.perf_counter()
-    rates = {}
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        for flags in candidates(device):
-            rates[flags] = examples_per_sec(lambda: build_model(config), recipe,
-                                            config["input_size"], len(config["classes"]),
-                                            device, flags)
+        rates = examples_per_sec(lambda: build_model(config), recipe, config["input_size"],
+                                 len(config["classes"]), device, candidates(device))
     best = max(rates, key=rates.get)
     choice = Choice(best, {str(f): round(r, 1) for f, r in rates.items()},
                     datetime.now(timezone.utc).isoformat(timespec="seconds"), remembered=False,
