@@ -70,6 +70,30 @@ def test_a_measurement_is_remembered_per_model_and_batch(tmp_path, cache, monkey
     assert len(json.loads(cache.read_text())) == 2
 
 
+def test_the_probe_steps_at_the_runs_own_batch_and_says_so_before_measuring(tmp_path, cache):
+    from cnnzoo.train import Reporter
+
+    class Notes(Reporter):
+        def __init__(self):
+            self.notes = []
+
+        def note(self, text):
+            self.notes.append(text)
+
+    # 64 training images: every step of the run is a batch of 64, whatever the recipe says
+    heard = Notes()
+    train("lenet5_d2l", out=tmp_path / "a", fast=True, reporter=heard,
+          **dict(QUICK, train_subset=64, batch_size=100_000))
+    assert [key.split("|")[-2] for key in json.loads(cache.read_text())] == ["batch 64"]
+    count = len(fastpath.candidates(torch.device("cpu")))
+    assert heard.notes == [f"--fast: timing {count} sets of flags for lenet5_d2l on cpu "
+                           f"(remembered for the next run)"]
+    again = Notes()
+    train("lenet5_d2l", out=tmp_path / "b", fast=True, reporter=again,
+          **dict(QUICK, train_subset=64, batch_size=100_000))
+    assert again.notes == []  # remembered: nothing to wait for
+
+
 def test_a_damaged_cache_is_measured_over(tmp_path, cache):
     cache.parent.mkdir(parents=True)
     cache.write_text('{"truncated": ')

@@ -340,6 +340,16 @@ def test_cli_bad_settings_are_one_line_errors(tmp_path, capsys, flags, message):
     assert not (tmp_path / "r").exists()
 
 
+def test_a_model_too_large_for_memory_is_one_line(tmp_path, capsys):
+    # LeNet's first Linear layer grows with the input: at 100,000 px a side, terabytes
+    with pytest.raises(CnnzooError, match="does not fit in memory"):
+        train("lenet5_d2l", resize=100_000, out=tmp_path / "r", **QUICK)
+    assert main(["bench", "lenet5_d2l", "--resize", "100000", "--steps", "1",
+                 "--device", "cpu", "--results", str(tmp_path / "b.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit in memory" in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_model_args_outside_the_builder_are_refused_by_the_api(tmp_path):
     with pytest.raises(CnnzooError, match="takes no model argument 'width'"):
         train("lenet5_d2l", model_args={"width": 3}, out=tmp_path / "r", **QUICK)

@@ -77,6 +77,9 @@ class ProgressReporter:
         if info.get("amp"):  # a resumed run's flags come from its config
             warn_amp(info["device_used"])
 
+    def note(self, text):
+        print(f"cnnzoo: {text}", file=self.bar_stream, flush=True)
+
     def epoch_start(self, epoch, epochs, num_batches):
         if self.tty:
             from tqdm import tqdm

@@ -130,15 +130,20 @@ def examples_per_sec(make_net, recipe, input_size, num_classes: int, device: tor
     return best
 
 
-def choose(config: dict, recipe, device: torch.device, *, cache: bool = True) -> Choice:
+def choose(config: dict, recipe, device: torch.device, *, batch_size: int | None = None,
+           cache: bool = True, on_measure=None) -> Choice:
     """The fastest candidate for the run ``config`` describes (its model, model arguments,
     classes and input size) with ``recipe`` on ``device``; remembered in the cache.
+    ``batch_size`` is that of the run's steps (the recipe's unless the data set is smaller);
+    ``on_measure(text)``, if given, hears a line before a measurement starts.
 
     The probe's random numbers come from a forked generator, so the run that follows is the
     same as one given the chosen flags by hand.
     """
     from .rundir import build_model
 
+    if batch_size is not None:
+        recipe = recipe.replace(batch_size=batch_size)
     key = _key(config, recipe, device)
     path = _cache_path()
     if cache:
@@ -148,11 +153,15 @@ def choose(config: dict, recipe, device: torch.device, *, cache: bool = True) ->
                           str(known["measured"]), remembered=True, seconds=0.0)
         except (TypeError, KeyError, ValueError):
             pass  # not there, or not an entry this version wrote: measure
+    flag_sets = candidates(device)
+    if on_measure is not None:
+        on_measure(f"--fast: timing {len(flag_sets)} sets of flags for {config['model']} on "
+                   f"{device.type} (remembered for the next run)")
     start = time.perf_counter()
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         rates = examples_per_sec(lambda: build_model(config), recipe, config["input_size"],
-                                 len(config["classes"]), device, candidates(device))
+                                 len(config["classes"]), device, flag_sets)
     best = max(rates, key=rates.get)
     choice = Choice(best, {str(f): round(r, 1) for f, r in rates.items()},
                     datetime.now(timezone.utc).isoformat(timespec="seconds"), remembered=False,

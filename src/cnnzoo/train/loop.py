@@ -41,6 +41,7 @@ class Reporter:
     def epoch_start(self, epoch: int, epochs: int, num_batches: int) -> None: ...
     def step(self) -> None: ...
     def epoch_end(self, row: dict) -> None: ...
+    def note(self, text: str) -> None: ...   # a word on work that precedes the first epoch
 
 
 @dataclass
@@ -289,7 +290,8 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
         xavier_init(net)
     _check_input(net, config["model"], config["input_size"])
     if choose_fast_path:  # its random numbers are its own: the run is that of the flags it picks
-        choice = fastpath.choose(config, rec, dev)
+        choice = fastpath.choose(config, rec, dev, batch_size=min(rec.batch_size, len(train_set)),
+                                 on_measure=reporter.note)
         config.update(vars(choice.flags), fast_path=choice.record())
     dev = distributed.setup(ctx, dev)
     try:

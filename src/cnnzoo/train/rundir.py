@@ -236,7 +236,9 @@ def check_model_args(name: str, model_args: dict | None) -> None:
 
 
 def build_model(config: dict) -> torch.nn.Module:
-    """The model a run configuration describes, freshly initialised."""
+    """The model a run configuration describes, freshly initialised. A model too large to hold
+    (the flattened features of a huge input size feeding a Linear layer) is a one-line
+    ``CnnzooError``."""
     import inspect
 
     from ..models import get_model, model_info
@@ -248,7 +250,14 @@ def build_model(config: dict) -> torch.nn.Module:
                   in_channels=config["input_size"][0])
     if "input_size" in inspect.signature(builder).parameters:
         kwargs["input_size"] = tuple(config["input_size"])
-    return get_model(config["model"], **kwargs)
+    try:
+        return get_model(config["model"], **kwargs)
+    except (RuntimeError, MemoryError) as error:
+        if isinstance(error, RuntimeError) and "allocate" not in str(error):
+            raise
+        size = "x".join(map(str, config["input_size"]))
+        raise CnnzooError(f"{config['model']} for {size} inputs does not fit in memory "
+                          f"(its layers' weights alone); try a smaller --resize") from None
 
 
 def load_run(folder) -> Run:
