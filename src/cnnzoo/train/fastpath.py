@@ -147,12 +147,9 @@ def choose(config: dict, recipe, device: torch.device, *, batch_size: int | None
     key = _key(config, recipe, device)
     path = _cache_path()
     if cache:
-        known = _read(path).get(key)
-        try:
-            return Choice(Flags(**known["flags"]), dict(known["examples_per_sec"]),
-                          str(known["measured"]), remembered=True, seconds=0.0)
-        except (TypeError, KeyError, ValueError):
-            pass  # not there, or not an entry this version wrote: measure
+        remembered = _entry(_read(path).get(key))
+        if remembered is not None:
+            return remembered
     flag_sets = candidates(device)
     if on_measure is not None:
         on_measure(f"--fast: timing {len(flag_sets)} sets of flags for {config['model']} on "
@@ -170,6 +167,21 @@ def choose(config: dict, recipe, device: torch.device, *, batch_size: int | None
         _remember(path, key, dict(flags=vars(best), examples_per_sec=choice.examples_per_sec,
                                   measured=choice.measured))
     return choice
+
+
+def _entry(known) -> Choice | None:
+    """A cache entry as a ``Choice``; None for one that is missing or not of the form this
+    module writes (then the candidates are measured again)."""
+    try:
+        flags = Flags(**known["flags"])
+        rates = {str(name): float(rate) for name, rate in known["examples_per_sec"].items()}
+        measured = str(known["measured"])
+    except (TypeError, KeyError, ValueError, AttributeError):
+        return None
+    if not all(isinstance(value, bool) for value in vars(flags).values()) or \
+            str(flags) not in rates:
+        return None
+    return Choice(flags, rates, measured, remembered=True, seconds=0.0)
 
 
 def check(config: dict, world_size: int) -> None:
