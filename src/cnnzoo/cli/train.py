@@ -7,8 +7,8 @@ import time
 
 from ..errors import CnnzooError
 from ..train.recipes import RECIPES
-from ._args import (add_fast, add_fast_path, parse_assignments, positive_float, positive_int, seed,
-                    warn_amp)
+from ._args import (add_fast, add_fast_path, parse_assignments, positive_float, positive_int,
+                    seed, warn_amp)
 
 
 def register(subparsers) -> None:
