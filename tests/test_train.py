@@ -50,8 +50,15 @@ def test_eval_reproduces_the_recorded_test_accuracy(tmp_path, eval_flip):
     evaluation = evaluate(result.run_dir, device="cpu")
     assert evaluation.accuracy == pytest.approx(result.final["test_acc"], abs=1e-9)
     # by default the recipe's eval batch size; any other gives the same confusion matrix
-    assert evaluate(result.run_dir, device="cpu", batch_size=7,
-                    plot=False).confusion == evaluation.confusion
+    totals, done = [], []
+
+    def progress(total):
+        totals.append(total)
+        return lambda: done.append(1)
+
+    assert evaluate(result.run_dir, device="cpu", batch_size=7, plot=False,
+                    progress=progress).confusion == evaluation.confusion
+    assert totals == [-(-evaluation.num_examples // 7)] and len(done) == totals[0]
     assert np.asarray(evaluation.confusion).sum() == evaluation.num_examples
     assert (result.run_dir / "confusion.png").stat().st_size > 0
 

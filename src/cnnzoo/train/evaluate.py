@@ -74,7 +74,7 @@ def preprocess(run: Run, images: torch.Tensor) -> torch.Tensor:
 
 def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None,
              device: str = "auto", batch_size: int | None = None, fp32: bool = False,
-             plot: bool = True) -> EvalResult:
+             plot: bool = True, progress=None) -> EvalResult:
     """Evaluate a run's model (a run directory, or a ``Run`` read from one) on its data set's
     ``split``; writes confusion.png in the run directory unless told not.
 
@@ -82,7 +82,8 @@ def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None,
     so is the batch size (the recipe's ``eval_batch_size``) unless ``batch_size`` is given.
     The model computes as it did in the run's own evaluations: under bf16 autocast if it
     trained with ``--amp`` (unless ``fp32``), channels-last if it trained so; the accuracy is
-    then the one the run recorded.
+    then the one the run recorded. ``progress(total)``, if given, is called once with the
+    number of batches and returns what to call after each batch (a progress bar's update).
     """
     from ..data import load_dataset
     from . import allocator
@@ -100,9 +101,10 @@ def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None,
     if list(dataset.classes) != list(run.classes):
         raise CnnzooError("the data set's classes differ from those the run was trained on")
     model = run.model.to(dev, memory_format=memory_format(channels_last))
-    confusion = evaluate_batches(model, _iterator(run, dataset.to(dev), batch_size),
-                                 len(run.classes), amp=amp, channels_last=channels_last,
-                                 flip=_eval_flip(run)).cpu()
+    batches = _iterator(run, dataset.to(dev), batch_size)
+    confusion = evaluate_batches(model, batches, len(run.classes), amp=amp,
+                                 channels_last=channels_last, flip=_eval_flip(run),
+                                 on_batch=progress(len(batches)) if progress else None).cpu()
     totals = confusion.sum(dim=1).clamp_min(1)
     result = EvalResult(accuracy=confusion.diagonal().sum().item() / len(dataset),
                         per_class=(confusion.diagonal() / totals).tolist(),

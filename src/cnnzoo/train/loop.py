@@ -164,9 +164,10 @@ def test_logits(net: nn.Module, x: torch.Tensor, flip: bool = False) -> torch.Te
 
 @torch.inference_mode()
 def evaluate_batches(net: nn.Module, batches, num_classes: int, amp: bool = False,
-                     channels_last: bool = False, flip: bool = False):
+                     channels_last: bool = False, flip: bool = False, on_batch=None):
     """Confusion matrix (true x predicted, int64, on the device) of ``net`` over ``batches``;
-    ``flip`` averages each image's logits with its mirror image's."""
+    ``flip`` averages each image's logits with its mirror image's; ``on_batch()``, if given,
+    is called after each batch."""
     was_training = net.training
     net.eval()
     confusion = None
@@ -178,6 +179,8 @@ def evaluate_batches(net: nn.Module, batches, num_classes: int, amp: bool = Fals
             pred = logits.argmax(dim=1)
             counts = torch.bincount(y * num_classes + pred, minlength=num_classes ** 2)
             confusion = counts if confusion is None else confusion + counts
+            if on_batch is not None:
+                on_batch()
     finally:
         net.train(was_training)
     if confusion is None:
