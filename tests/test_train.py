@@ -120,6 +120,15 @@ def test_eval_computes_as_the_run_did_unless_told_fp32(tmp_path):
     assert predict_images(load_run(result.run_dir), test_set.images)[0] == bf16.tolist()
 
 
+@pytest.mark.skipif(not FASHION.exists(), reason="Fashion-MNIST not installed "
+                    "(apt-get install dataset-fashion-mnist)")
+def test_the_1998_lenet_learns_with_its_textbook_recipe(tmp_path):
+    # its RBF logits are hundreds in size: the LeNets' usual rates left it at chance (0.119)
+    result = train("lenet5", train_subset=4096, test_subset=1000, batch_size=32, epochs=2,
+                   device="cpu", out=tmp_path / "run")
+    assert result.final["test_acc"] > 0.5
+
+
 def test_resume_refuses_new_run_options_but_may_move_the_run(tmp_path, capsys):
     run_dir = tmp_path / "run"
     tiny = ["--data", "synthetic", "--subset", "256", "--device", "cpu"]

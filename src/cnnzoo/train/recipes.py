@@ -86,8 +86,11 @@ D2L = {
     "googlenet_d2l": (0.1, 128, 96),
     "resnet18_d2l": (0.05, 256, 96),
     "densenet_d2l": (0.1, 256, 96),
-    # not in the book: the seeds' MNIST nets and the 1998 LeNet (which expects 32x32 inputs)
-    "lenet5": (0.1, 256, 32),
+    # not in the book: the seeds' MNIST nets and the 1998 LeNet (which expects 32x32 inputs).
+    # The 1998 LeNet's logits are negated RBF distances, hundreds in size at the start: plain
+    # SGD at 0.1 (or 0.01) blows them up and it stays at chance; at 0.005, 10 epochs of
+    # Fashion-MNIST end at 0.794 / 0.800 / 0.706 test accuracy for seeds 0 / 1 / 2.
+    "lenet5": (0.005, 256, 32),
     "inception_mnist": (0.1, 256, None),
     "residual_mnist": (0.1, 256, None),
     "resnet9_fmnist": (0.05, 256, None),
