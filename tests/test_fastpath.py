@@ -102,13 +102,13 @@ def test_a_damaged_cache_is_measured_over(tmp_path, cache):
     assert len(json.loads(cache.read_text())) == 1
     # an entry of the wrong shape under the right key is measured over too
     key, entry = next(iter(json.loads(cache.read_text()).items()))
-    for damaged in ({"flags": {"turbo": True}},
-                    dict(entry, flags={"amp": "yes", "channels_last": 1, "cuda_graphs": 0}),
-                    dict(entry, examples_per_sec={"--turbo": 1.0}),
-                    dict(entry, examples_per_sec=[1, 2]), None, "text"):
+    for number, damaged in enumerate((
+            {"flags": {"turbo": True}},
+            dict(entry, flags={"amp": "yes", "channels_last": 1, "cuda_graphs": 0}),
+            dict(entry, examples_per_sec={"--turbo": 1.0}),
+            dict(entry, examples_per_sec=[1, 2]), None, "text")):
         cache.write_text(json.dumps({key: damaged}))
-        again = train("lenet5_d2l", out=tmp_path / f"again-{len(list(tmp_path.iterdir()))}",
-                      fast=True, **QUICK)
+        again = train("lenet5_d2l", out=tmp_path / f"again-{number}", fast=True, **QUICK)
         assert not again.config["fast_path"]["remembered"], damaged
     assert fastpath._entry(entry) is not None  # the check can tell a good entry
 

@@ -28,22 +28,23 @@ def run(args) -> int:
     run = load_run(args.run_dir)
     if run.config.get("amp") and not args.fp32:
         warn_amp(pick_device(args.device), evaluating=True)
-    bars = []
+    bar = None
 
     def progress(total):  # a bar on a terminal; a log file gets the result only
+        nonlocal bar
         if not sys.stderr.isatty():
             return None
         from tqdm import tqdm
 
-        bars.append(tqdm(total=total, desc=f"evaluating on {args.split}", unit="batch",
-                         leave=False, file=sys.stderr))
-        return lambda: bars[0].update()
+        bar = tqdm(total=total, desc=f"evaluating on {args.split}", unit="batch", leave=False,
+                   file=sys.stderr)
+        return bar.update
 
     try:
         result = evaluate(run, split=args.split, data_dir=args.data_dir, device=args.device,
                           fp32=args.fp32, progress=progress)
     finally:
-        for bar in bars:
+        if bar is not None:
             bar.close()
     precision = " (bf16 autocast, as the run trained; --fp32 for float32)" if result.amp else ""
     print(f"{args.split} accuracy {result.accuracy:.4f} on {result.num_examples:,} images"

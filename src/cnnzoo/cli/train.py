@@ -141,20 +141,22 @@ def time_line(result, compiled: bool) -> str:
     return f"{result.wall_seconds:.1f} s wall time in all: {listed}"
 
 
-# what a new run's options are when not given: given with --resume, each would be ignored
-NEW_RUN_DEFAULTS = dict(model="lenet5_d2l", data="fashion-mnist", recipe="d2l", lr=None,
-                        batch_size=None, resize=None, seed=0, out=None, subset=None,
-                        settings=None, model_args=None, compile=False, amp=False,
-                        channels_last=False, cuda_graphs=False, fast=False)
+# a new run's options as (attribute, as written, value when not given): beside --resume each
+# would be ignored
+NEW_RUN_OPTIONS = (("model", "NAME", "lenet5_d2l"), ("data", "--data", "fashion-mnist"),
+                   ("recipe", "--recipe", "d2l"), ("lr", "--lr", None),
+                   ("batch_size", "--batch-size", None), ("resize", "--resize", None),
+                   ("seed", "--seed", 0), ("out", "--out", None), ("subset", "--subset", None),
+                   ("settings", "--set", None), ("model_args", "--model-arg", None),
+                   ("compile", "--compile", False), ("amp", "--amp", False),
+                   ("channels_last", "--channels-last", False),
+                   ("cuda_graphs", "--cuda-graphs", False), ("fast", "--fast", False))
 
 
 def _check_resume(args) -> None:
     """Refuse, in one line, the options of a new run beside --resume: the resumed run keeps
     its own model, data, recipe and fast path (--epochs, --device and --data-dir may change)."""
-    given = [f"--{name.replace('_', '-')}" for name, default in NEW_RUN_DEFAULTS.items()
-             if getattr(args, name) != default]
-    given = ["NAME" if flag == "--model" else "--set" if flag == "--settings" else
-             "--model-arg" if flag == "--model-args" else flag for flag in given]
+    given = [flag for name, flag, default in NEW_RUN_OPTIONS if getattr(args, name) != default]
     if given:
         raise CnnzooError(f"--resume continues a run as it was set up; leave out "
                           f"{', '.join(given)} (only --epochs, --device and --data-dir may "

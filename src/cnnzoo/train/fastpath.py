@@ -2,7 +2,7 @@
 
 Which flags pay depends on the model as much as on the machine (BENCHMARKS.md). On the 2-core
 Xeon with AMX, bf16 autocast with channels-last made the sigmoid LeNet's steps 1.2x and
-ResNet-9's 2.1x faster, while channels-last made BN-LeNet's 2x slower and autocast made the
+ResNet-9's 2.1x faster, while channels-last made BN-LeNet's 1.8x slower and autocast made the
 from-scratch BN-LeNet's slower too; on a CPU without bf16 arithmetic autocast is emulated and
 several times slower. So ``choose`` does not guess: it times a few training steps of the run's
 own model, optimiser, batch size and input size on random data with each candidate and keeps
