@@ -201,6 +201,41 @@ def test_divergence_stops_the_run_naming_the_epoch(tmp_path):
     assert not (tmp_path / "run" / ".lock").exists()
 
 
+def test_a_run_at_chance_is_told_so_once_and_at_its_end():
+    from cnnzoo.train.loop import chance_warning
+
+    def history(*losses_and_accs):
+        return [dict(epoch=i, train_loss=loss, train_acc=acc)
+                for i, (loss, acc) in enumerate(losses_and_accs, start=1)]
+
+    def said(rows, epochs):  # what each epoch of the run would print
+        return [chance_warning(rows[:n], 10, 0.1, epochs) for n in range(1, len(rows) + 1)]
+
+    # the book's sigmoid LeNet: its first epoch at chance (2.302, 0.117), then it learns
+    assert said(history((2.302, 0.117), (1.161, 0.537), (0.817, 0.678)), 10) == [None] * 3
+    # NiN's first epoch is just off chance (0.162 accuracy): no alarm either
+    assert said(history((2.255, 0.162)), 1) == [None]
+    stuck = said(history(*[(2.31, 0.1)] * 5), 6)
+    assert stuck[:2] == [None, None] and stuck[3:] == [None, None]
+    assert stuck[2].startswith("still at chance after 3 epochs") and "--lr 0.01" in stuck[2]
+    # a loss far above ln 10 (weights blown up but finite) is no better than chance
+    final = said(history((2.31, 0.1), (31.8, 0.1)), 2)
+    assert final[0] is None and final[1].startswith("the run ended at chance")
+
+
+def test_cli_warns_of_a_run_that_is_not_learning_and_not_of_one_that_is(tmp_path, capsys):
+    tiny = ["--data", "synthetic", "--subset", "256", "--batch-size", "32", "--device", "cpu"]
+    assert main(["train", "lenet5_d2l", *tiny, "--lr", "1e-6", "--epochs", "4",
+                 "--out", str(tmp_path / "stuck")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 2, warnings
+    assert "still at chance after 3 epochs" in warnings[0]
+    assert "the run ended at chance" in warnings[1] and "--lr 1e-06" in warnings[1]
+    assert main(["train", "lenet5_bn_d2l", *tiny, "--lr", "0.1", "--epochs", "2",
+                 "--out", str(tmp_path / "learns")]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_a_finished_run_is_not_overwritten(tmp_path):
     train("lenet5_d2l", epochs=1, out=tmp_path / "run", **QUICK)
     with pytest.raises(CnnzooError, match="already holds a run"):
@@ -388,7 +423,9 @@ def test_amp_on_a_cpu_without_bf16_is_one_warning_per_process(tmp_path, capsys, 
     _args.check_fast_path(argparse.Namespace(amp=True, cuda_graphs=False, compile=False),
                           torch.device("cpu"))
     err = capsys.readouterr().err
-    warnings = [line for line in err.splitlines() if line.startswith("cnnzoo: warning:")]
+    # (a run this short on synthetic data also ends at chance, which is another warning)
+    warnings = [line for line in err.splitlines()
+                if line.startswith("cnnzoo: warning:") and "at chance" not in line]
     if fast_bf16:
         assert warnings == []
     else:
@@ -396,7 +433,7 @@ def test_amp_on_a_cpu_without_bf16_is_one_warning_per_process(tmp_path, capsys, 
         monkeypatch.setattr(_args, "_WARNED", set())  # a resumed run keeps its --amp
         assert main(["train", "--resume", str(run_dir), "--epochs", "3",
                      "--device", "cpu"]) == 0
-        assert "cnnzoo: warning:" in capsys.readouterr().err
+        assert "leave --amp out" in capsys.readouterr().err
     # evaluating the run computes as it trained, under bf16 autocast, unless told --fp32
     for flags, warned in (([], not fast_bf16), (["--fp32"], False)):
         monkeypatch.setattr(_args, "_WARNED", set())

@@ -80,6 +80,9 @@ class ProgressReporter:
     def note(self, text):
         print(f"cnnzoo: {text}", file=self.bar_stream, flush=True)
 
+    def warn(self, text):
+        print(f"cnnzoo: warning: {text}", file=self.bar_stream, flush=True)
+
     def epoch_start(self, epoch, epochs, num_batches):
         if self.tty:
             from tqdm import tqdm

@@ -42,6 +42,7 @@ class Reporter:
     def step(self) -> None: ...
     def epoch_end(self, row: dict) -> None: ...
     def note(self, text: str) -> None: ...   # a word on work that precedes the first epoch
+    def warn(self, text: str) -> None: ...   # a run that is not learning (chance_warning)
 
 
 @dataclass
@@ -66,7 +67,41 @@ class TrainResult:
 
 
 DIVERGED_LOSS = 1e4  # a mean cross-entropy this large means the weights blew up
+STUCK_EPOCHS = 3  # epochs in a row at chance before a run is told it is not learning
 PLOT_EVERY_SECONDS = 20.0  # curves.png is redrawn at most this often, and after the last epoch
+
+
+def at_chance(row: dict, num_classes: int) -> bool:
+    """Whether an epoch's training has not left chance: its mean loss within 3 % of ln K (what
+    predicting every class alike gives, with or without label smoothing) and its accuracy
+    under 1/K + 0.05."""
+    return (num_classes > 1 and row["train_loss"] >= 0.97 * math.log(num_classes)
+            and row["train_acc"] < 1 / num_classes + 0.05)
+
+
+def chance_warning(history: list[dict], num_classes: int, lr: float,
+                   epochs: int) -> str | None:
+    """The one-line warning for a run whose training is at chance, or None: said at the last
+    epoch of ``epochs``, and after ``STUCK_EPOCHS`` epochs in a row at chance while more are
+    to come (then once: the next epochs extend the streak). The book's sigmoid LeNet spends
+    its first epoch at chance, so one epoch alone is no alarm until the run ends."""
+    row = history[-1]
+    if not at_chance(row, num_classes):
+        return None
+    streak = 0
+    for earlier in reversed(history):
+        if not at_chance(earlier, num_classes):
+            break
+        streak += 1
+    at = (f"training loss {row['train_loss']:.3f} (chance for {num_classes} classes: "
+          f"ln {num_classes} = {math.log(num_classes):.3f}), train acc {row['train_acc']:.3f}")
+    if row["epoch"] >= epochs:
+        return (f"the run ended at chance, {at}: the model did not learn; train for longer or "
+                f"with another learning rate (this run's: --lr {lr:g})")
+    if streak == STUCK_EPOCHS:
+        return (f"still at chance after {streak} epochs, {at}: the model is not learning; "
+                f"lr {lr:g} may be too high or too low (Ctrl-C, then e.g. --lr {lr / 10:g})")
+    return None
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -440,6 +475,9 @@ class _Fit:
                                     title=f"{self.config['model']} on {self.config['data']}")
                         plotted_at = time.perf_counter()
             self.reporter.epoch_end(row)
+            warning = chance_warning(history, num_classes, rec.lr, rec.epochs)
+            if warning and self.ctx.is_main:
+                self.reporter.warn(warning)
             if stopping:
                 return False
         return True
