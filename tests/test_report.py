@@ -80,6 +80,21 @@ def test_report_is_written_where_asked_and_prints_its_path(run_dir, tmp_path, ca
     assert out.read_text().startswith("<!DOCTYPE html>")
 
 
+def test_report_reports_its_evaluation_progress(run_dir, tmp_path):
+    # the test set's evaluation is the report's long part (half a minute for a 224-px model on
+    # the CPU): `cnnzoo report` draws a bar with this callback on a terminal
+    from cnnzoo.report import write_report
+
+    totals, steps = [], []
+
+    def progress(total):
+        totals.append(total)
+        return lambda: steps.append(1)
+
+    write_report(run_dir, tmp_path / "r.html", device="cpu", count=2, progress=progress)
+    assert len(totals) == 1 and totals[0] >= 1 and len(steps) == totals[0]
+
+
 def test_report_parses_and_embeds_every_picture(report):
     page = parse(report)
     assert not page.misnested and not page.open

@@ -183,11 +183,13 @@ def _count(text: str) -> str:
     return f"{int(text):,}" if text.isdigit() else text
 
 
-def build_report(run_dir, *, device: str = "auto", count: int = 16) -> Report:
+def build_report(run_dir, *, device: str = "auto", count: int = 16,
+                 progress=None) -> Report:
     """The HTML report of a run directory (see the module docstring) as a ``Report``. The test
-    set is evaluated on ``device``; ``count`` test images are shown with predictions. A part
-    that needs the data set (evaluation, predictions, feature maps) is replaced by a note when
-    the data cannot be read; a missing or unreadable run raises ``CnnzooError``."""
+    set is evaluated on ``device`` (``progress`` as in ``evaluate``, for a bar); ``count`` test
+    images are shown with predictions. A part that needs the data set (evaluation, predictions,
+    feature maps) is replaced by a note when the data cannot be read; a missing or unreadable
+    run raises ``CnnzooError``."""
     from . import __version__
     from .plots import figure_png
     from .show._common import conv_layers
@@ -207,7 +209,7 @@ def build_report(run_dir, *, device: str = "auto", count: int = 16) -> Report:
 
     result = evaluation_error = None
     try:
-        result = evaluate(run_dir, device=device, plot=False)
+        result = evaluate(run, device=device, plot=False, progress=progress)
     except CnnzooError as error:
         evaluation_error = error
 
@@ -308,13 +310,13 @@ def build_report(run_dir, *, device: str = "auto", count: int = 16) -> Report:
     return Report(text, page.pictures, page.notes)
 
 
-def write_report(run_dir, out=None, *, device: str = "auto", count: int = 16) -> tuple[Path,
-                                                                                      Report]:
+def write_report(run_dir, out=None, *, device: str = "auto", count: int = 16,
+                 progress=None) -> tuple[Path, Report]:
     """Build the report of a run directory and write it to ``out`` (default
     ``RUN_DIR/report.html``) atomically; returns the path and the ``Report``."""
     from .train.checkpoint import atomic_write_text
 
-    report = build_report(run_dir, device=device, count=count)
+    report = build_report(run_dir, device=device, count=count, progress=progress)
     path = Path(out) if out else Path(run_dir) / REPORT
     atomic_write_text(path, report.html)
     return path, report

@@ -8,6 +8,7 @@ usage text; ``positive_int``, ``positive_float`` and ``seed`` are plain argparse
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from ..errors import CnnzooError
@@ -183,3 +184,24 @@ def _typed(text: str, kind, where: str):
     words = {bool: "true or false", int: "a whole number", float: "a number", str: "a word"}
     wanted = " or ".join(words.get(k, str(k)) for k in kinds if k is not type(None))
     raise CnnzooError(f"{where}: {text!r} is not {wanted}")
+
+
+@contextlib.contextmanager
+def progress_bars(desc: str):
+    """A ``progress(total)`` callback for ``evaluate``: a tqdm bar on standard error when it is
+    a terminal (a log file gets the result only), each bar closed when the block ends."""
+    bars = []
+
+    def progress(total):
+        if not sys.stderr.isatty():
+            return None
+        from tqdm import tqdm
+
+        bars.append(tqdm(total=total, desc=desc, unit="batch", leave=False, file=sys.stderr))
+        return bars[-1].update
+
+    try:
+        yield progress
+    finally:
+        for bar in bars:
+            bar.close()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -23,29 +21,14 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..train import evaluate, load_run
     from ..train.loop import pick_device
-    from ._args import warn_amp
+    from ._args import progress_bars, warn_amp
 
     run = load_run(args.run_dir)
     if run.config.get("amp") and not args.fp32:
         warn_amp(pick_device(args.device), evaluating=True)
-    bar = None
-
-    def progress(total):  # a bar on a terminal; a log file gets the result only
-        nonlocal bar
-        if not sys.stderr.isatty():
-            return None
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, desc=f"evaluating on {args.split}", unit="batch", leave=False,
-                   file=sys.stderr)
-        return bar.update
-
-    try:
+    with progress_bars(f"evaluating on {args.split}") as progress:
         result = evaluate(run, split=args.split, data_dir=args.data_dir, device=args.device,
                           fp32=args.fp32, progress=progress)
-    finally:
-        if bar is not None:
-            bar.close()
     precision = " (bf16 autocast, as the run trained; --fp32 for float32)" if result.amp else ""
     print(f"{args.split} accuracy {result.accuracy:.4f} on {result.num_examples:,} images"
           f"{precision}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ._args import positive_int
+from ._args import positive_int, progress_bars
 
 
 def register(subparsers) -> None:
@@ -25,7 +25,9 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..report import write_report
 
-    path, report = write_report(args.run_dir, args.out, device=args.device, count=args.count)
+    with progress_bars("evaluating the test set") as progress:
+        path, report = write_report(args.run_dir, args.out, device=args.device, count=args.count,
+                                    progress=progress)
     for note in report.notes:
         print(f"cnnzoo: note: {note}", file=sys.stderr)
     print(path)
