@@ -34,3 +34,16 @@ def test_the_process_prints_everything_and_writes_its_run(tmp_path):
     for name in ("config.json", "metrics.csv", "checkpoint.pt", "model.safetensors",
                  "curves.png"):
         assert (tmp_path / "run" / name).stat().st_size > 0
+
+
+@pytest.mark.parametrize("argv", [["models"], ["summary", "resnet18"]])
+def test_a_closed_pipe_ends_the_output_quietly(argv):
+    # `cnnzoo models | head -1`: the reader goes away before (or while) cnnzoo writes; the
+    # table is printed line by line (models) or as one block (summary), so the error comes
+    # from a print in the command or from the flush at exit
+    child = subprocess.Popen([sys.executable, "-m", "cnnzoo", *argv], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    child.stdout.close()
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 141, err
+    assert err == ""

@@ -2,7 +2,8 @@
 
 Each subcommand lives in its own module here with ``register(subparsers)``, which adds its parser
 and sets ``func(args) -> int``. A ``CnnzooError`` (the user's mistake) prints one line and exits
-with status 2; Ctrl-C exits with 130.
+with status 2; Ctrl-C exits with 130; output into a closed pipe (``cnnzoo models | head``) ends
+quietly with 141, as a process killed by SIGPIPE would.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import os
 import sys
 
 from ..errors import CnnzooError
@@ -59,6 +61,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cnnzoo: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _closed_pipe()
+
+
+SIGPIPE_STATUS = 128 + 13
+
+
+def _closed_pipe() -> int:
+    """The reader of standard output went away: what is still buffered for it goes nowhere
+    (instead of raising again when the interpreter flushes at exit)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return SIGPIPE_STATUS
 
 
 def run() -> None:
@@ -71,5 +87,9 @@ def run() -> None:
     Files, exit handlers and module teardown are left as they are.
     """
     status = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        status = _closed_pipe()
     gc.freeze()
     sys.exit(status)
