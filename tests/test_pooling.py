@@ -32,6 +32,12 @@ def test_same_output_and_gradient_as_avg_pool2d(kernel, size, dtype, layout):
     out_tiled, grad_tiled = _grads(tiled, x, grad)
     assert torch.equal(out_tiled, out_plain)
     assert grad_tiled.shape == x.shape and grad_tiled.dtype == dtype
+    # in the input's layout, though the output's gradient is contiguous (as from a flatten):
+    # otherwise the convolution before a channels-last pool copies it back (x.grad above is
+    # put in x's layout whatever the backward returns; autograd.grad gives what it returned)
+    x = x.detach().requires_grad_()
+    passed_on, = torch.autograd.grad(tiled(x), x, grad)
+    assert passed_on.is_contiguous(memory_format=layout)
     tolerance = dict(rtol=0, atol=0) if kernel == 2 else {}  # / 4 is exact in any float
     torch.testing.assert_close(grad_tiled, grad_plain, **tolerance)
 

@@ -22,11 +22,17 @@ class _TiledAvgPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
         ctx.kernel, ctx.size = kernel, x.shape[-2:]
+        ctx.layout = (torch.channels_last if x.dim() == 4 and not x.is_contiguous()
+                      and x.is_contiguous(memory_format=torch.channels_last)
+                      else torch.contiguous_format)
         return F.avg_pool2d(x, kernel)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (kh, kw), (h, w) = ctx.kernel, ctx.size
+        # the gradient in the input's layout: one reaching a channels-last pool from a flatten
+        # is contiguous, and upsampled as it is would cost the convolution behind a copy
+        grad = grad.contiguous(memory_format=ctx.layout)
         grad_in = F.interpolate(grad / (kh * kw), scale_factor=(kh, kw), mode="nearest")
         if grad_in.shape[-2:] != (h, w):  # rows and columns past the last window: no gradient
             grad_in = F.pad(grad_in, (0, w - grad_in.shape[-1], 0, h - grad_in.shape[-2]))
