@@ -28,6 +28,14 @@ def test_leaderboard_two_tiny_models_end_to_end(tmp_path, capsys):
     assert {r["model"] for r in results} == {"lenet5_d2l", "lenet5_bn_d2l",
                                              "lenet5_bn_scratch_d2l"}
     assert all(0 <= r["test_acc"][0] <= 1 and r["parameters"] > 40_000 for r in results)
+    # the book's sigmoid LeNet spends its first epoch at chance, and the board says so
+    stuck = {r["model"]: r["at_chance"] for r in results}
+    assert stuck["lenet5_d2l"] == [0]
+    for r in results:
+        row = next(line for line in table.splitlines() if line.startswith(f"| {r['model']} |"))
+        assert ("seed 0 did not learn (ended at chance)" in row) == bool(r["at_chance"]), row
+        assert bool(r["at_chance"]) == (r["train_loss"][0] > 0.97 * 2.3026
+                                        and r["train_acc"][0] < 0.15)
     assert "wrote" in capsys.readouterr().out
 
 

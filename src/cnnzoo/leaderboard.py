@@ -47,6 +47,7 @@ class Entry:
     run_dirs: list[str] = field(default_factory=list)
     reduced: str = ""               # how this run departs from the full recipe, if it does
     flags: list[str] = field(default_factory=list)  # what --fast chose, seed by seed
+    at_chance: list[int] = field(default_factory=list)  # seeds whose training ended at chance
 
     @staticmethod
     def mean(values):
@@ -90,6 +91,7 @@ def run_leaderboard(recipe: str = "d2l", models: list[str] | None = None, *, out
     (``train.fastpath``). ``on_entry(entry)`` is called as each model finishes.
     """
     from .train import recipe_for, train
+    from .train.loop import at_chance
 
     out = Path(out)
     entries = []
@@ -121,6 +123,8 @@ def run_leaderboard(recipe: str = "d2l", models: list[str] | None = None, *, out
             entry.train_seconds.append(result.train_seconds)
             entry.wall_seconds.append(result.wall_seconds)
             entry.run_dirs.append(str(result.run_dir))
+            if at_chance(final, len(result.config["classes"])):
+                entry.at_chance.append(seed)
             if "fast_path" in result.config:
                 entry.flags.append(result.config["fast_path"]["chosen"])
         entries.append(entry)
@@ -159,7 +163,10 @@ def board_markdown(entries: list[Entry], machine: str = "", command: str = "") -
         delta = f"{Entry.mean(e.test_acc) - book[2]:+.3f}" if book else "—"
         seeds = f"{len(e.seeds)} seeds (mean ± half-range)" if len(e.seeds) > 1 else ""
         chosen = f"--fast chose {' / '.join(dict.fromkeys(e.flags))}" if e.flags else ""
-        notes = "; ".join(n for n in (e.reduced, seeds, chosen) if n)
+        stuck = (f"seed{'s' if len(e.at_chance) > 1 else ''} "
+                 f"{', '.join(map(str, e.at_chance))} did not learn (ended at chance)"
+                 if e.at_chance else "")
+        notes = "; ".join(n for n in (stuck, e.reduced, seeds, chosen) if n)
         lines.append(f"| {e.model} | {e.parameters:,} | {e.recipe} | {book_text} | {ours} | "
                      f"{delta} | {Entry.mean(e.examples_per_sec):,.0f} | "
                      f"{Entry.mean(e.train_seconds):.1f} | {Entry.mean(e.wall_seconds):.1f} | "
