@@ -3,6 +3,7 @@
 import gc
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -47,3 +48,23 @@ def test_a_closed_pipe_ends_the_output_quietly(argv):
     err = child.stderr.read().decode()
     assert child.wait(timeout=120) == 141, err
     assert err == ""
+
+
+def test_help_and_argument_errors_do_not_import_torch():
+    # torch takes about 2 s to import: `cnnzoo --help`, `cnnzoo train --help` and a mistyped
+    # flag answer without it (0.1 s), and every command still imports it where it works
+    code = textwrap.dedent("""
+        import sys
+        from cnnzoo.cli import build_parser, main
+        parser = build_parser()
+        parser.parse_args(["train", "lenet5_d2l", "--recipe", "modern", "--data", "mnist"])
+        try:
+            main(["train", "--bogus"])
+        except SystemExit as exit:  # argparse's way out, with the one-line message
+            assert exit.code == 2
+        print(sorted(name for name in ("torch", "numpy", "matplotlib") if name in sys.modules))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-2] == "[]", done.stdout

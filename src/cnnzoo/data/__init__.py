@@ -4,12 +4,21 @@
 (N,)); ``BatchIterator`` turns one into float32 batches with resizing, augmentation (``Augment``)
 and normalisation as whole-batch tensor operations. Sources: Fashion-MNIST and MNIST (IDX files),
 CIFAR-10 (binary batches), a folder of images, and a synthetic set; see ``DATASETS``.
+
+The public names are imported on first use, so that the list of data sets is read without
+importing torch.
 """
 
-from .batches import Augment, BatchIterator
-from .catalog import DATASETS, SPLITS, canonical_name, load_dataset
-from .dataset import DataSet
-from .errors import CorruptDataError, DataSetNotFoundError
+from .._lazy import lazy_exports
 
-__all__ = ["Augment", "BatchIterator", "CorruptDataError", "DATASETS", "DataSet",
-           "DataSetNotFoundError", "SPLITS", "canonical_name", "load_dataset"]
+_EXPORTS = {
+    "Augment": ".batches", "BatchIterator": ".batches",
+    "DATASETS": ".catalog", "SPLITS": ".catalog", "canonical_name": ".catalog",
+    "load_dataset": ".catalog",
+    "DataSet": ".dataset",
+    "CorruptDataError": ".errors", "DataSetNotFoundError": ".errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

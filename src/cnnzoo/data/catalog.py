@@ -12,15 +12,16 @@ import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import CnnzooError
-from . import cifar
-from .dataset import DataSet
 from .download import DownloadFailed, cache_root, download as fetch, extract_members
 from .errors import DataSetNotFoundError
-from .folder import load_folder
-from .idx import load_idx_pair
-from .synthetic import make_synthetic
+
+# The readers (cifar, folder, idx, synthetic) and DataSet import torch; they are imported where
+# a data set is read, so that the names here cost nothing to look up.
+if TYPE_CHECKING:
+    from .dataset import DataSet
 
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "folder", "synthetic")
 SPLITS = ("train", "test")
@@ -114,6 +115,12 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
     ``synthetic`` makes a learnable set (options ``num_samples``, ``image_size=(C, H, W)``,
     ``num_classes``, ``seed``). A missing or damaged data set raises a ``CnnzooError``.
     """
+    from . import cifar
+    from .dataset import DataSet
+    from .folder import load_folder
+    from .idx import load_idx_pair
+    from .synthetic import make_synthetic
+
     key = canonical_name(name)
     if split not in SPLITS:
         raise CnnzooError(f"unknown split {split!r}; use one of: {', '.join(SPLITS)}")
@@ -206,6 +213,8 @@ def _locate_idx(spec: IdxSource, split: str, data_dir, download: bool):
 
 
 def _locate_cifar(spec: CifarSource, data_dir, download: bool) -> Path:
+    from . import cifar
+
     needed = (*cifar.TRAIN_FILES, *cifar.TEST_FILES)
     dirs = []
     for directory in search_dirs(spec.name, data_dir, spec.system_dirs):

@@ -140,7 +140,7 @@ def run_input(run, image=None, index: int | None = None) -> tuple[torch.Tensor, 
     """One input for a run's model: the image file ``image`` read as ``cnnzoo predict`` reads it,
     or test image number ``index``. Returns (x (1, C, H, W) preprocessed, true label or None,
     a short name for file names)."""
-    from ..train.evaluate import DARK_BACKGROUND, load_image, preprocess
+    from ..train.evaluation import DARK_BACKGROUND, load_image, preprocess
 
     if (image is None) == (index is None):
         raise CnnzooError("give an IMAGE file or --index N (a test image), not both or neither")

@@ -17,7 +17,7 @@ def predict_images(run, images: torch.Tensor) -> tuple[list[int], list[float]]:
     """The run's predicted class and its probability for each uint8 image (N, C, H, W) of its
     data set, preprocessed and computed as in the run's own evaluations (``run_logits``);
     evaluated in batches on the CPU."""
-    from ..train.evaluate import preprocess, run_logits
+    from ..train.evaluation import preprocess, run_logits
 
     labels, confidences = [], []
     for start in range(0, len(images), 256):

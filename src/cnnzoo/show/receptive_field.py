@@ -199,7 +199,7 @@ def show_receptive_field(name: str, layer: str, *, unit=None, data: str = "synth
 
     if Path(name).is_dir():
         from ..train import load_run
-        from ..train.evaluate import preprocess
+        from ..train.evaluation import preprocess
         from ._common import run_dataset
 
         run = load_run(name)

@@ -1,10 +1,20 @@
-"""Training, evaluation and prediction: recipes, the loop, run directories and safe files."""
+"""Training, evaluation and prediction: recipes, the loop, run directories and safe files.
 
-from .evaluate import EvalResult, Prediction, evaluate, predict
-from .loop import Reporter, TrainingDiverged, TrainResult, pick_device, train
-from .recipes import RECIPES, Recipe, recipe_for
-from .rundir import Run, load_run
+The public names are imported on first use, so that ``cnnzoo.train.recipes`` (the command
+line's list of recipes) is read without importing torch.
+"""
 
-__all__ = ["EvalResult", "Prediction", "RECIPES", "Recipe", "Reporter", "Run", "TrainResult",
-           "TrainingDiverged", "evaluate", "load_run", "pick_device", "predict", "recipe_for",
-           "train"]
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "EvalResult": ".evaluation", "Prediction": ".evaluation", "evaluate": ".evaluation",
+    "predict": ".evaluation",
+    "Reporter": ".loop", "TrainingDiverged": ".loop", "TrainResult": ".loop",
+    "pick_device": ".loop", "train": ".loop",
+    "RECIPES": ".recipes", "Recipe": ".recipes", "recipe_for": ".recipes",
+    "Run": ".rundir", "load_run": ".rundir",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
