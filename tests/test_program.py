@@ -1,6 +1,7 @@
 """The ``cnnzoo`` program around ``cli.main``: its exit status and its output survive the exit."""
 
 import gc
+import os
 import subprocess
 import sys
 import textwrap
@@ -68,3 +69,13 @@ def test_help_and_argument_errors_do_not_import_torch():
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[-2] == "[]", done.stdout
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("argv", [["models"], ["summary", "resnet18"]])
+def test_output_refused_by_a_full_disk_is_one_line(argv):
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "cnnzoo", *argv], stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == ["cnnzoo: error: No space left on device"], done.stderr

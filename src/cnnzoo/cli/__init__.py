@@ -3,7 +3,8 @@
 Each subcommand lives in its own module here with ``register(subparsers)``, which adds its parser
 and sets ``func(args) -> int``. A ``CnnzooError`` (the user's mistake) prints one line and exits
 with status 2; Ctrl-C exits with 130; output into a closed pipe (``cnnzoo models | head``) ends
-quietly with 141, as a process killed by SIGPIPE would.
+quietly with 141, as a process killed by SIGPIPE would; any other refusal of the system (a full
+disk, standard output on one included) is one line and status 1.
 """
 
 from __future__ import annotations
@@ -61,20 +62,33 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cnnzoo: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return _closed_pipe()
+    except OSError as error:
+        return _os_error(error)
 
 
 SIGPIPE_STATUS = 128 + 13
 
 
-def _closed_pipe() -> int:
-    """The reader of standard output went away: what is still buffered for it goes nowhere
-    (instead of raising again when the interpreter flushes at exit)."""
+def _os_error(error: OSError) -> int:
+    """The status for an ``OSError`` that reached the command line, said in one line unless it
+    is the reader of standard output going away. Output that standard output refused is
+    dropped, so that the interpreter's flush at exit does not raise again."""
+    if isinstance(error, BrokenPipeError):
+        _drop_output()
+        return SIGPIPE_STATUS
+    where = f": {error.filename}" if error.filename else ""
+    print(f"cnnzoo: error: {one_line(error.strerror or str(error))}{where}", file=sys.stderr)
+    try:
+        sys.stdout.flush()
+    except OSError:
+        _drop_output()
+    return 1
+
+
+def _drop_output() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
-    return SIGPIPE_STATUS
 
 
 def run() -> None:
@@ -89,7 +103,7 @@ def run() -> None:
     status = main()
     try:
         sys.stdout.flush()
-    except BrokenPipeError:
-        status = _closed_pipe()
+    except OSError as error:
+        status = _os_error(error)
     gc.freeze()
     sys.exit(status)
