@@ -125,6 +125,25 @@ def test_candidates_on_the_cpu_follow_its_bf16_arithmetic(monkeypatch, fast_bf16
     assert names == expected
 
 
+def test_a_candidate_far_behind_the_leader_takes_no_more_turns():
+    # each candidate's rate turn by turn, as a probe would read them
+    readings = {"slow": [30, 31, 32], "close": [80, 90, 85], "best": [100, 95, 105]}
+    turns = []
+
+    def turn(name):
+        turns.append(name)
+        return readings[name][turns.count(name) - 1]
+
+    best = fastpath.race(turn, list(readings), rounds=3)
+    assert best == {"slow": 30, "close": 90, "best": 105}  # each keeps its best turn
+    assert turns.count("slow") == 1 and turns.count("close") == turns.count("best") == 3
+    # a pause that slows the eventual winner's first turn by less than DROP_RATIO keeps it in
+    readings = {"paused": [70, 100, 100], "other": [90, 90, 90]}
+    turns.clear()
+    best = fastpath.race(turn, list(readings), rounds=3)
+    assert max(best, key=best.get) == "paused" and turns.count("paused") == 3
+
+
 def test_the_probe_tells_a_light_model_from_a_heavy_one(monkeypatch):
     monkeypatch.setattr(fastpath, "MIN_SECONDS", 0.1)  # the default: a busy machine's pauses
     device = torch.device("cpu")
