@@ -168,7 +168,6 @@ def load_image(path, channels: int, size: tuple[int, int], dark_background: bool
 def predict(run_dir, images: list, *, topk: int = 3, device: str = "auto") -> list[Prediction]:
     """Top-k classes with probabilities for image files, preprocessed as in training and
     computed as in the run's own evaluations (``run_logits``)."""
-    from ..data import DataSet
     from .loop import pick_device
 
     if topk < 1:
@@ -179,9 +178,7 @@ def predict(run_dir, images: list, *, topk: int = 3, device: str = "auto") -> li
     channels, height, width = run.config["image_size"]
     dark = run.config["data"] in DARK_BACKGROUND
     tensors = [load_image(p, channels, (height, width), dark) for p in images]
-    batch = DataSet(images=torch.stack(tensors), labels=torch.zeros(len(tensors), dtype=torch.long),
-                    classes=tuple(run.classes), name="images", source="files")
-    x, _ = next(iter(_iterator(run, batch.to(pick_device(device)), len(tensors))))
+    x = preprocess(run, torch.stack(tensors).to(pick_device(device)))
     probabilities = run_logits(run, x).softmax(dim=1).cpu()
     k = min(topk, len(run.classes))
     values, indices = probabilities.topk(k, dim=1)

@@ -99,7 +99,8 @@ def examples_per_sec(make_net, recipe, input_size, num_classes: int, device: tor
     """Examples per second of training steps of a fresh ``make_net()`` on one random batch,
     for each of ``flag_sets``: each set's best of ``rounds`` rounds, the sets taking turns within
     a round (so a machine that slows down for a moment slows one round of each, not all the
-    rounds of one), each turn ``MIN_STEPS`` steps and ``MIN_SECONDS`` at least, after a warm-up.
+    rounds of one) and a set far behind dropping out (``race``), each turn ``MIN_STEPS`` steps
+    and ``MIN_SECONDS`` at least, after a warm-up.
     """
     from .loop import memory_format, synchronize
     from .optim import make_optimizer
