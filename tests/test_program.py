@@ -1,6 +1,7 @@
 """The ``cnnzoo`` program around ``cli.main``: its exit status and its output survive the exit."""
 
 import gc
+import importlib
 import os
 import subprocess
 import sys
@@ -79,3 +80,30 @@ def test_output_refused_by_a_full_disk_is_one_line(argv):
                               stderr=subprocess.PIPE, text=True, timeout=120)
     assert done.returncode == 1
     assert done.stderr.splitlines() == ["cnnzoo: error: No space left on device"], done.stderr
+
+
+def test_a_module_imported_in_the_background_is_ready_and_its_failure_left_to_its_user(
+        tmp_path, monkeypatch, capsys):
+    # the curves' matplotlib loads beside a run's set-up: the import happens on another thread,
+    # and one that fails there says nothing (the import where it is used reports it)
+    import threading
+
+    from cnnzoo._lazy import import_in_background
+
+    (tmp_path / "cnnzoo_probe_ok.py").write_text(
+        "import threading\nLOADED_ON = threading.current_thread().name\n")
+    (tmp_path / "cnnzoo_probe_bad.py").write_text("raise ImportError('no such library')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("cnnzoo_probe_ok", "cnnzoo_probe_bad"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    seen = []
+    monkeypatch.setattr(threading, "excepthook", seen.append)
+    for name in ("cnnzoo_probe_ok", "cnnzoo_probe_bad"):
+        thread = import_in_background(name)
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+    assert sys.modules["cnnzoo_probe_ok"].LOADED_ON == "import cnnzoo_probe_ok"
+    assert "cnnzoo_probe_bad" not in sys.modules and seen == []
+    assert capsys.readouterr().err == ""
+    with pytest.raises(ImportError, match="no such library"):
+        importlib.import_module("cnnzoo_probe_bad")

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .. import __version__
+from .._lazy import import_in_background
 from ..errors import CnnzooError
 from ..models import model_info
 from . import allocator, distributed, fastpath
@@ -307,6 +308,8 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
         check_graphs(dev, config["compile"], ctx.world_size)
     if dev.type == "cpu":
         allocator.keep_freed_memory()  # reuse activation memory from step to step
+    if ctx.is_main:  # matplotlib, for the curves, loads while the data is decompressed
+        import_in_background("cnnzoo.plots")
 
     from ..data import load_dataset
 
