@@ -82,3 +82,6 @@ def test_several_patterns_keep_their_order_without_repeats():
         "resnet18_d2l", "lenet5_bn_d2l", "lenet5_bn_scratch_d2l"]
     with pytest.raises(CnnzooError, match="no model matches 'nosuch'"):
         select_models("lenet5_d2l,nosuch", "d2l")
+    # an empty --models names no model: not the default nine
+    with pytest.raises(CnnzooError, match="no model matches ''"):
+        select_models("", "d2l")

@@ -61,6 +61,11 @@ def test_eval_reproduces_the_recorded_test_accuracy(tmp_path, eval_flip):
     assert totals == [-(-evaluation.num_examples // 7)] and len(done) == totals[0]
     assert np.asarray(evaluation.confusion).sum() == evaluation.num_examples
     assert (result.run_dir / "confusion.png").stat().st_size > 0
+    # the training split's matrix is a picture of its own, beside the test split's
+    before = (result.run_dir / "confusion.png").read_bytes()
+    evaluate(result.run_dir, split="train", device="cpu")
+    assert (result.run_dir / "confusion-train.png").stat().st_size > 0
+    assert (result.run_dir / "confusion.png").read_bytes() == before
 
     # the accuracy is that of the logits of each image averaged with its mirror image's
     from cnnzoo.data import load_dataset
@@ -240,6 +245,77 @@ def test_a_finished_run_is_not_overwritten(tmp_path):
     train("lenet5_d2l", epochs=1, out=tmp_path / "run", **QUICK)
     with pytest.raises(CnnzooError, match="already holds a run"):
         train("lenet5_d2l", epochs=1, out=tmp_path / "run", **QUICK)
+
+
+def test_out_takes_a_new_empty_or_unstarted_folder_but_not_one_of_other_files(tmp_path):
+    with pytest.raises(CnnzooError, match="--out is empty"):
+        train("lenet5_d2l", epochs=1, out="", **QUICK)
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.png").write_bytes(b"not a run")
+    with pytest.raises(CnnzooError, match=r"folder of other files \(cat.png\)"):
+        train("lenet5_d2l", epochs=1, out=tmp_path / "photos", **QUICK)
+    assert sorted(p.name for p in (tmp_path / "photos").iterdir()) == ["cat.png"]
+    # a run that failed before its first epoch left its config.json: the folder is reusable
+    with pytest.raises(TrainingDiverged):
+        train("lenet5_d2l", epochs=1, lr=1e30, out=tmp_path / "run", **QUICK)
+    assert (tmp_path / "run" / "config.json").exists()
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    result = train("lenet5_d2l", epochs=1, out=tmp_path / "run", **QUICK)
+    assert result.config["recipe"]["lr"] != 1e30 and len(result.history) == 1
+
+
+def test_runs_begun_in_the_same_second_get_folders_of_their_own(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = train("lenet5_d2l", epochs=1, **QUICK).run_dir
+    # the dated name is taken (as by a run begun alongside, in the same second)
+    monkeypatch.setattr("cnnzoo.train.loop._check_out", lambda out, model: first)
+    second = train("lenet5_d2l", epochs=1, **QUICK).run_dir
+    assert second == first.with_name(first.name + "-2")
+    assert (first / "model.safetensors").exists() and (second / "model.safetensors").exists()
+
+
+def test_the_run_records_its_data_by_canonical_name_and_absolute_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    result = train("lenet5_d2l", data="Synthetic", data_dir="data", epochs=1,
+                   out=tmp_path / "run", **{k: v for k, v in QUICK.items() if k != "data"})
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["data"] == result.config["data"] == "synthetic"
+    assert config["data_dir"] == str(tmp_path / "data")
+    # a run of an older version, which kept the name as typed, reads back canonical: the
+    # preprocessing of predict (which inverts light photos for Fashion-MNIST) depends on it
+    config["data"] = "FashionMNIST"
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    assert load_run(tmp_path / "run").config["data"] == "fashion-mnist"
+
+
+def test_a_run_without_its_checkpoint_but_with_finished_epochs_is_not_started_over(tmp_path):
+    run_dir = train("lenet5_d2l", epochs=1, out=tmp_path / "run", **QUICK).run_dir
+    before = (run_dir / "metrics.csv").read_text()
+    (run_dir / "checkpoint.pt").unlink()
+    with pytest.raises(CnnzooError, match="checkpoint.pt is missing but metrics.csv records 1"):
+        train("lenet5_d2l", resume=run_dir, epochs=2)
+    assert (run_dir / "metrics.csv").read_text() == before
+
+
+def test_a_metrics_file_without_its_header_is_damaged_not_empty(tmp_path):
+    run_dir = train("lenet5_d2l", epochs=1, out=tmp_path / "run", **QUICK).run_dir
+    lines = (run_dir / "metrics.csv").read_text().splitlines()
+    (run_dir / "metrics.csv").write_text("\n".join(["garbage,header", *lines[1:]]) + "\n")
+    with pytest.raises(CnnzooError, match="metrics.csv is damaged .*lacks epoch"):
+        load_run(run_dir)
+
+
+@pytest.mark.parametrize("setting, message", [
+    (dict(lr=1e308), "learning rate must be a positive number float32 can hold"),
+    (dict(weight_decay=1e308), "weight decay must be a number >= 0 that float32 can hold"),
+    (dict(lr=float("inf")), "learning rate"),
+    (dict(crop_padding=1_000_000), "crop padding 1000000 is larger than the 28x28 input"),
+])
+def test_settings_the_run_cannot_use_are_refused_before_it_starts(tmp_path, setting, message):
+    with pytest.raises(CnnzooError, match=message):
+        train("lenet5_d2l", epochs=1, out=tmp_path / "run", **QUICK, **setting)
+    assert not (tmp_path / "run").exists()
 
 
 def test_recipes_are_the_books_and_flags_override_fields():

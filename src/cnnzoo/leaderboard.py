@@ -65,7 +65,7 @@ def select_models(pattern: str | None, recipe: str) -> list[str]:
     from .models import list_models
     from .train.recipes import BEST_MODELS
 
-    if not pattern:
+    if pattern is None:
         return list(BEST_MODELS if recipe == "best" else BOOK_MODELS)
     names = []
     for part in (p.strip() for p in pattern.split(",")):

@@ -72,11 +72,17 @@ def preprocess(run: Run, images: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def confusion_file(split: str) -> str:
+    """The picture of a split's confusion matrix: each split its own, the test split's plain."""
+    return CONFUSION if split == "test" else f"confusion-{split}.png"
+
+
 def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None,
              device: str = "auto", batch_size: int | None = None, fp32: bool = False,
              plot: bool = True, progress=None) -> EvalResult:
     """Evaluate a run's model (a run directory, or a ``Run`` read from one) on its data set's
-    ``split``; writes confusion.png in the run directory unless told not.
+    ``split``; writes confusion.png (confusion-train.png for the training split) in the run
+    directory unless told not.
 
     The data set and preprocessing (resize, normalisation) are those recorded in the run, and
     so is the batch size (the recipe's ``eval_batch_size``) unless ``batch_size`` is given.
@@ -113,7 +119,7 @@ def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None,
     if plot:
         from ..plots import plot_confusion
 
-        result.plot = run.path / CONFUSION
+        result.plot = run.path / confusion_file(split)
         plot_confusion(result.confusion, result.classes, result.plot,
                        title=f"{run.config['model']}: {split} accuracy {result.accuracy:.4f}")
     return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -20,13 +21,14 @@ from torch import nn
 
 from .. import __version__
 from .._lazy import import_in_background
+from ..data.catalog import canonical_name
 from ..errors import CnnzooError
 from ..models import model_info
 from . import allocator, distributed, fastpath
 from .checkpoint import (load_checkpoint, save_checkpoint, save_weights, write_json)
 from .recipes import Recipe, recipe_for
-from .rundir import (CHECKPOINT, CONFIG, CURVES, WEIGHTS, RunLock, build_model,
-                     check_model_args, read_config, read_metrics, write_metrics)
+from .rundir import (CHECKPOINT, CONFIG, CURVES, METRICS, WEIGHTS, RunLock, build_model,
+                     check_model_args, is_run_file, read_config, read_metrics, write_metrics)
 from .optim import Schedule, make_optimizer
 from .step import GRAPH_WARMUP_STEPS, TrainStep, check_graphs
 
@@ -285,17 +287,21 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
         if device != "auto":  # where it runs and where the files are may change, not what
             config["device"] = device
         if data_dir is not None:
-            config["data_dir"] = data_dir
+            config["data_dir"] = os.path.abspath(data_dir)
     else:
         cfg_recipe = _resolve(model, recipe, dict(epochs=epochs, lr=lr, batch_size=batch_size,
                                                   resize=resize, **recipe_overrides))
-        config = dict(model=model, model_args=dict(model_args or {}), data=data,
-                      data_dir=data_dir, seed=seed, device=device,
+        # the data set as its canonical name, its folder as an absolute path: the run is read
+        # back (eval, predict, report) from anywhere
+        config = dict(model=model, model_args=dict(model_args or {}), data=canonical_name(data),
+                      data_dir=None if data_dir is None else os.path.abspath(data_dir),
+                      seed=seed, device=device,
                       compile=compile, amp=amp, channels_last=channels_last,
                       cuda_graphs=cuda_graphs, fast=fast, train_subset=train_subset,
                       test_subset=test_subset, recipe=dataclasses.asdict(cfg_recipe))
         state = None
-        run_dir = _check_out(out, model)  # created once the set-up succeeds
+        run_dir = _check_out(out, model)
+    claim_dir = resume is None and out is None  # a dated name that a run begun alongside may take
     rec = Recipe(**config["recipe"]).validated()
     distributed.check_batch_size(ctx, rec.batch_size)
     dev = pick_device(config["device"])
@@ -325,6 +331,10 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
     config.update(classes=list(train_set.classes), image_size=list(train_set.image_size),
                   input_size=[train_set.image_size[0], *input_hw])
 
+    if rec.crop_padding > min(input_hw):
+        raise CnnzooError(f"crop padding {rec.crop_padding} is larger than the "
+                          f"{input_hw[0]}x{input_hw[1]} input: a crop could miss the image "
+                          f"entirely; use at most {min(input_hw)} (4 is usual for 32x32)")
     torch.manual_seed(config["seed"])
     net = build_model(config)
     if rec.init == "xavier":
@@ -336,7 +346,6 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
         config.update(vars(choice.flags), fast_path=choice.record())
     dev = distributed.setup(ctx, dev)
     try:
-        run_dir = Path(distributed.broadcast(ctx, str(run_dir)))
         net.to(dev, memory_format=memory_format(config.get("channels_last", False)))
         optimizer = make_optimizer(rec, net, dev, graph=config.get("cuda_graphs", False))
         train_set, test_set = train_set.to(dev), test_set.to(dev)
@@ -371,8 +380,9 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
         step_net = torch.compile(eager_net) if config["compile"] else eager_net
         fit = _Fit(step_net, eager_net, net, optimizer, scheduler, rec, dev, config, ctx,
                    reporter, nn.CrossEntropyLoss(label_smoothing=rec.label_smoothing))
-        if ctx.is_main:
-            _make_dir(run_dir)
+        if ctx.is_main:  # the folder is made once the set-up has succeeded
+            run_dir = _claim_new_dir(run_dir) if claim_dir else _make_dir(run_dir)
+        run_dir = Path(distributed.broadcast(ctx, str(run_dir)))
         lock = RunLock(run_dir) if ctx.is_main else contextlib.nullcontext()
         with lock:
             if ctx.is_main:
@@ -535,24 +545,49 @@ def _save_epoch(run_dir: Path, net, optimizer, scheduler, epoch: int, dev, histo
 
 
 def _check_out(out, model: str) -> Path:
-    """The run directory to use: ``out``, or a new dated one; it must not hold a run yet."""
+    """The run directory to use: ``out``, or a new dated one. ``out`` may be a new or empty
+    folder, or one whose run ended before its first epoch (a config.json and nothing of worth);
+    not a run with finished epochs, nor a folder of other files."""
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = Path("runs") / f"{model}-{stamp}"
+        return Path("runs") / f"{model}-{stamp}"
+    if str(out).strip() == "":
+        raise CnnzooError("--out is empty; name a folder for the run")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise CnnzooError(f"--out {out} exists and is not a directory")
-    if (out / CONFIG).exists():
+    if (out / CHECKPOINT).exists() or (out / WEIGHTS).exists() or read_metrics(out):
         raise CnnzooError(f"{out} already holds a run; continue it with --resume {out} "
                           f"or choose another --out")
+    others = sorted(p.name for p in out.iterdir() if not is_run_file(p.name)) \
+        if out.is_dir() else []
+    if others:
+        raise CnnzooError(f"--out {out} is a folder of other files ({', '.join(others[:3])}"
+                          f"{', ...' if len(others) > 3 else ''}); give a new or empty folder")
     return out
 
 
-def _make_dir(folder: Path) -> None:
+def _claim_new_dir(folder: Path) -> Path:
+    """Create ``folder``, or ``folder-2``, ``folder-3``, ... when runs begun in the same second
+    took the name: ``mkdir`` is atomic, so two runs never share a folder."""
+    for number in range(1, 1000):
+        candidate = folder if number == 1 else folder.with_name(f"{folder.name}-{number}")
+        try:
+            candidate.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise CnnzooError(f"cannot create {candidate}: {error.strerror}") from None
+        return candidate
+    raise CnnzooError(f"cannot create a new run folder beside {folder}: 999 are taken")
+
+
+def _make_dir(folder: Path) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise CnnzooError(f"cannot create {folder}: {error.strerror}") from None
+    return folder
 
 
 def _load_for_resume(run_dir: Path, epochs: int | None):
@@ -564,6 +599,12 @@ def _load_for_resume(run_dir: Path, epochs: int | None):
             raise CnnzooError(f"epochs must be at least 1, not {epochs}")
         config["recipe"]["epochs"] = epochs
     if not (run_dir / CHECKPOINT).exists():
+        finished = len(read_metrics(run_dir))
+        if finished or (run_dir / WEIGHTS).exists():
+            done = f"{METRICS} records {finished} finished epochs" if finished else \
+                f"it holds the trained weights ({WEIGHTS})"
+            raise CnnzooError(f"cannot resume {run_dir}: its {CHECKPOINT} is missing but {done}; "
+                              f"restore the checkpoint, or train anew with another --out")
         # killed before the first epoch ended: start again from scratch in the same directory
         return config, None
     state = load_checkpoint(run_dir / CHECKPOINT)

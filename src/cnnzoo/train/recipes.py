@@ -15,6 +15,7 @@ from ..errors import CnnzooError
 RECIPES = ("d2l", "modern", "best")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "onecycle", "cosine")
+FLOAT32_MAX = 3.4028234663852886e38  # the optimisers hold lr and weight decay as float32
 
 
 @dataclass(frozen=True)
@@ -54,18 +55,21 @@ class Recipe:
         checks = [
             (self.epochs >= 1, f"epochs must be at least 1, not {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be at least 1, not {self.batch_size}"),
-            (self.lr > 0, f"learning rate must be positive, not {self.lr}"),
+            (0 < self.lr <= FLOAT32_MAX,
+             f"learning rate must be a positive number float32 can hold, not {self.lr}"),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
             (0 <= self.momentum < 1, f"momentum must be in [0, 1), not {self.momentum}"),
-            (self.weight_decay >= 0, f"weight decay must be >= 0, not {self.weight_decay}"),
+            (0 <= self.weight_decay <= FLOAT32_MAX,
+             f"weight decay must be a number >= 0 that float32 can hold, not {self.weight_decay}"),
             (0 <= self.warmup_fraction < 1, "warmup_fraction must be in [0, 1)"),
             (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
             (self.init in ("xavier", "default"), "init must be xavier or default"),
             (self.resize is None or self.resize >= 1, f"resize must be positive, not {self.resize}"),
             (0 <= self.erasing <= 1, "erasing must be a probability"),
             (self.crop_padding >= 0, "crop padding must be >= 0"),
-            (self.grad_clip is None or self.grad_clip > 0, "grad clip must be positive"),
+            (self.grad_clip is None or 0 < self.grad_clip <= FLOAT32_MAX,
+             f"grad clip must be a positive number float32 can hold, not {self.grad_clip}"),
             (self.eval_batch_size >= 1, "eval batch size must be at least 1"),
         ]
         for ok, message in checks:

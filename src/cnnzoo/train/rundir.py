@@ -27,6 +27,7 @@ except ImportError:  # Windows
     fcntl = None
     import msvcrt
 
+from ..data.catalog import canonical_name
 from ..errors import CnnzooError
 from .checkpoint import atomic_write_text, load_weights, read_json
 
@@ -125,6 +126,13 @@ def _same_file(fd: int, path: Path) -> bool:
 RUN_FILES = (CONFIG, METRICS, CURVES, CHECKPOINT, WEIGHTS)
 
 
+def is_run_file(name: str) -> bool:
+    """Whether a file of that name is one a run writes: one of ``RUN_FILES``, a temporary of
+    one, or the lock."""
+    return name in RUN_FILES or name == LOCK or any(
+        name.startswith(f".{run_file}.") and name.endswith(".tmp") for run_file in RUN_FILES)
+
+
 def remove_stale_temporaries(folder: Path) -> list[Path]:
     """Delete the temporary files of ``RUN_FILES`` that a killed run left in ``folder``.
 
@@ -156,8 +164,12 @@ def read_metrics(folder: Path) -> list[dict]:
         return []
     try:
         with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [name for name in METRIC_FIELDS if name not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(f"its header lacks {', '.join(missing)}")
             return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
-                    for row in csv.DictReader(handle)]
+                    for row in reader]
     except (OSError, ValueError, TypeError, csv.Error) as error:  # edited or damaged by hand
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
         raise CnnzooError(f"{path} is damaged ({first}); repair it, or remove it to go on "
@@ -194,6 +206,9 @@ def read_config(folder: Path) -> dict:
         if not ok(config.get(key)):
             raise CnnzooError(f"{path} is not a cnnzoo run configuration: it lacks {what} "
                               f"({key!r})")
+    # runs of older versions kept the name as typed ("FashionMNIST"); every use compares the
+    # canonical one
+    config["data"] = canonical_name(config["data"])
     return config
 
 
