@@ -290,11 +290,11 @@ def test_the_run_records_its_data_by_canonical_name_and_absolute_folder(tmp_path
 
 
 def test_a_run_without_its_checkpoint_but_with_finished_epochs_is_not_started_over(tmp_path):
-    run_dir = train("lenet5_d2l", epochs=1, out=tmp_path / "run", **QUICK).run_dir
+    run_dir = train("lenet5_d2l", epochs=2, out=tmp_path / "run", **QUICK).run_dir
     before = (run_dir / "metrics.csv").read_text()
     (run_dir / "checkpoint.pt").unlink()
-    with pytest.raises(CnnzooError, match="checkpoint.pt is missing but metrics.csv records 1"):
-        train("lenet5_d2l", resume=run_dir, epochs=2)
+    with pytest.raises(CnnzooError, match="checkpoint.pt is missing but metrics.csv records 2"):
+        train("lenet5_d2l", resume=run_dir, epochs=3)
     assert (run_dir / "metrics.csv").read_text() == before
 
 

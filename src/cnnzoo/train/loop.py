@@ -599,8 +599,10 @@ def _load_for_resume(run_dir: Path, epochs: int | None):
             raise CnnzooError(f"epochs must be at least 1, not {epochs}")
         config["recipe"]["epochs"] = epochs
     if not (run_dir / CHECKPOINT).exists():
+        # metrics.csv is written just before each checkpoint: one row without a checkpoint is a
+        # run killed while writing its first; more, or the final weights, mean it was removed
         finished = len(read_metrics(run_dir))
-        if finished or (run_dir / WEIGHTS).exists():
+        if finished > 1 or (run_dir / WEIGHTS).exists():
             done = f"{METRICS} records {finished} finished epochs" if finished else \
                 f"it holds the trained weights ({WEIGHTS})"
             raise CnnzooError(f"cannot resume {run_dir}: its {CHECKPOINT} is missing but {done}; "
