@@ -12,9 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cnnzoo.cli import main
+from cnnzoo.show.limits import MAX_COUNT
 from conftest import train_tiny_run
 from cnnzoo.train import evaluate
 
@@ -143,6 +145,24 @@ def test_report_errors_are_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a run directory" in err[0]
+
+
+def test_report_refuses_before_its_work_what_it_cannot_do(run_dir, tmp_path, capsys):
+    # a device this machine lacks is refused as `cnnzoo eval` refuses it, not noted in the page
+    absent = "mps" if torch.cuda.is_available() else "cuda"
+    out = tmp_path / "report.html"
+    for argv, message in (
+            (["--out", out, "--device", absent], f"device {absent} asked for, but"),
+            (["--out", out, "--count", MAX_COUNT + 1],
+             f"--count {MAX_COUNT + 1}: give 1 to {MAX_COUNT}"),
+            (["--out", tmp_path], f"--out {tmp_path} is a directory; give the name of a file")):
+        assert main([str(a) for a in ["report", run_dir, *argv]]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("cnnzoo: error: ") and message in err[0], err
+        assert list(tmp_path.iterdir()) == []
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    assert f"at most {MAX_COUNT}" in capsys.readouterr().out
 
 
 def _chromium() -> str | None:

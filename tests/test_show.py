@@ -21,6 +21,7 @@ from cnnzoo.errors import CnnzooError
 from cnnzoo.inspect.shapes import build_for_input
 from cnnzoo.show import (compare_stacks, draw_data, draw_features, draw_filters,
                          draw_predictions, layer_boxes, layer_gradient_norms, receptive_region)
+from cnnzoo.show.limits import MAX_COUNT, MAX_DEPTH, MAX_PER_CLASS
 from cnnzoo.train import evaluate, load_run
 
 
@@ -103,6 +104,18 @@ def test_show_data_errors(capsys):
     with pytest.raises(SystemExit) as stop:  # argparse's own usage error
         main(["show", "data", "synthetic", "--per-class", "0"])
     assert stop.value.code == 2 and "--per-class" in capsys.readouterr().err
+
+
+def test_show_data_is_as_wide_as_the_images_a_class_has(capsys, tmp_path):
+    # four training images per class (a fifth of five held out): 20 asked for draws four
+    for label, name in enumerate(("cat", "dog")):
+        (tmp_path / "pics" / name).mkdir(parents=True)
+        for index in range(5):
+            Image.new("L", (12, 12), 40 * label + 30 * index).save(
+                tmp_path / "pics" / name / f"{index}.png")
+    sizes = {k: written(capsys, "show", "data", "folder", "--data-dir", tmp_path / "pics",
+                        "--per-class", k, "--out", tmp_path / f"{k}.png") for k in (3, 4, 20)}
+    assert sizes[20] == sizes[4] and sizes[3][0] < sizes[4][0]
 
 
 # filters
@@ -341,6 +354,48 @@ def test_blocks_with_shortcuts_stay_closed_unless_a_depth_is_asked():
     assert sum(b.kind == "block" for b in closed) == 8  # two residual blocks in each of 4 stages
     opened = layer_boxes(rows, depth=4)
     assert not any(b.kind == "block" for b in opened) and len(opened) > len(closed)
+
+
+# what every picture shares
+
+def test_counts_past_the_limits_are_one_line_errors_named_in_the_help(capsys, run_dir):
+    for argv, limit in ((("show", "data", "synthetic", "--per-class"), MAX_PER_CLASS),
+                        (("show", "predictions", run_dir, "--count"), MAX_COUNT),
+                        (("show", "gradients", "--depth"), MAX_DEPTH)):
+        line = one_line_error(capsys, *argv, limit + 1)
+        assert f"{argv[-1]} {limit + 1}: give 1 to {limit}" in line
+        with pytest.raises(SystemExit):
+            main([str(a) for a in argv[:2]] + ["--help"])
+        assert f"at most {limit}" in capsys.readouterr().out
+
+
+PICTURES = [("data", "synthetic"), ("filters", "RUN"), ("features", "RUN", "--index", 0),
+            ("predictions", "RUN"), ("receptive-field", "lenet5_d2l", "--layer", "features.conv1"),
+            ("gradients", "--depth", 2), ("architecture", "lenet5_d2l")]
+
+
+@pytest.mark.parametrize("picture", PICTURES, ids=[p[0] for p in PICTURES])
+def test_every_picture_refuses_an_out_it_cannot_write_before_drawing(capsys, run_dir, tmp_path,
+                                                                     picture):
+    argv = ["show"] + [run_dir if a == "RUN" else a for a in picture]
+    for name in ("picture.txt", "picture.gif", "picture"):
+        line = one_line_error(capsys, *argv, "--out", tmp_path / name)
+        assert f"--out {tmp_path / name}: end the file name in .png, .svg, .pdf or .jpg" in line
+    line = one_line_error(capsys, *argv, "--out", tmp_path)
+    assert line.endswith(f"--out {tmp_path} is a directory; give the name of a file to write")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_picture_is_written_in_the_format_its_name_ends_in(capsys, tmp_path):
+    signatures = {"a.png": b"\x89PNG", "a.svg": b"<?xml", "a.pdf": b"%PDF", "a.jpg": b"\xff\xd8",
+                  "a.JPEG": b"\xff\xd8"}
+    for name, signature in signatures.items():
+        code, out, err = run_cli(capsys, "show", "data", "synthetic", "--per-class", 2,
+                                 "--out", tmp_path / name)
+        assert code == 0 and out.strip() == str(tmp_path / name), err
+        assert (tmp_path / name).read_bytes().startswith(signature), name
+    with Image.open(tmp_path / "a.jpg") as image:
+        assert image.format == "JPEG" and image.size == png_size(tmp_path / "a.png")
 
 
 def test_show_without_a_picture_prints_its_help(capsys):

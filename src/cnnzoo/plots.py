@@ -1,4 +1,5 @@
-"""Pictures of a run, drawn headless with matplotlib: training curves and a confusion matrix."""
+"""Pictures of a run, drawn headless with matplotlib: training curves and a confusion matrix;
+and how any figure is written to a file, in the format its name ends in."""
 
 from __future__ import annotations
 
@@ -11,15 +12,43 @@ import matplotlib.ticker
 matplotlib.use("Agg")  # headless: no display is needed or used
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .errors import CnnzooError  # noqa: E402
 from .train.checkpoint import atomic_write_bytes  # noqa: E402
+
+# a file name's ending -> matplotlib's format (JPEG through Pillow)
+FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".jpg": "jpeg", ".jpeg": "jpeg"}
+
+
+def output_file(out, option: str = "--out") -> Path | None:
+    """``out`` as a ``Path`` (None or empty: None); a one-line ``CnnzooError`` when it is an
+    existing folder, so that a command refuses it before its work rather than when it writes."""
+    if not out:
+        return None
+    path = Path(out)
+    if path.is_dir():
+        raise CnnzooError(f"{option} {path} is a directory; give the name of a file to write")
+    return path
+
+
+def figure_file(out, option: str = "--out") -> Path | None:
+    """``output_file(out)`` for a picture, whose name must end in .png, .svg, .pdf or .jpg (the
+    format it is written in); any other ending is a one-line ``CnnzooError``."""
+    path = output_file(out, option)
+    if path is not None and path.suffix.lower() not in FORMATS:
+        raise CnnzooError(f"{option} {path}: end the file name in .png, .svg, .pdf or .jpg, the "
+                          f"format the picture is written in")
+    return path
 
 
 def save_figure(fig, path: Path, dpi: int = 110) -> None:
-    """Write a figure as PNG atomically and close it."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(Path(path), buffer.getvalue())
+    """Write a figure atomically in the format ``path`` ends in (``figure_file``) and close it."""
+    try:
+        path = figure_file(path)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=FORMATS[path.suffix.lower()], dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def plot_curves(history: list[dict], path: Path, title: str = "") -> None:

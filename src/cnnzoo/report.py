@@ -187,18 +187,21 @@ def build_report(run_dir, *, device: str = "auto", count: int = 16,
                  progress=None) -> Report:
     """The HTML report of a run directory (see the module docstring) as a ``Report``. The test
     set is evaluated on ``device`` (``progress`` as in ``evaluate``, for a bar); ``count`` test
-    images are shown with predictions. A part that needs the data set (evaluation, predictions,
-    feature maps) is replaced by a note when the data cannot be read; a missing or unreadable
-    run raises ``CnnzooError``."""
+    images (1 to ``MAX_COUNT``) are shown with predictions. A part that needs the data set
+    (evaluation, predictions, feature maps) is replaced by a note when the data cannot be read;
+    a missing or unreadable run, a device that is not here or a ``count`` out of range raises
+    ``CnnzooError`` before any work."""
     from . import __version__
     from .plots import figure_png
     from .show._common import conv_layers
     from .show.architecture import draw_architecture
     from .show.features import draw_features, run_input
     from .show.filters import draw_filters
-    from .show.predictions import run_predictions
-    from .train import evaluate, load_run
+    from .show.predictions import check_count, run_predictions
+    from .train import evaluate, load_run, pick_device
 
+    check_count(count)
+    pick_device(device)
     run = load_run(run_dir)
     config = run.config
     model_name, data_name = config["model"], config["data"]
@@ -313,10 +316,13 @@ def build_report(run_dir, *, device: str = "auto", count: int = 16,
 def write_report(run_dir, out=None, *, device: str = "auto", count: int = 16,
                  progress=None) -> tuple[Path, Report]:
     """Build the report of a run directory and write it to ``out`` (default
-    ``RUN_DIR/report.html``) atomically; returns the path and the ``Report``."""
+    ``RUN_DIR/report.html``) atomically; returns the path and the ``Report``. An ``out`` that is
+    a folder is refused before the report is built."""
+    from .plots import output_file
     from .train.checkpoint import atomic_write_text
 
+    out = output_file(out)
     report = build_report(run_dir, device=device, count=count, progress=progress)
-    path = Path(out) if out else Path(run_dir) / REPORT
+    path = out or Path(run_dir) / REPORT
     atomic_write_text(path, report.html)
     return path, report

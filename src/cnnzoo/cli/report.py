@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from ..show.limits import MAX_COUNT
 from ._args import positive_int, progress_bars
 
 
@@ -17,7 +18,8 @@ def register(subparsers) -> None:
     parser.add_argument("run_dir", metavar="DIR", help="a run directory written by cnnzoo train")
     parser.add_argument("--out", metavar="FILE", help="the HTML file (default DIR/report.html)")
     parser.add_argument("--count", type=positive_int, default=16, metavar="N",
-                        help="test images shown with predictions (default 16)")
+                        help=f"test images shown with predictions (default 16, at most "
+                             f"{MAX_COUNT})")
     parser.add_argument("--device", default="auto", help="where the test set is evaluated")
     parser.set_defaults(func=run)
 

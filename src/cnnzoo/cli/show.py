@@ -1,14 +1,16 @@
 """``cnnzoo show PICTURE ...``: pictures of what is inside a data set, a model or a trained run.
 
-Each picture is a subcommand that writes one PNG and prints its path.
+Each picture is a subcommand that writes one picture and prints its path.
 """
 
 from __future__ import annotations
 
 from ..errors import CnnzooError
+from ..show.limits import MAX_COUNT, MAX_DEPTH, MAX_PER_CLASS
 from ._args import add_input_size, parse_input_size, positive_int
 
-OUT_HELP = "the PNG file to write (default: {})"
+OUT_HELP = ("the picture to write, in the format its name ends in: .png, .svg, .pdf or .jpg "
+            "(default: {})")
 
 
 def register(subparsers) -> None:
@@ -16,7 +18,8 @@ def register(subparsers) -> None:
         "show", help="draw pictures: data, filters, feature maps, predictions, receptive "
                      "fields, gradients, architecture",
         description="Draw a picture of what is inside a data set, a model or a trained run and "
-                    "write it as PNG; the path written is printed.")
+                    "write it as PNG (or SVG, PDF, JPEG, as --out's ending says); the path "
+                    "written is printed.")
     pictures = parser.add_subparsers(dest="picture", metavar="PICTURE")
     parser.set_defaults(func=lambda args: _usage(parser))
 
@@ -27,7 +30,7 @@ def register(subparsers) -> None:
     p.add_argument("--data-dir", metavar="DIR", help="look here first (for 'folder': the folder)")
     p.add_argument("--split", choices=("train", "test"), default="train")
     p.add_argument("--per-class", type=positive_int, default=8, metavar="K",
-                   help="images per class (default 8)")
+                   help=f"images per class (default 8, at most {MAX_PER_CLASS})")
     p.add_argument("--seed", type=int, default=0, help="which random images (default 0)")
     p.add_argument("--download", action="store_true",
                    help="download the data set from its authors' mirrors if it is missing")
@@ -62,7 +65,7 @@ def register(subparsers) -> None:
                                         "probability and the true class; mistakes in red.")
     p.add_argument("run_dir", metavar="DIR", help="a run directory written by cnnzoo train")
     p.add_argument("--count", type=positive_int, default=16, metavar="N",
-                   help="how many images (default 16)")
+                   help=f"how many images (default 16, at most {MAX_COUNT})")
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--seed", type=int, default=0, help="which random images (default 0)")
     p.add_argument("--mistakes", action="store_true", help="show only misclassified images")
@@ -95,7 +98,8 @@ def register(subparsers) -> None:
                                         "With NAME: that registered model's layers.")
     p.add_argument("name", metavar="NAME", nargs="?", help="a registered model (optional)")
     p.add_argument("--depth", type=positive_int, default=30, metavar="D",
-                   help="3x3 layers in the compared stacks (default 30)")
+                   help=f"3x3 layers in the compared stacks (default 30, at most "
+                        f"{MAX_DEPTH})")
     p.add_argument("--seed", type=int, default=0, help="initialisation and batch (default 0)")
     p.add_argument("--out", metavar="FILE", help=OUT_HELP.format("gradients[-NAME].png here"))
     p.set_defaults(func=_gradients)

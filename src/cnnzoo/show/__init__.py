@@ -1,22 +1,29 @@
 """Pictures of what is inside: data, kernels, feature maps, predictions, receptive fields,
-gradients and architecture, drawn headless with matplotlib and written as PNG.
+gradients and architecture, drawn headless with matplotlib and written as PNG, SVG, PDF or JPEG.
 
 Each kind has a ``draw_*`` function that takes objects (a model, tensors, a ``DataSet``) and
 returns a matplotlib figure, and a ``show_*`` function that takes names and run directories,
-writes the PNG atomically and returns its path (what ``cnnzoo show ...`` calls).
+writes the picture atomically and returns its path (what ``cnnzoo show ...`` calls).
+
+The public names are imported on first use, so that ``cnnzoo.show.limits`` (the command line's
+help states them) is read without importing torch.
 """
 
-from .architecture import draw_architecture, layer_boxes, show_architecture
-from .data import draw_data, show_data
-from .features import draw_features, show_features
-from .filters import draw_filters, show_filters
-from .gradients import compare_stacks, draw_gradients, layer_gradient_norms, show_gradients
-from .predictions import draw_predictions, show_predictions
-from .receptive_field import (draw_receptive_field, receptive_region, show_receptive_field,
-                              structural_twin)
+from .._lazy import lazy_exports
 
-__all__ = ["compare_stacks", "draw_architecture", "draw_data", "draw_features", "draw_filters",
-           "draw_gradients", "draw_predictions", "draw_receptive_field", "layer_boxes",
-           "layer_gradient_norms", "receptive_region", "show_architecture", "show_data",
-           "show_features", "show_filters", "show_gradients", "show_predictions",
-           "show_receptive_field", "structural_twin"]
+_EXPORTS = {
+    "draw_architecture": ".architecture", "layer_boxes": ".architecture",
+    "show_architecture": ".architecture",
+    "draw_data": ".data", "show_data": ".data",
+    "draw_features": ".features", "show_features": ".features",
+    "draw_filters": ".filters", "show_filters": ".filters",
+    "compare_stacks": ".gradients", "draw_gradients": ".gradients",
+    "layer_gradient_norms": ".gradients", "show_gradients": ".gradients",
+    "draw_predictions": ".predictions", "show_predictions": ".predictions",
+    "draw_receptive_field": ".receptive_field", "receptive_region": ".receptive_field",
+    "show_receptive_field": ".receptive_field", "structural_twin": ".receptive_field",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

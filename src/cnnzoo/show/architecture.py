@@ -198,14 +198,15 @@ def _draw_groups(ax, boxes: list[Box], step: float) -> None:
 def show_architecture(name: str, *, input_size=None, depth: int | None = None,
                       out=None) -> Path:
     """Draw the block diagram of the registered model ``name`` (at ``input_size``, default its
-    own) and write the PNG to ``out`` (default ``architecture-NAME.png`` here); returns the
+    own) and write the picture to ``out`` (default ``architecture-NAME.png`` here); returns the
     path written."""
     from ..inspect.shapes import build_for_input
     from ..models import model_info
-    from ..plots import save_figure
+    from ..plots import figure_file, save_figure
 
+    out = figure_file(out)
     size = tuple(input_size or model_info(name).input_size)
     model = build_for_input(name, size)
-    path = Path(out) if out else default_out(".", f"architecture-{name}")
+    path = out or default_out(".", f"architecture-{name}")
     save_figure(draw_architecture(model, size, title=name, depth=depth), path)
     return path

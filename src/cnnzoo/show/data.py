@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import CnnzooError
 from ._common import as_picture, default_out, tile
+from .limits import MAX_PER_CLASS, check_limit
 
 CELL_INCHES = 0.62  # one image's side in the figure
 
@@ -28,22 +28,23 @@ def sample_per_class(labels: torch.Tensor, num_classes: int, per_class: int,
 
 
 def draw_data(dataset, per_class: int = 8, seed: int = 0, title: str = ""):
-    """A figure of ``per_class`` images of each class of ``dataset`` (a ``DataSet``), one row per
-    class with its name; gaps where a class has fewer images."""
+    """A figure of ``per_class`` images (1 to ``MAX_PER_CLASS``) of each class of ``dataset`` (a
+    ``DataSet``), one row per class with its name; as many columns as the fullest row has
+    images, gaps where a class has fewer."""
     import matplotlib.pyplot as plt
 
-    if per_class < 1:
-        raise CnnzooError(f"--per-class must be at least 1, not {per_class}")
+    check_limit("--per-class", per_class, MAX_PER_CLASS, "a wider grid is too large to see")
     chosen = sample_per_class(dataset.labels, dataset.num_classes, per_class, seed)
+    columns = max(len(indices) for indices in chosen)
     channels, height, width = dataset.image_size
     blank = np.full((height, width) + ((3,) if channels == 3 else ()), np.nan)
     cells = []
     for indices in chosen:
         row = [as_picture(dataset.images[i]) for i in indices]
-        cells += row + [blank] * (per_class - len(row))
-    mosaic = tile(np.stack(cells), per_class, gap=max(1, height // 14))
+        cells += row + [blank] * (columns - len(row))
+    mosaic = tile(np.stack(cells), columns, gap=max(1, height // 14))
     rows = dataset.num_classes
-    fig, ax = plt.subplots(figsize=(per_class * CELL_INCHES + 1.6, rows * CELL_INCHES + 0.7))
+    fig, ax = plt.subplots(figsize=(columns * CELL_INCHES + 1.6, rows * CELL_INCHES + 0.7))
     if channels == 3:
         ax.imshow(np.nan_to_num(mosaic, nan=1.0), interpolation="nearest")
     else:
@@ -57,20 +58,20 @@ def draw_data(dataset, per_class: int = 8, seed: int = 0, title: str = ""):
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    shown = min(per_class, max(dataset.class_counts()))
-    ax.set_title(f"{title or dataset.name}\n{shown} per class of {len(dataset):,} images, "
+    ax.set_title(f"{title or dataset.name}\n{columns} per class of {len(dataset):,} images, "
                  f"{channels}x{height}x{width}", fontsize=9)
     return fig
 
 
 def show_data(name: str, *, split: str = "train", data_dir=None, per_class: int = 8,
               seed: int = 0, download: bool = False, out=None) -> Path:
-    """Draw ``draw_data`` for the data set ``name`` and write it as PNG to ``out`` (default
+    """Draw ``draw_data`` for the data set ``name`` and write the picture to ``out`` (default
     ``data-NAME.png`` in the current directory); returns the path written."""
     from ..data import load_dataset
-    from ..plots import save_figure
+    from ..plots import figure_file, save_figure
 
+    out = figure_file(out)
     dataset = load_dataset(name, split=split, data_dir=data_dir, download=download)
-    path = Path(out) if out else default_out(".", f"data-{dataset.name}")
+    path = out or default_out(".", f"data-{dataset.name}")
     save_figure(draw_data(dataset, per_class, seed, title=f"{dataset.name} ({split})"), path)
     return path

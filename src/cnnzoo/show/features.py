@@ -159,16 +159,17 @@ def run_input(run, image=None, index: int | None = None) -> tuple[torch.Tensor, 
 def show_features(run_dir, image=None, *, index: int | None = None, layer: str | None = None,
                   channels: int | None = None, out=None) -> Path:
     """Draw the feature maps of an image file (or test image ``index``) through a trained run's
-    model and write the PNG to ``out`` (default ``RUN_DIR/features-IMAGE[-LAYER].png``);
+    model and write the picture to ``out`` (default ``RUN_DIR/features-IMAGE[-LAYER].png``);
     returns the path written."""
-    from ..plots import save_figure
+    from ..plots import figure_file, save_figure
     from ..train import load_run
 
+    out = figure_file(out)
     run = load_run(run_dir)
     x, label, stem = run_input(run, image, index)
     fig = draw_features(run.model, x, layer=layer, channels=channels, classes=run.classes,
                         true_label=label, title=f"{run.config['model']} on {run.config['data']}")
     suffix = f"-{layer}" if layer else ""
-    path = Path(out) if out else default_out(run.path, f"features-{stem}{suffix}")
+    path = out or default_out(run.path, f"features-{stem}{suffix}")
     save_figure(fig, path)
     return path

@@ -75,13 +75,14 @@ def draw_filters(model, layer: str | None = None, title: str = ""):
 
 def show_filters(run_dir, layer: str | None = None, out=None) -> Path:
     """Draw the kernels of a trained run's convolution ``layer`` (default: the first) and write
-    the PNG to ``out`` (default ``RUN_DIR/filters-LAYER.png``); returns the path written."""
-    from ..plots import save_figure
+    the picture to ``out`` (default ``RUN_DIR/filters-LAYER.png``); returns the path written."""
+    from ..plots import figure_file, save_figure
     from ..train import load_run
 
+    out = figure_file(out)
     run = load_run(run_dir)
     fig = draw_filters(run.model, layer, title=f"{run.config['model']} on {run.config['data']}")
     name = layer if layer is not None else conv_layers(run.model)[0]
-    path = Path(out) if out else default_out(run.path, f"filters-{name}")
+    path = out or default_out(run.path, f"filters-{name}")
     save_figure(fig, path)
     return path

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import CnnzooError
 from ._common import default_out
+from .limits import MAX_DEPTH, check_limit
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU}
 BATCH, IMAGE, CHANNELS = 32, 16, 16  # the demonstration stacks' input: 32 images of 1x16x16
@@ -71,11 +71,12 @@ def layer_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor
 def compare_stacks(depth: int = 30, seed: int = 0) -> dict[str, list[tuple[str, float]]]:
     """Layer gradient norms (``layer_gradient_norms``) of ``DeepStack`` plain and residual,
     sigmoid and ReLU, all of ``depth`` 3x3 layers, on one seeded batch of the synthetic data
-    set; keyed 'plain, sigmoid', 'residual, sigmoid', 'plain, ReLU', 'residual, ReLU'."""
+    set; keyed 'plain, sigmoid', 'residual, sigmoid', 'plain, ReLU', 'residual, ReLU'.
+    ``depth`` is 1 to ``MAX_DEPTH``."""
     from ..data import load_dataset
 
-    if depth < 1:
-        raise CnnzooError(f"--depth must be at least 1, not {depth}")
+    check_limit("--depth", depth, MAX_DEPTH, "each stack keeps every layer's activations for "
+                                             "its backward pass")
     data = load_dataset("synthetic", split="train", num_samples=BATCH,
                         image_size=(1, IMAGE, IMAGE), seed=seed)
     x = data.images.float() / 255
@@ -133,20 +134,21 @@ def draw_gradients(curves: dict[str, list[tuple[str, float]]], title: str = ""):
 
 def show_gradients(name: str | None = None, *, depth: int = 30, seed: int = 0,
                    out=None) -> Path:
-    """Draw the gradient norm of every layer after one backward pass and write the PNG to
+    """Draw the gradient norm of every layer after one backward pass and write the picture to
     ``out`` (default ``gradients.png`` or ``gradients-NAME.png`` here); returns the path. With
     no ``name``: plain against residual stacks of ``depth`` layers, sigmoid against ReLU
     (``compare_stacks``); with a registered model's ``name``: that model's layers."""
-    from ..plots import save_figure
+    from ..plots import figure_file, save_figure
 
+    out = figure_file(out)
     if name is None:
         curves = compare_stacks(depth, seed)
         title = (f"{depth + 2} layers ({depth} 3x3 convolutions of {CHANNELS} channels), "
                  f"Xavier init, one batch: gradient norm per layer")
-        path = Path(out) if out else default_out(".", "gradients")
+        path = out or default_out(".", "gradients")
     else:
         curves = {name: model_gradients(name, seed)}
         title = f"{name}, freshly built (seed {seed}): gradient norm per layer, one batch"
-        path = Path(out) if out else default_out(".", f"gradients-{name}")
+        path = out or default_out(".", f"gradients-{name}")
     save_figure(draw_gradients(curves, title), path)
     return path

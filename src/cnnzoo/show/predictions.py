@@ -9,6 +9,7 @@ import torch
 
 from ..errors import CnnzooError
 from ._common import as_picture, default_out, run_dataset
+from .limits import MAX_COUNT, check_limit
 
 RIGHT, WRONG = "#1a7f37", "#cf222e"
 
@@ -67,12 +68,17 @@ def _short(name: str, width: int = 14) -> str:
     return name if len(name) <= width else name[:width - 1] + "."
 
 
+def check_count(count: int) -> None:
+    """A one-line ``CnnzooError`` unless ``count`` images, 1 to ``MAX_COUNT``, can be shown."""
+    check_limit("--count", count, MAX_COUNT, "more images are too small to read in one picture")
+
+
 def run_predictions(run, *, count: int = 16, split: str = "test", seed: int = 0,
                     mistakes_only: bool = False):
     """``draw_predictions`` for ``count`` seeded random images of a run's ``split`` (with
-    ``mistakes_only``, the first ``count`` misclassified ones in that random order)."""
-    if count < 1:
-        raise CnnzooError(f"--count must be at least 1, not {count}")
+    ``mistakes_only``, the first ``count`` misclassified ones in that random order); ``count``
+    is 1 to ``MAX_COUNT`` (``check_count``)."""
+    check_count(count)
     dataset = run_dataset(run, split)
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
     if mistakes_only:
@@ -95,14 +101,14 @@ def run_predictions(run, *, count: int = 16, split: str = "test", seed: int = 0,
 
 def show_predictions(run_dir, *, count: int = 16, split: str = "test", seed: int = 0,
                      mistakes_only: bool = False, out=None) -> Path:
-    """Draw ``run_predictions`` for a run directory and write the PNG to ``out`` (default
+    """Draw ``run_predictions`` for a run directory and write the picture to ``out`` (default
     ``RUN_DIR/predictions.png``, or ``mistakes.png``); returns the path written."""
-    from ..plots import save_figure
+    from ..plots import figure_file, save_figure
     from ..train import load_run
 
+    out = figure_file(out)
     run = load_run(run_dir)
     fig = run_predictions(run, count=count, split=split, seed=seed, mistakes_only=mistakes_only)
-    path = Path(out) if out else default_out(run.path,
-                                             "mistakes" if mistakes_only else "predictions")
+    path = out or default_out(run.path, "mistakes" if mistakes_only else "predictions")
     save_figure(fig, path)
     return path

@@ -189,14 +189,15 @@ def _sample(dataset, index: int, size) -> torch.Tensor:
 
 def show_receptive_field(name: str, layer: str, *, unit=None, data: str = "synthetic",
                          data_dir=None, index: int = 0, out=None) -> Path:
-    """Draw the receptive field of one unit of ``layer`` and write the PNG to ``out``; returns
+    """Draw the receptive field of one unit of ``layer`` and write the picture to ``out``; returns
     the path written. ``name`` is a registered model, freshly built (seed 0) for image
     ``index`` of ``data``'s test split resized to the model's input (default file
     ``receptive-field-NAME-LAYER.png`` here), or a run directory: its trained model on its own
     test image ``index`` (default ``RUN_DIR/receptive-field-LAYER.png``)."""
     from ..data import canonical_name, load_dataset
-    from ..plots import save_figure
+    from ..plots import figure_file, save_figure
 
+    out = figure_file(out)
     if Path(name).is_dir():
         from ..train import load_run
         from ..train.evaluation import preprocess
@@ -226,6 +227,6 @@ def show_receptive_field(name: str, layer: str, *, unit=None, data: str = "synth
         title = f"{name} (untrained, seed 0) on {dataset.name}"
         default = default_out(".", f"receptive-field-{name}-{layer}")
     fig = draw_receptive_field(model, x, layer, unit, picture=picture, title=title)
-    path = Path(out) if out else default
+    path = out or default
     save_figure(fig, path)
     return path
