@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ._args import positive_int, progress_bars
+from ._args import add_device, positive_int, progress_bars
 
 
 def register(subparsers) -> None:
@@ -18,7 +18,8 @@ def register(subparsers) -> None:
     parser.add_argument("--out", metavar="FILE", help="the HTML file (default DIR/report.html)")
     parser.add_argument("--count", type=positive_int, default=16, metavar="N",
                         help="test images shown with predictions (default 16)")
-    parser.add_argument("--device", default="auto", help="where the test set is evaluated")
+    add_device(parser, help="where the test set is evaluated: auto (the default), cpu, cuda, "
+                            "cuda:N or mps")
     parser.set_defaults(func=run)
 
 
