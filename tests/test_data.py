@@ -377,6 +377,8 @@ def test_folder_mixed_sizes_is_an_error_unless_resized(tmp_path):
         load_dataset("folder", "train", data_dir=root)
     message = one_line(error)
     assert "differ in size" in message and "odd.png is 10x10" in message and "9 of 8x6" in message
+    # what to do from the command line, where image_size cannot be given
+    assert "resize the files to one size, e.g. all to 8x6" in message and "--resize" in message
     data = load_dataset("folder", "train", data_dir=root, image_size=(5, 5))
     assert data.image_size == (3, 5, 5)
 
@@ -418,6 +420,20 @@ def test_bad_folder_is_one_line_error(tmp_path, monkeypatch, defect):
         load_dataset("folder", "test", data_dir=root)
         load_dataset("folder", "train", data_dir=root)
     assert words in one_line(error)
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist", "cifar10", "folder", "synthetic"])
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_a_data_dir_that_is_not_a_folder_is_refused_not_passed_over(tmp_path, name, kind):
+    # Fashion-MNIST is in the system directory on this machine: a mistyped --data-dir must not
+    # quietly read that copy instead
+    path = tmp_path / "data"
+    if kind == "file":
+        path.write_text("not a folder")
+    with pytest.raises(DataSetNotFoundError) as error:
+        load_dataset(name, "test", data_dir=path, download=False)
+    problem = "does not exist" if kind == "missing" else "is a file, not a folder"
+    assert one_line(error).startswith(f"data directory {path} {problem}; ")
 
 
 def test_folder_needs_data_dir():
@@ -666,3 +682,11 @@ def test_cli_missing_or_damaged_data_is_one_line_error(cli, tmp_path, monkeypatc
     corrupt("truncated", tmp_path)
     code, out, err = cli("mnist", "--data-dir", str(tmp_path))
     assert code == 2 and "train-images-idx3-ubyte.gz: truncated" in err and err.count("\n") == 1
+
+
+def test_cli_data_dir_that_is_a_file_says_so(cli, tmp_path):
+    (tmp_path / "passwd").write_text("root:x:0:0")
+    code, out, err = cli("folder", "--data-dir", str(tmp_path / "passwd"))
+    assert code == 2 and out == ""
+    assert err == (f"cnnzoo: error: data directory {tmp_path / 'passwd'} is a file, not a "
+                   f"folder; give the folder that holds the data set's files (--data-dir DIR)\n")

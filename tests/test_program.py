@@ -107,3 +107,107 @@ def test_a_module_imported_in_the_background_is_ready_and_its_failure_left_to_it
     assert capsys.readouterr().err == ""
     with pytest.raises(ImportError, match="no such library"):
         importlib.import_module("cnnzoo_probe_bad")
+
+
+# --- the argument parser -------------------------------------------------------------------------
+
+def is_subcommands(action) -> bool:
+    import argparse
+
+    return isinstance(action, argparse._SubParsersAction)
+
+
+def subparsers_of(parser):
+    """(command path, parser) of every command and subcommand below ``parser``."""
+    for action in parser._actions:
+        if is_subcommands(action):
+            for name, sub in action.choices.items():
+                yield name, sub
+                yield from ((f"{name} {path}", deeper) for path, deeper in subparsers_of(sub))
+
+
+def test_every_option_of_every_command_has_a_help_text():
+    from cnnzoo.cli import build_parser
+
+    commands = dict(subparsers_of(build_parser()))
+    assert {"train", "show data", "cost conv"} <= set(commands)
+    missing = [f"{path} {action.option_strings[0] if action.option_strings else action.dest}"
+               for path, parser in commands.items() for action in parser._actions
+               if not action.help and not is_subcommands(action)]
+    assert missing == []
+
+
+def test_every_device_option_is_checked_alike():
+    from cnnzoo.cli import _args, build_parser
+
+    devices = {path: action for path, parser in subparsers_of(build_parser())
+               for action in parser._actions if "--device" in action.option_strings}
+    assert {"train", "eval", "predict", "summary", "bench", "leaderboard", "report"} <= set(devices)
+    assert {path for path, action in devices.items() if action.type is not _args.device} == set()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["shapes", "lenet5_d2l", "--batch", "0"],
+     "cnnzoo: error: shapes: argument --batch: must be 1 or more, not 0 (see cnnzoo shapes --help)"),
+    (["show", "data", "synthetic", "--per-class", "0"],
+     "cnnzoo: error: show data: argument --per-class: must be 1 or more, not 0 "
+     "(see cnnzoo show data --help)"),
+    (["nosuchcommand"], "cnnzoo: error: argument COMMAND: invalid choice: 'nosuchcommand'"),
+    (["summary", "lenet5_d2l", "--device", "cpu:1"],
+     "cnnzoo: error: summary: argument --device: unknown device 'cpu:1'; use auto, cpu, cuda, "
+     "cuda:N or mps"),
+    (["train", "--device", "gpu"], "cnnzoo: error: train: argument --device: unknown device 'gpu'"),
+    (["show"], "cnnzoo: error: show: choose a PICTURE: data, filters, features, predictions, "
+               "receptive-field, gradients, architecture (see cnnzoo show --help)"),
+    (["cost"], "cnnzoo: error: cost: choose a KIND: conv (see cnnzoo cost --help)"),
+])
+def test_argument_errors_are_one_line_starting_as_every_error_does(capsys, argv, message):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith(message), captured.err
+
+
+def test_cnnzoo_alone_prints_its_help(capsys):
+    assert main([]) == 0
+    assert capsys.readouterr().out.startswith("usage: cnnzoo ")
+
+
+@pytest.mark.parametrize("argv, option, value", [
+    (["shapes", "lenet5_d2l", "--input-size", "-1,28,28"], "input_size", "-1,28,28"),
+    (["show", "receptive-field", "lenet5_d2l", "--layer", "x", "--unit", "-1,0"], "unit", "-1,0"),
+    (["show", "receptive-field", "lenet5_d2l", "--layer", "x", "--unit", "-1,-2"], "unit",
+     "-1,-2"),
+])
+def test_a_comma_list_starting_with_a_negative_number_is_a_value(argv, option, value):
+    from cnnzoo.cli import build_parser
+
+    assert getattr(build_parser().parse_args(argv), option) == value
+
+
+def test_a_negative_input_size_reaches_its_own_check(capsys):
+    assert main(["shapes", "lenet5_d2l", "--input-size", "-1,28,28"]) == 2
+    assert capsys.readouterr().err == (
+        "cnnzoo: error: --input-size '-1,28,28': every size must be 1 or more; give C,H,W, "
+        "e.g. 3,224,224\n")
+
+
+def test_a_file_given_as_a_run_directory_is_called_a_file(tmp_path, capsys):
+    image = tmp_path / "image.png"
+    image.write_bytes(b"\x89PNG")
+    assert main(["predict", str(image), str(image)]) == 2
+    assert capsys.readouterr().err == (f"cnnzoo: error: {image} is not a run directory "
+                                       f"(a file, not a folder)\n")
+    assert main(["eval", str(tmp_path / "absent")]) == 2
+    assert capsys.readouterr().err.endswith("is not a run directory (no such folder)\n")
+
+
+def test_an_input_too_small_for_training_names_the_smallest_that_works(tmp_path, capsys):
+    assert main(["train", "lenet5_d2l", "--data", "synthetic", "--resize", "5", "--device", "cpu",
+                 "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == (
+        "cnnzoo: error: input 1x5x5 is too small: at layer conv2 (Conv2d) the size 2x2 becomes "
+        "0x0; the smallest input that works is 1x12x12\n")
+    assert not (tmp_path / "run").exists()

@@ -16,4 +16,9 @@ class UnknownModelError(CnnzooError, LookupError):
 
 
 class InputTooSmallError(CnnzooError, ValueError):
-    """An input whose spatial size reaches zero somewhere inside a model."""
+    """An input whose spatial size reaches zero somewhere inside a model; ``smallest`` is the
+    smallest input (C, H, W) that works, where the code that raised it knows it."""
+
+    def __init__(self, message: str, smallest: tuple[int, int, int] | None = None):
+        super().__init__(message)
+        self.smallest = smallest

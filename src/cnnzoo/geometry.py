@@ -74,29 +74,71 @@ def layer_output_hw(module: nn.Module, hw: tuple[int, int]) -> tuple[int, int] |
                  for size, k, s, p, d in zip(hw, kernel, stride, padding, dilation))
 
 
+def input_too_small(input_text: str, where: str, hw: tuple[int, int], out: tuple[int, int],
+                    smallest: tuple[int, int, int] | None = None) -> InputTooSmallError:
+    """The error for an input that a window layer shrinks to nothing: the layer (``where``), the
+    map it got and what it leaves (0 where the formula gives less: a map has no negative size),
+    and, where known, the smallest input that works."""
+    left = "x".join(str(max(n, 0)) for n in out)
+    message = f"input {input_text} is too small: at {where} the size {hw[0]}x{hw[1]} becomes {left}"
+    if smallest is not None:
+        message += f"; the smallest input that works is {'x'.join(map(str, smallest))}"
+    return InputTooSmallError(message, smallest)
+
+
 def sequential_output_shape(layers: Iterable[tuple[str, nn.Module]], input_size) -> tuple[int, ...]:
     """(C, H, W) after a plain chain of conv, pool, activation, norm and dropout layers.
 
     Used at construction by models whose classifier has a fixed input width. Raises
-    ``InputTooSmallError`` naming the layer where the size falls below 1.
+    ``InputTooSmallError`` naming the layer where the size falls below 1 and the smallest square
+    input the chain takes.
     """
+    layers = list(layers)
+    shape, failure = _chain_shape(layers, tuple(input_size))
+    if failure is None:
+        return shape
+    where, hw, out = failure
+    raise input_too_small("x".join(map(str, input_size)), where, hw, out,
+                          _smallest_square(layers, input_size[0]))
+
+
+def _chain_shape(layers, input_size):
+    """((C, H, W), None) after the chain, or (None, (where, hw, out)) at its first layer that
+    leaves no map."""
     channels, height, width = input_size
     for name, module in layers:
         if isinstance(module, nn.Sequential):
-            channels, height, width = sequential_output_shape(
-                ((f"{name}.{n}", m) for n, m in module.named_children()),
-                (channels, height, width))
+            shape, failure = _chain_shape([(f"{name}.{n}", m) for n, m in module.named_children()],
+                                          (channels, height, width))
+            if failure is not None:
+                return None, failure
+            channels, height, width = shape
             continue
         out = layer_output_hw(module, (height, width))
         if out is not None:
             if min(out) < 1:
-                raise InputTooSmallError(
-                    f"input {input_size[0]}x{input_size[1]}x{input_size[2]} is too small: at "
-                    f"layer {name} ({type(module).__name__}) the size {height}x{width} becomes "
-                    f"{out[0]}x{out[1]}")
+                return None, (f"layer {name} ({type(module).__name__})", (height, width), out)
             height, width = out
         if isinstance(module, nn.modules.conv._ConvNd):
             channels = module.out_channels
         elif isinstance(module, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
             height, width = _pair(module.output_size)
-    return channels, height, width
+    return (channels, height, width), None
+
+
+def _smallest_square(layers, channels: int, limit: int = 8192) -> tuple[int, int, int] | None:
+    """The smallest (C, S, S) the chain leaves a map for (a map only grows with its input), by
+    doubling and then halving the interval; None beyond ``limit``."""
+    def fits(size: int) -> bool:
+        return _chain_shape(layers, (channels, size, size))[1] is None
+
+    high = 1
+    while not fits(high):
+        high *= 2
+        if high > limit:
+            return None
+    low = high // 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if fits(middle) else (middle, high)
+    return channels, high, high

@@ -1,8 +1,10 @@
 """The ``cnnzoo`` command: a thin layer that parses arguments, calls the library and prints.
 
 Each subcommand lives in its own module here with ``register(subparsers)``, which adds its parser
-and sets ``func(args) -> int``. A ``CnnzooError`` (the user's mistake) prints one line and exits
-with status 2; Ctrl-C exits with 130; output into a closed pipe (``cnnzoo models | head``) ends
+and sets ``func(args) -> int``. A mistake in the arguments, and a ``CnnzooError`` (the user's
+mistake) raised while the command works, print one line starting ``cnnzoo: error:`` and exit
+with status 2; ``cnnzoo`` alone prints its help (status 0), a command group without its
+subcommand (``cnnzoo show``) a line naming the choices (status 2); Ctrl-C exits with 130; output into a closed pipe (``cnnzoo models | head``) ends
 quietly with 141, as a process killed by SIGPIPE would; any other refusal of the system (a full
 disk, standard output on one included) is one line and status 1.
 """
@@ -13,6 +15,7 @@ import argparse
 import gc
 import importlib
 import os
+import re
 import sys
 
 from ..errors import CnnzooError
@@ -24,10 +27,22 @@ COMMANDS = ("models", "shapes", "summary", "cost", "data", "train", "eval", "pre
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: a mistyped flag gets one line, not the usage block."""
+    """argparse with one-line errors: a mistyped flag gets one line, not the usage block, that
+    starts as every other error does (``cnnzoo: error: shapes: argument --batch: ...``).
+
+    An argument that starts with a minus and a digit is a value, never an option, also when it
+    is a comma-separated list (``--input-size -1,28,28``), so that the option's own check
+    refuses it; argparse alone takes only a single number so.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-\.?\d[\d.,-]*$")
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+        program, _, command = self.prog.partition(" ")
+        where = f"{command}: " if command else ""
+        self.exit(2, f"{program}: error: {where}{one_line(message)} (see {self.prog} --help)\n")
 
 
 def one_line(text: str) -> str:

@@ -2,13 +2,15 @@
 
 ``--input-size`` is parsed in the command's ``run`` rather than by an argparse ``type=``, so a
 bad value gives the one-line ``cnnzoo: error: ...`` of a ``CnnzooError`` instead of argparse's
-usage text; ``positive_int``, ``positive_float`` and ``seed`` are plain argparse types.
+usage text; ``positive_int``, ``positive_float``, ``seed`` and ``device`` are plain argparse
+types.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import sys
 
 from ..errors import CnnzooError
@@ -19,6 +21,34 @@ def add_input_size(parser, *, batch: bool = False) -> None:
     shape = "[N,]C,H,W" if batch else "C,H,W"
     parser.add_argument("--input-size", metavar=shape, default=None,
                         help=f"input size as {shape}, e.g. 3,224,224 (default: the model's own)")
+
+
+def add_subcommands(parser, dest: str, metavar: str):
+    """The subparsers of a command group (``cnnzoo show PICTURE``): the group given without one
+    is a one-line usage error that names the choices, as any other missing argument is."""
+    subparsers = parser.add_subparsers(dest=dest, metavar=metavar)
+    parser.set_defaults(func=lambda args: parser.error(
+        f"choose a {metavar}: {', '.join(subparsers.choices)}"))
+    return subparsers
+
+
+DEVICES = "auto, cpu, cuda, cuda:N or mps"
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def device(text: str) -> str:
+    """argparse ``type=`` for ``--device``: auto, cpu, cuda, cuda:N or mps (whether the machine
+    has it is checked where the command starts working)."""
+    if not _DEVICE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use {DEVICES}")
+    return text
+
+
+def add_device(parser, help: str = "where to compute: auto (CUDA, then MPS, then the CPU; the "
+                                    "default), cpu, cuda, cuda:N or mps",
+               default: str | None = "auto") -> None:
+    """``--device``, checked by ``device``: the same choices and the same message everywhere."""
+    parser.add_argument("--device", type=device, default=default, metavar="DEVICE", help=help)
 
 
 def add_fast_path(parser) -> None:

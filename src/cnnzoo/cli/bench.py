@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._args import add_fast, add_fast_path, check_fast_path, positive_int
+from ._args import add_device, add_fast, add_fast_path, check_fast_path, positive_int
 
 
 def register(subparsers) -> None:
@@ -15,10 +15,11 @@ def register(subparsers) -> None:
                     "every step) in the same run, and the ratio.")
     p.add_argument("models", metavar="NAME", nargs="+", help="registry names")
     p.add_argument("--data", default="synthetic", help="synthetic (default) or fashion-mnist, ...")
-    p.add_argument("--data-dir")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="where the data set's files are (searched otherwise)")
     p.add_argument("--resize", type=positive_int, help="input side (the recipe's by default)")
     p.add_argument("--batch-size", type=positive_int, help="the recipe's by default")
-    p.add_argument("--device", default="auto")
+    add_device(p)
     add_fast_path(p)
     add_fast(p)
     p.add_argument("--steps", type=positive_int, default=30, help="timed steps (default 30)")

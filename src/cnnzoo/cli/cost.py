@@ -3,12 +3,14 @@ through a 1x1 bottleneck and depthwise separable."""
 
 from __future__ import annotations
 
+from ._args import add_subcommands
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "cost", help="cost arithmetic of a convolution",
         description="What a convolution costs in multiply-accumulates (MACs) and parameters.")
-    kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
+    kinds = add_subcommands(parser, "kind", "KIND")
     conv = kinds.add_parser(
         "conv", help="a k x k convolution on a square map",
         description="Cost of a KERNEL x KERNEL convolution (stride 1, 'same' padding) on a "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._args import add_device
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -9,9 +11,11 @@ def register(subparsers) -> None:
         description="Accuracy, per-class accuracy and the confusion matrix of a run's model on "
                     "its data set's test split; the matrix is also saved as DIR/confusion.png.")
     p.add_argument("run_dir", metavar="DIR", help="a run directory written by cnnzoo train")
-    p.add_argument("--split", default="test", choices=("test", "train"))
-    p.add_argument("--data-dir", help="where the data set's files are (the run's by default)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--split", default="test", choices=("test", "train"),
+                   help="the split to evaluate on (default test)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="where the data set's files are (the run's by default)")
+    add_device(p)
     p.add_argument("--fp32", action="store_true",
                    help="compute in float32 even if the run trained with --amp (by default "
                         "the model computes as in the run's own evaluations)")

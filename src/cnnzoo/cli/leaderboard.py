@@ -7,7 +7,7 @@ import shlex
 import sys
 
 from ..train.recipes import RECIPES
-from ._args import add_fast, add_fast_path, check_fast_path, positive_int
+from ._args import add_device, add_fast, add_fast_path, check_fast_path, positive_int
 
 
 def register(subparsers) -> None:
@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     p.add_argument("--models", metavar="PATTERN",
                    help="registry patterns, comma-separated, e.g. 'lenet5*,resnet18_d2l' "
                         "(default: the book's nine models)")
-    p.add_argument("--device", default="auto")
+    add_device(p)
     p.add_argument("--out", default="leaderboard", help="output folder (default leaderboard)")
     p.add_argument("--epochs", type=positive_int, help="fewer epochs than the recipe's (labelled)")
     p.add_argument("--resize", type=positive_int, help="another input size (labelled)")
@@ -30,7 +30,8 @@ def register(subparsers) -> None:
                    help="train on N images (labelled)")
     p.add_argument("--seeds", type=positive_int, default=1,
                    help="seeds per model; the table shows mean ± half-range (default 1)")
-    p.add_argument("--data-dir")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="where Fashion-MNIST's files are (searched otherwise)")
     add_fast_path(p)
     add_fast(p)
     p.set_defaults(func=run)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._args import positive_int
+from ._args import add_device, positive_int
 
 
 def register(subparsers) -> None:
@@ -14,7 +14,7 @@ def register(subparsers) -> None:
     p.add_argument("run_dir", metavar="DIR", help="a run directory written by cnnzoo train")
     p.add_argument("images", metavar="IMAGE", nargs="+", help="PNG or JPEG files")
     p.add_argument("--topk", type=positive_int, default=3, help="how many classes (default 3)")
-    p.add_argument("--device", default="auto")
+    add_device(p)
     p.set_defaults(func=run)
 
 

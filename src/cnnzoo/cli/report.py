@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..show.limits import MAX_COUNT
-from ._args import positive_int, progress_bars
+from ._args import add_device, positive_int, progress_bars
 
 
 def register(subparsers) -> None:
@@ -20,7 +20,8 @@ def register(subparsers) -> None:
     parser.add_argument("--count", type=positive_int, default=16, metavar="N",
                         help=f"test images shown with predictions (default 16, at most "
                              f"{MAX_COUNT})")
-    parser.add_argument("--device", default="auto", help="where the test set is evaluated")
+    add_device(parser, help="where the test set is evaluated: auto (the default), cpu, cuda, "
+                            "cuda:N or mps")
     parser.set_defaults(func=run)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..errors import CnnzooError
 from ..show.limits import MAX_COUNT, MAX_DEPTH, MAX_PER_CLASS
-from ._args import add_input_size, parse_input_size, positive_int
+from ._args import add_input_size, add_subcommands, parse_input_size, positive_int
 
 OUT_HELP = ("the picture to write, in the format its name ends in: .png, .svg, .pdf or .jpg "
             "(default: {})")
@@ -20,15 +20,15 @@ def register(subparsers) -> None:
         description="Draw a picture of what is inside a data set, a model or a trained run and "
                     "write it as PNG (or SVG, PDF, JPEG, as --out's ending says); the path "
                     "written is printed.")
-    pictures = parser.add_subparsers(dest="picture", metavar="PICTURE")
-    parser.set_defaults(func=lambda args: _usage(parser))
+    pictures = add_subcommands(parser, "picture", "PICTURE")
 
     p = pictures.add_parser("data", help="sample images of each class",
                             description="A grid of random images of each class of a data set, "
                                         "one row per class with its name.")
     p.add_argument("name", help="the data set: fashion-mnist, mnist, cifar10, folder, synthetic")
     p.add_argument("--data-dir", metavar="DIR", help="look here first (for 'folder': the folder)")
-    p.add_argument("--split", choices=("train", "test"), default="train")
+    p.add_argument("--split", choices=("train", "test"), default="train",
+                   help="the split the images come from (default train)")
     p.add_argument("--per-class", type=positive_int, default=8, metavar="K",
                    help=f"images per class (default 8, at most {MAX_PER_CLASS})")
     p.add_argument("--seed", type=int, default=0, help="which random images (default 0)")
@@ -66,7 +66,8 @@ def register(subparsers) -> None:
     p.add_argument("run_dir", metavar="DIR", help="a run directory written by cnnzoo train")
     p.add_argument("--count", type=positive_int, default=16, metavar="N",
                    help=f"how many images (default 16, at most {MAX_COUNT})")
-    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--split", choices=("test", "train"), default="test",
+                   help="the split the images come from (default test)")
     p.add_argument("--seed", type=int, default=0, help="which random images (default 0)")
     p.add_argument("--mistakes", action="store_true", help="show only misclassified images")
     p.add_argument("--out", metavar="FILE", help=OUT_HELP.format("DIR/predictions.png"))
@@ -114,11 +115,6 @@ def register(subparsers) -> None:
                         "open containers while the diagram stays readable)")
     p.add_argument("--out", metavar="FILE", help=OUT_HELP.format("architecture-NAME.png here"))
     p.set_defaults(func=_architecture)
-
-
-def _usage(parser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _written(path) -> int:

@@ -3,7 +3,7 @@ and a training-memory estimate."""
 
 from __future__ import annotations
 
-from ._args import add_input_size, parse_input_size
+from ._args import add_device, add_input_size, parse_input_size
 
 FORMATS = ("table", "markdown", "json", "csv")
 
@@ -28,8 +28,9 @@ def register(subparsers) -> None:
                         help="optimizer whose state the memory estimate includes")
     parser.add_argument("--measure", action="store_true",
                         help="also measure the peak memory of real training steps (CUDA only)")
-    parser.add_argument("--device", default=None,
-                        help="run the summary there (on a copy of the model), e.g. cuda")
+    add_device(parser, default=None,
+               help="run the summary there, on a copy of the model: auto, cpu, cuda, cuda:N or "
+                    "mps (default: the CPU)")
     parser.set_defaults(func=run)
 
 
@@ -38,6 +39,7 @@ def run(args) -> int:
     from ..inspect.shapes import build_for_input
     from ..inspect.summary import summary
     from ..models import model_info
+    from ..train import pick_device
 
     size = parse_input_size(args.input_size, batch=True) or model_info(args.name).input_size
     batch, size = (size[0], size[1:]) if len(size) == 4 else (1, size)
@@ -49,7 +51,8 @@ def run(args) -> int:
         raise CnnzooError(f"--depth must be 0 or more, not {depth}")
     model = build_for_input(args.name, size)
     result = summary(model, input_size=(batch, *size), depth=depth, columns=args.columns,
-                     optimizer=args.optimizer, measure=args.measure, device=args.device)
+                     optimizer=args.optimizer, measure=args.measure,
+                     device=pick_device(args.device) if args.device else None)
     print(result.table(args.format))
     if args.format == "table":
         print(result.details())

@@ -7,8 +7,8 @@ import time
 
 from ..errors import CnnzooError
 from ..train.recipes import RECIPES
-from ._args import (add_fast, add_fast_path, parse_assignments, positive_float, positive_int,
-                    seed, warn_amp)
+from ._args import (add_device, add_fast, add_fast_path, parse_assignments, positive_float,
+                    positive_int, seed, warn_amp)
 
 
 def register(subparsers) -> None:
@@ -21,7 +21,9 @@ def register(subparsers) -> None:
                    help="registry name (see `cnnzoo models`); default lenet5_d2l")
     p.add_argument("--data", default="fashion-mnist",
                    help="fashion-mnist (default), mnist, cifar10, folder or synthetic")
-    p.add_argument("--data-dir", help="where the data set's files are (searched otherwise)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="where the data set's files are (searched otherwise; for 'folder': the "
+                        "image folder itself)")
     p.add_argument("--recipe", default="d2l", choices=RECIPES,
                    help="d2l: the textbook's; modern: cnnzoo's, more accurate; best: the "
                         "longest, for resnet9_fmnist (default d2l)")
@@ -29,7 +31,7 @@ def register(subparsers) -> None:
     p.add_argument("--lr", type=positive_float, help="peak learning rate")
     p.add_argument("--batch-size", type=positive_int, help="training batch size")
     p.add_argument("--resize", type=positive_int, help="resize images to SxS before the model")
-    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+    add_device(p)
     p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     p.add_argument("--out", help="run directory (default runs/MODEL-DATE-TIME)")
     add_fast_path(p)

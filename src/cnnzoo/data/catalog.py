@@ -1,6 +1,7 @@
 """The named data sets: where each is looked for, its files, mirrors, checksums; ``load_dataset``.
 
-Offline first. A data set is looked for in ``data_dir`` (if given), then in the system directory a
+Offline first. A data set is looked for in ``data_dir`` (if given, it must be an existing
+folder), then in the system directory a
 Debian package installs it to, then in the cache (``$CNNZOO_DATA/<name>``, default
 ``~/.cache/cnnzoo/<name>``); only when none has it, and ``download`` allows, is it fetched from its
 authors' mirrors into ``data_dir/<name>`` or the cache, MD5-checked against the published sums.
@@ -113,7 +114,8 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
     data directory and the cache, and downloaded (MD5-checked) if ``download`` and absent.
     ``folder`` reads ``data_dir`` (options ``holdout=0.2``, ``seed=0``, ``image_size=None``);
     ``synthetic`` makes a learnable set (options ``num_samples``, ``image_size=(C, H, W)``,
-    ``num_classes``, ``seed``). A missing or damaged data set raises a ``CnnzooError``.
+    ``num_classes``, ``seed``). A ``data_dir`` that is not an existing folder, and a missing or
+    damaged data set, raise a ``CnnzooError``.
     """
     from . import cifar
     from .dataset import DataSet
@@ -128,6 +130,8 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
     if unknown:
         takes = ", ".join(_OPTIONS.get(key, ())) or "no options"
         raise CnnzooError(f"{key} does not take {', '.join(unknown)} (it takes: {takes})")
+    if data_dir is not None:
+        data_dir = existing_folder(data_dir, "data directory")
     if key == "folder":
         if data_dir is None:
             raise CnnzooError("the folder data set needs data_dir (--data-dir): a directory with "
@@ -157,6 +161,18 @@ def canonical_name(name: str) -> str:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise CnnzooError(f"unknown data set {name!r}{hint} (known: {', '.join(DATASETS)})")
     return key
+
+
+def existing_folder(path: str | Path, what: str) -> Path:
+    """``path`` (``~`` expanded) when it is a folder; otherwise a ``DataSetNotFoundError`` that
+    says whether it is missing or a file. A folder given by name is never passed over for the
+    usual places, which would read another copy of the data than the one asked for."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        return path
+    problem = "is a file, not a folder" if path.exists() else "does not exist"
+    raise DataSetNotFoundError(f"{what} {path} {problem}; give the folder that holds the data "
+                               f"set's files (--data-dir DIR)")
 
 
 def search_dirs(name: str, data_dir: str | Path | None, system_dirs=(), alias_dirs=()) -> list:

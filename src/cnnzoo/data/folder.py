@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from ..errors import CnnzooError
+from .catalog import existing_folder
 from .errors import CorruptDataError, DataSetNotFoundError
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -36,10 +37,7 @@ def load_folder(root: str | Path, split: str, *, holdout: float = 0.2, seed: int
     is the test split and the rest the train split; a class of one image stays in train.
     ``image_size`` (H, W) resizes every image (bilinear); without it, differing sizes are an error.
     """
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise DataSetNotFoundError(f"image folder {root} does not exist (expected "
-                                   f"{root}/<class>/<image>.png, one subfolder per class)")
+    root = existing_folder(root, "image folder")
     if not (isinstance(holdout, (int, float)) and 0.0 < holdout < 1.0):
         raise CnnzooError(f"folder: holdout must be a fraction between 0 and 1, not {holdout!r}")
     if not (isinstance(seed, int) and 0 <= seed < 2 ** 64):
@@ -153,7 +151,9 @@ def _common_size(root: Path, files, headers) -> tuple[int, int]:
     counts = ", ".join(f"{n} of {h}x{w}" for (h, w), n in sizes.most_common())
     raise CorruptDataError(
         f"{root}: images differ in size ({counts}; e.g. {example} is {odd[0]}x{odd[1]}, most are "
-        f"{common[0]}x{common[1]}); resize them to one size, or load with image_size=(H, W)")
+        f"{common[0]}x{common[1]}); resize the files to one size, e.g. all to "
+        f"{common[0]}x{common[1]} (--resize resizes batches after loading, too late for this), "
+        f"or from Python pass image_size=(H, W) to load_dataset")
 
 
 def _pixels(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:

@@ -26,8 +26,8 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.weak import WeakTensorKeyDictionary
 
-from ..errors import CnnzooError, InputTooSmallError
-from ..geometry import _pair, conv_output_size, layer_output_hw, window_of
+from ..errors import CnnzooError
+from ..geometry import _pair, conv_output_size, input_too_small, layer_output_hw, window_of
 from .field import Field, adaptive_window
 
 _CONV = {"conv1d", "conv2d", "conv3d"}
@@ -160,9 +160,7 @@ class _Recorder:
                 f"stride {stride[0]}x{stride[1]}, padding {padding[0]}x{padding[1]}")
 
     def too_small(self, where: str, hw, out):
-        raise InputTooSmallError(
-            f"input {self.input_text} is too small: at {where} the size {hw[0]}x{hw[1]} "
-            f"becomes {out[0]}x{out[1]}")
+        raise input_too_small(self.input_text, where, hw, out)
 
     def current(self) -> Call | None:
         return self.stack[-1] if self.stack else None

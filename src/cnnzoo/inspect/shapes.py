@@ -138,13 +138,16 @@ def build_for_input(name: str, input_size=None, device=None) -> nn.Module:
 
 def with_minimum(error: InputTooSmallError, model_or_name, in_channels: int
                  ) -> InputTooSmallError:
-    """The same error with the smallest input that works added to its message."""
+    """The same error with the smallest input that works added to its message, where the
+    error does not name it already."""
+    if error.smallest is not None:
+        return error
     try:
         channels, height, width = minimum_input_size(model_or_name, in_channels)
     except Exception:  # the search is a courtesy: without it the error still says what failed
         return error
     return InputTooSmallError(f"{error}; the smallest input that works is "
-                              f"{channels}x{height}x{width}")
+                              f"{channels}x{height}x{width}", (channels, height, width))
 
 
 def minimum_input_size(model_or_name, in_channels: int | None = None, *,

@@ -284,7 +284,8 @@ def load_run(folder) -> Run:
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise CnnzooError(f"{folder} is not a run directory (no such folder)")
+        problem = "a file, not a folder" if folder.exists() else "no such folder"
+        raise CnnzooError(f"{folder} is not a run directory ({problem})")
     if not (folder / CONFIG).exists():
         raise CnnzooError(f"{folder} is not a run directory (no {CONFIG})")
     config = read_config(folder)
