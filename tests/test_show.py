@@ -398,9 +398,11 @@ def test_a_picture_is_written_in_the_format_its_name_ends_in(capsys, tmp_path):
         assert image.format == "JPEG" and image.size == png_size(tmp_path / "a.png")
 
 
-def test_show_without_a_picture_prints_its_help(capsys):
-    code, out, _ = run_cli(capsys, "show")
-    assert code == 2 and "receptive-field" in out
+def test_show_without_a_picture_names_the_pictures_in_one_line(capsys):
+    code, out, err = run_cli(capsys, "show")
+    assert code == 2 and out == ""
+    assert err.startswith("cnnzoo: error: show: choose a PICTURE") and "receptive-field" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_pick_layer_error_is_one_line_even_for_many_layers():
