@@ -201,3 +201,17 @@ def test_cli_exports_a_model_name_with_options(tmp_path, monkeypatch, capsys):
 
     assert main(["export", "alexnet_d2l", "--input-size", "1,60,60"]) == 2
     assert "smallest input that works is 1x65x65" in capsys.readouterr().err
+
+
+def test_a_size_too_large_for_memory_is_one_line(tmp_path, capsys):
+    # LeNet's Linear layer grows with the input: terabytes of weights at 100,000 px a side
+    assert main(["export", "lenet5_d2l", "--input-size", "1,100000,100000",
+                 "--out", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "lenet5_d2l for 1x100000x100000 inputs does not fit" in err
+    # resnet18's weights fit at any size; its traced batch of 200,000-px inputs does not
+    with pytest.raises(CnnzooError, match="cannot make an input of 2x3x200000x200000 on cpu: "
+                                          "it does not fit in memory") as error:
+        export_model(cnnzoo.get_model("resnet18"), tmp_path / "m.pt", "torchscript",
+                     (3, 200_000, 200_000))
+    assert "\n" not in str(error.value) and list(tmp_path.iterdir()) == []

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import CnnzooError, InputTooSmallError
+from .errors import CnnzooError, InputTooSmallError, out_of_memory_as, refused_memory
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "exported-program": ".pt2"}
 TRACE_BATCH = 2
@@ -66,6 +66,8 @@ def export_model(model: nn.Module, path, format: str = "onnx", input_size=None, 
     """
     if format not in FORMATS:
         raise ExportError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    from .inspect.shapes import input_too_large
+
     size = _input_size(model, input_size)
     path = Path(path)
     if path.is_dir():
@@ -87,13 +89,17 @@ def export_model(model: nn.Module, path, format: str = "onnx", input_size=None, 
         generator = torch.Generator().manual_seed(0)
 
         def batch(n: int) -> torch.Tensor:
-            return torch.randn(n, *size, generator=generator, dtype=dtype).to(device)
+            with out_of_memory_as(input_too_large((n, *size), device)):
+                return torch.randn(n, *size, generator=generator, dtype=dtype).to(device)
 
         example = batch(TRACE_BATCH)
         try:
             with torch.no_grad():
                 model(example)
         except Exception as error:
+            if refused_memory(error):
+                raise ExportError(f"the model's forward pass on a {_fmt(example.shape)} input "
+                                  f"does not fit in memory; try a smaller input size") from None
             raise ExportError(f"the model does not run on a {_fmt(size)} input: "
                               f"{_first_line(error)}") from None
 
