@@ -180,6 +180,7 @@ def test_cli_exports_a_trained_run_to_onnx(tmp_path, capsys):
     # the run's fixed head takes only the size it was trained on; names take no run options
     for argv, message in [
         (["export", str(run_dir), "--input-size", "1,64,64"], "was built for 1x28x28"),
+        (["export", str(run_dir), "--input-size", "3,28,28"], "takes 1-channel inputs, not 3"),
         (["export", str(run_dir), "--num-classes", "3"], "not to a run directory"),
         (["export", "lenet5_dl2"], "unknown model 'lenet5_dl2'"),
         (["export", str(tmp_path / "absent")], "no run directory"),

@@ -186,11 +186,14 @@ def load_for_export(source, input_size=None, *, num_classes: int | None = None, 
             raise with_minimum(error, name, built[0]) from None
 
     size = built if input_size is None else _as_size(input_size)
+    where = f" in {folder}" if folder.is_dir() else ""
+    if size[0] != built[0]:
+        raise CnnzooError(f"{name}{where} takes {built[0]}-channel inputs, not {size[0]}; give "
+                          f"an input size of {built[0]}xHxW")
     if fully_convolutional:
         return (to_fully_convolutional(model, input_size=built), size,
                 stem.with_name(stem.name + "-fcn"))
     if size != built and _has_fixed_head(name):
-        where = f" in {folder}" if folder.is_dir() else ""
         raise CnnzooError(f"{name}{where} was built for {_fmt(built)} inputs and cannot take "
                           f"{_fmt(size)}; made fully convolutional, it slides over larger inputs")
     return model, size, stem
