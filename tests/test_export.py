@@ -72,6 +72,32 @@ def test_onnx_round_trip_through_onnxruntime(name, tmp_path):
     torch.testing.assert_close(torch.from_numpy(logits), expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("opset", [17, 21])  # lowered by onnx's converter; raised by torch
+def test_onnx_file_has_the_opset_asked_for(opset, tmp_path):
+    onnx = pytest.importorskip("onnx", reason="ONNX export needs onnx")
+    pytest.importorskip("onnxruntime", reason="ONNX export needs onnxruntime")
+    model, size = small_model("lenet5_d2l")
+    report = export_model(model, tmp_path / "m.onnx", "onnx", size, opset=opset)
+    imports = {entry.domain: entry.version for entry in onnx.load(str(report.path)).opset_import}
+    assert imports[""] == report.opset == opset and report.max_abs_diff <= 1e-4
+
+
+def test_an_opset_that_cannot_be_written_is_refused(tmp_path):
+    onnx = pytest.importorskip("onnx", reason="ONNX export needs onnx")
+    pytest.importorskip("onnxruntime", reason="ONNX export needs onnxruntime")
+    model, size = small_model("lenet5_d2l")
+    newest = onnx.defs.onnx_opset_version()
+    for opset, message in [(newest + 1, f"choose one from 7 to {newest}"),
+                           (3, f"choose one from 7 to {newest}"),
+                           (13, "cannot lower this model to opset 13 .*Reshape")]:
+        with pytest.raises(ExportError, match=message) as error:
+            export_model(model, tmp_path / "m.onnx", "onnx", size, opset=opset)
+        assert "\n" not in str(error.value)
+    with pytest.raises(ExportError, match="applies to ONNX files only"):
+        export_model(model, tmp_path / "m.pt", "torchscript", size, opset=18)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("name", cnnzoo.list_models())
 def test_every_model_exports_to_torchscript(name, tmp_path):
     if name in HEAVY:
@@ -158,7 +184,7 @@ def test_cli_exports_a_trained_run_to_onnx(tmp_path, capsys):
     capsys.readouterr()
     assert main(["export", str(run_dir)]) == 0
     out = capsys.readouterr().out
-    assert f"wrote {run_dir / 'model.onnx'}" in out and "max abs difference" in out
+    assert f"wrote {run_dir / 'model.onnx'} (ONNX opset " in out and "max abs difference" in out
 
     run = load_run(run_dir)
     session = onnxruntime.InferenceSession(str(run_dir / "model.onnx"),

@@ -25,6 +25,10 @@ from torch import nn
 from .errors import CnnzooError, InputTooSmallError, out_of_memory_as, refused_memory
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "exported-program": ".pt2"}
+# torch.onnx translates into opset 18 and up; lower ones are reached with onnx's version
+# converter, which cannot lower every operator (Reshape stops at 14: every flattening head)
+NATIVE_OPSET = 18
+OLDEST_OPSET = 7  # onnxruntime's oldest
 TRACE_BATCH = 2
 CHECK_BATCHES = (1, 3)  # other sizes than the traced one: a baked-in batch size shows up here
 
@@ -44,6 +48,7 @@ class ExportReport:
     batch_sizes: tuple[int, ...]
     max_abs_diff: float
     tolerance: float
+    opset: int | None = None  # the ONNX file's, as written
 
     @property
     def size_bytes(self) -> int:
@@ -57,8 +62,10 @@ def export_model(model: nn.Module, path, format: str = "onnx", input_size=None, 
 
     ``input_size`` is the (C, H, W) the model takes (default: ``model.input_size`` where the model
     records it); the file takes (N, C, H, W) for any N and returns what the model returns,
-    (N, num_classes) for the zoo's classifiers. ``format`` is ``"onnx"`` (dynamo exporter,
-    ``opset`` and the onnxscript ``optimize`` pass as given), ``"torchscript"``
+    (N, num_classes) for the zoo's classifiers. ``format`` is ``"onnx"`` (dynamo exporter and
+    the onnxscript ``optimize`` pass; ``opset`` from 7 to the installed onnx's newest, default
+    the exporter's, below 18 through onnx's version converter, which cannot lower every model;
+    the written file's opset is checked), ``"torchscript"``
     (``torch.jit.trace``) or ``"exported-program"`` (``torch.export``, a ``.pt2`` file). The
     file is checked on batches of 1 and 3 (traced with 2) and kept only when the largest
     absolute difference is at most ``tolerance``; otherwise, or when the model cannot be
@@ -68,6 +75,10 @@ def export_model(model: nn.Module, path, format: str = "onnx", input_size=None, 
         raise ExportError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
     from .inspect.shapes import input_too_large
 
+    if opset is not None:
+        if format != "onnx":
+            raise ExportError(f"an opset applies to ONNX files only, not to {format}")
+        _check_opset(opset)
     size = _input_size(model, input_size)
     path = Path(path)
     if path.is_dir():
@@ -103,9 +114,10 @@ def export_model(model: nn.Module, path, format: str = "onnx", input_size=None, 
             raise ExportError(f"the model does not run on a {_fmt(size)} input: "
                               f"{_first_line(error)}") from None
 
+        written_opset = None
         with _quiet():
             if format == "onnx":
-                _export_onnx(model, example, tmp, opset, optimize)
+                written_opset = _export_onnx(model, example, tmp, opset, optimize)
             elif format == "torchscript":
                 _export_torchscript(model, example, tmp)
             else:
@@ -132,7 +144,8 @@ def export_model(model: nn.Module, path, format: str = "onnx", input_size=None, 
     finally:
         model.train(was_training)
         tmp.unlink(missing_ok=True)
-    return ExportReport(path, format, size, output_shape, CHECK_BATCHES, worst, tolerance)
+    return ExportReport(path, format, size, output_shape, CHECK_BATCHES, worst, tolerance,
+                        written_opset)
 
 
 def load_for_export(source, input_size=None, *, num_classes: int | None = None, weights=None,
@@ -222,23 +235,68 @@ def _export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> 
     torch.jit.save(traced, str(path))
 
 
-def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int | None,
-                 optimize: bool) -> None:
+def _check_onnx_installed() -> None:
     # the dynamo exporter needs onnx and onnxscript; the check, onnxruntime
     missing = [name for name in ("onnx", "onnxscript", "onnxruntime")
                if importlib.util.find_spec(name) is None]
     if missing:
         raise ExportError(f"ONNX export needs {', '.join(missing)}; install with: "
                           f"pip install 'cnnzoo[export]'")
+
+
+def _check_opset(opset: int) -> None:
+    """A one-line ``ExportError`` for an opset outside 7 to the installed onnx's newest."""
+    _check_onnx_installed()
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if not OLDEST_OPSET <= opset <= newest:
+        raise ExportError(f"ONNX opset {opset} cannot be written: choose one from "
+                          f"{OLDEST_OPSET} to {newest} (the installed onnx {onnx.__version__}'s "
+                          f"newest); {NATIVE_OPSET} and up suit every model")
+
+
+def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int | None,
+                 optimize: bool) -> int:
+    """Write the ONNX file at ``opset`` (None: the exporter's default); returns the opset the
+    written file declares, which is the one asked for."""
+    _check_onnx_installed()
+    import onnx
+
     program = _onnx_ready(_torch_export(model, example))
     try:
         onnx_program = torch.onnx.export(
             program, (example,), dynamo=True, input_names=["images"], output_names=["logits"],
-            opset_version=opset, optimize=optimize, verbose=False)
-        # the zoo's largest model (VGG-19) is under 0.6 GB, far from protobuf's 2 GB limit
-        onnx_program.save(str(path), external_data=False)
+            opset_version=None if opset is None else max(opset, NATIVE_OPSET),
+            optimize=optimize, verbose=False)
+        if opset is None or opset >= NATIVE_OPSET:
+            # the zoo's largest model (VGG-19) is under 0.6 GB, far from protobuf's 2 GB limit
+            onnx_program.save(str(path), external_data=False)
     except Exception as error:
         raise ExportError(f"the ONNX exporter failed: {_first_line(error)}") from None
+    if opset is not None and opset < NATIVE_OPSET:
+        # torch.onnx would try the same converter and, failing, keep opset 18 with a log line
+        try:
+            lowered = onnx.version_converter.convert_version(onnx_program.model_proto, opset)
+            onnx.checker.check_model(lowered)  # it can keep an attribute the old op lacks
+        except Exception as error:
+            reason = _first_line(error).split("failed: ")[-1]
+            raise ExportError(f"onnx's version converter cannot lower this model to opset "
+                              f"{opset} ({reason}); opsets {NATIVE_OPSET} and up suit every "
+                              f"model") from None
+        onnx.save(lowered, str(path))
+    written = _onnx_opset(path)
+    if opset is not None and written != opset:
+        raise ExportError(f"the ONNX exporter wrote opset {written}, not the {opset} asked for")
+    return written
+
+
+def _onnx_opset(path: Path) -> int | None:
+    """The default-domain opset an ONNX file imports."""
+    import onnx
+
+    imports = onnx.load(str(path), load_external_data=False).opset_import
+    return next((entry.version for entry in imports if entry.domain in ("", "ai.onnx")), None)
 
 
 def _onnx_ready(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
@@ -340,7 +398,7 @@ def _tensors(output) -> list[torch.Tensor]:
 @contextlib.contextmanager
 def _quiet():
     """Silence the exporters' chatter (deprecation notes, skipped torchvision ops)."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export")]
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "onnxscript")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)
