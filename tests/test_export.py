@@ -217,6 +217,30 @@ def test_cli_exports_a_trained_run_to_onnx(tmp_path, capsys):
         assert err.startswith("cnnzoo: error: ") and message in err and err.count("\n") == 1
 
 
+def test_a_run_evaluated_with_flips_exports_the_flip_average(tmp_path, capsys):
+    onnxruntime = pytest.importorskip("onnxruntime", reason="ONNX export needs onnxruntime")
+    from cnnzoo.train import load_run, train
+    from cnnzoo.train.evaluation import run_logits
+
+    run_dir = train("lenet5_d2l", data="synthetic", epochs=1, out=tmp_path / "run",
+                    device="cpu", train_subset=256, test_subset=64, eval_flip=True).run_dir
+    capsys.readouterr()
+    assert main(["export", str(run_dir)]) == 0
+    assert "the file returns the mean of both outputs" in capsys.readouterr().out
+    assert main(["export", str(run_dir), "--format", "torchscript"]) == 0
+
+    run = load_run(run_dir)
+    x = torch.randn(3, *run.config["input_size"])
+    expected = run_logits(run, x)  # what predict and eval compute
+    session = onnxruntime.InferenceSession(str(run_dir / "model.onnx"),
+                                           providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(logits), expected, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        traced = torch.jit.load(str(run_dir / "model.pt"))(x)
+    torch.testing.assert_close(traced, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_cli_exports_a_model_name_with_options(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["export", "alexnet_d2l", "--format", "torchscript", "--input-size", "1,65,65",

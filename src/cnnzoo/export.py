@@ -148,13 +148,34 @@ def export_model(model: nn.Module, path, format: str = "onnx", input_size=None, 
                         written_opset)
 
 
+class FlipAveraged(nn.Module):
+    """A model evaluated with flip test-time augmentation, as a run trained with ``eval_flip``
+    is evaluated (``train.loop.test_logits``): the mean of its output for each image (N, C, H, W)
+    and for the image mirrored left-right. A map of class scores (N, K, h, w), from a fully
+    convolutional head, is mirrored back before the mean."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        if hasattr(model, "input_size"):
+            self.input_size = model.input_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mirrored = self.model(x.flip(-1))
+        if mirrored.dim() == 4:
+            mirrored = mirrored.flip(-1)
+        return (self.model(x) + mirrored) / 2
+
+
 def load_for_export(source, input_size=None, *, num_classes: int | None = None, weights=None,
                     fully_convolutional: bool = False
                     ) -> tuple[nn.Module, tuple[int, int, int], Path]:
     """The model to export, the (C, H, W) it takes and a default output path without suffix.
 
     ``source`` is a run directory written by ``cnnzoo train`` (its trained model, at the input
-    size it was trained on; default output ``DIR/model``) or a registered model name (built for
+    size it was trained on, wrapped in ``FlipAveraged`` where the run evaluates with
+    ``eval_flip``, so that the file computes what predict and eval do; default output
+    ``DIR/model``) or a registered model name (built for
     ``input_size``, default the registry's, with ``num_classes`` and optional ``weights``, a
     state_dict file; default output ``./NAME``). A model with a fixed-size head cannot take
     another input size than the one it was built for, unless ``fully_convolutional`` turns the
@@ -172,16 +193,19 @@ def load_for_export(source, input_size=None, *, num_classes: int | None = None, 
                               "directory (its config and weights are used)")
         from .train import load_run
 
+        from .train.evaluation import _eval_flip
+
         run = load_run(folder)
         name, model, stem = run.config["model"], run.model, folder / "model"
         built = tuple(run.config["input_size"])
+        flip = _eval_flip(run)
     elif folder.exists():
         raise CnnzooError(f"{folder} is a file, not a run directory or a model name")
     elif os.sep in str(source):
         raise CnnzooError(f"no run directory {folder}")
     else:
         info = model_info(str(source))  # an unknown name fails here, with suggestions
-        name, stem = info.name, Path(info.name)
+        name, stem, flip = info.name, Path(info.name), False
         # a head to convert is built for the registry's size; the export may take a larger one
         built = info.input_size if input_size is None else _as_size(input_size)
         if fully_convolutional:
@@ -204,12 +228,12 @@ def load_for_export(source, input_size=None, *, num_classes: int | None = None, 
         raise CnnzooError(f"{name}{where} takes {built[0]}-channel inputs, not {size[0]}; give "
                           f"an input size of {built[0]}xHxW")
     if fully_convolutional:
-        return (to_fully_convolutional(model, input_size=built), size,
-                stem.with_name(stem.name + "-fcn"))
-    if size != built and _has_fixed_head(name):
+        model = to_fully_convolutional(model, input_size=built)
+        stem = stem.with_name(stem.name + "-fcn")
+    elif size != built and _has_fixed_head(name):
         raise CnnzooError(f"{name}{where} was built for {_fmt(built)} inputs and cannot take "
                           f"{_fmt(size)}; made fully convolutional, it slides over larger inputs")
-    return model, size, stem
+    return (FlipAveraged(model) if flip else model), size, stem
 
 
 # --- the three exporters -----------------------------------------------------------------------

@@ -48,7 +48,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from ..export import FORMATS, export_model, load_for_export
+    from ..export import FORMATS, FlipAveraged, export_model, load_for_export
 
     model, size, stem = load_for_export(args.source, parse_input_size(args.input_size),
                                         num_classes=args.num_classes, weights=args.weights,
@@ -64,6 +64,9 @@ def run(args) -> int:
     print(f"checked with {CHECKERS[args.format]} against PyTorch on random batches of "
           f"{batches}: max abs difference {report.max_abs_diff:.2e} "
           f"(limit {report.tolerance:.0e})")
+    if isinstance(model, FlipAveraged):
+        print("the run evaluates each image with its mirror image (eval_flip): the file returns "
+              "the mean of both outputs, as predict and eval do")
     if not Path(args.source).is_dir() and args.weights is None:
         print(f"note: {args.source} has random weights; export a run directory or pass --weights")
     return 0
