@@ -116,3 +116,37 @@ def test_the_peak_is_measured_in_the_arithmetic_the_device_really_has(monkeypatc
         assert bench.peak_dtype(cpu, amp=True) == expected
         assert bench.peak_dtype(cpu, amp=False) == torch.float32
         assert bench.peak_dtype(cuda, amp=True) == torch.bfloat16
+
+
+def test_a_batch_larger_than_the_synthetic_set_gets_one_batch_of_images():
+    # the synthetic set has 1,000 training images unless a batch needs more
+    r = bench_model("lenet5_d2l", steps=1, warmup=0, batch_size=1200, device="cpu", peak=1e11)
+    assert r.batch_size == 1200 and r.examples_per_sec > 0
+
+
+def test_data_smaller_than_one_batch_is_one_line(tmp_path, capsys):
+    from PIL import Image
+
+    for label in ("cat", "dog"):
+        (tmp_path / label).mkdir()
+        for index in range(5):
+            Image.new("L", (28, 28), 40 * index).save(tmp_path / label / f"{index}.png")
+    # a fifth of the ten images is held out for testing: eight to train on
+    assert main(["bench", "lenet5_d2l", "--data", "folder", "--data-dir", str(tmp_path),
+                 "--batch-size", "16", "--device", "cpu", "--results",
+                 str(tmp_path / "b.jsonl")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert "folder has 8 training images, fewer than one batch of 16" in captured.err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--results", "."], "is a folder; give a file to append the results to"),
+    (["--data", "fahsion-mnist"], "unknown data set 'fahsion-mnist'"),
+])
+def test_bad_results_file_or_data_fail_before_any_measuring(tmp_path, monkeypatch, capsys,
+                                                             flags, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "lenet5_d2l", "--device", "cpu", *flags]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and message in captured.err and captured.err.count("\n") == 1

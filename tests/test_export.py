@@ -72,6 +72,32 @@ def test_onnx_round_trip_through_onnxruntime(name, tmp_path):
     torch.testing.assert_close(torch.from_numpy(logits), expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("opset", [17, 21])  # lowered by onnx's converter; raised by torch
+def test_onnx_file_has_the_opset_asked_for(opset, tmp_path):
+    onnx = pytest.importorskip("onnx", reason="ONNX export needs onnx")
+    pytest.importorskip("onnxruntime", reason="ONNX export needs onnxruntime")
+    model, size = small_model("lenet5_d2l")
+    report = export_model(model, tmp_path / "m.onnx", "onnx", size, opset=opset)
+    imports = {entry.domain: entry.version for entry in onnx.load(str(report.path)).opset_import}
+    assert imports[""] == report.opset == opset and report.max_abs_diff <= 1e-4
+
+
+def test_an_opset_that_cannot_be_written_is_refused(tmp_path):
+    onnx = pytest.importorskip("onnx", reason="ONNX export needs onnx")
+    pytest.importorskip("onnxruntime", reason="ONNX export needs onnxruntime")
+    model, size = small_model("lenet5_d2l")
+    newest = onnx.defs.onnx_opset_version()
+    for opset, message in [(newest + 1, f"choose one from 7 to {newest}"),
+                           (3, f"choose one from 7 to {newest}"),
+                           (13, "cannot lower this model to opset 13 .*Reshape")]:
+        with pytest.raises(ExportError, match=message) as error:
+            export_model(model, tmp_path / "m.onnx", "onnx", size, opset=opset)
+        assert "\n" not in str(error.value)
+    with pytest.raises(ExportError, match="applies to ONNX files only"):
+        export_model(model, tmp_path / "m.pt", "torchscript", size, opset=18)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("name", cnnzoo.list_models())
 def test_every_model_exports_to_torchscript(name, tmp_path):
     if name in HEAVY:
@@ -158,7 +184,7 @@ def test_cli_exports_a_trained_run_to_onnx(tmp_path, capsys):
     capsys.readouterr()
     assert main(["export", str(run_dir)]) == 0
     out = capsys.readouterr().out
-    assert f"wrote {run_dir / 'model.onnx'}" in out and "max abs difference" in out
+    assert f"wrote {run_dir / 'model.onnx'} (ONNX opset " in out and "max abs difference" in out
 
     run = load_run(run_dir)
     session = onnxruntime.InferenceSession(str(run_dir / "model.onnx"),
@@ -180,6 +206,7 @@ def test_cli_exports_a_trained_run_to_onnx(tmp_path, capsys):
     # the run's fixed head takes only the size it was trained on; names take no run options
     for argv, message in [
         (["export", str(run_dir), "--input-size", "1,64,64"], "was built for 1x28x28"),
+        (["export", str(run_dir), "--input-size", "3,28,28"], "takes 1-channel inputs, not 3"),
         (["export", str(run_dir), "--num-classes", "3"], "not to a run directory"),
         (["export", "lenet5_dl2"], "unknown model 'lenet5_dl2'"),
         (["export", str(tmp_path / "absent")], "no run directory"),
@@ -188,6 +215,30 @@ def test_cli_exports_a_trained_run_to_onnx(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("cnnzoo: error: ") and message in err and err.count("\n") == 1
+
+
+def test_a_run_evaluated_with_flips_exports_the_flip_average(tmp_path, capsys):
+    onnxruntime = pytest.importorskip("onnxruntime", reason="ONNX export needs onnxruntime")
+    from cnnzoo.train import load_run, train
+    from cnnzoo.train.evaluation import run_logits
+
+    run_dir = train("lenet5_d2l", data="synthetic", epochs=1, out=tmp_path / "run",
+                    device="cpu", train_subset=256, test_subset=64, eval_flip=True).run_dir
+    capsys.readouterr()
+    assert main(["export", str(run_dir)]) == 0
+    assert "the file returns the mean of both outputs" in capsys.readouterr().out
+    assert main(["export", str(run_dir), "--format", "torchscript"]) == 0
+
+    run = load_run(run_dir)
+    x = torch.randn(3, *run.config["input_size"])
+    expected = run_logits(run, x)  # what predict and eval compute
+    session = onnxruntime.InferenceSession(str(run_dir / "model.onnx"),
+                                           providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(logits), expected, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        traced = torch.jit.load(str(run_dir / "model.pt"))(x)
+    torch.testing.assert_close(traced, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_cli_exports_a_model_name_with_options(tmp_path, monkeypatch, capsys):
@@ -201,3 +252,17 @@ def test_cli_exports_a_model_name_with_options(tmp_path, monkeypatch, capsys):
 
     assert main(["export", "alexnet_d2l", "--input-size", "1,60,60"]) == 2
     assert "smallest input that works is 1x65x65" in capsys.readouterr().err
+
+
+def test_a_size_too_large_for_memory_is_one_line(tmp_path, capsys):
+    # LeNet's Linear layer grows with the input: terabytes of weights at 100,000 px a side
+    assert main(["export", "lenet5_d2l", "--input-size", "1,100000,100000",
+                 "--out", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "lenet5_d2l for 1x100000x100000 inputs does not fit" in err
+    # resnet18's weights fit at any size; its traced batch of 200,000-px inputs does not
+    with pytest.raises(CnnzooError, match="cannot make an input of 2x3x200000x200000 on cpu: "
+                                          "it does not fit in memory") as error:
+        export_model(cnnzoo.get_model("resnet18"), tmp_path / "m.pt", "torchscript",
+                     (3, 200_000, 200_000))
+    assert "\n" not in str(error.value) and list(tmp_path.iterdir()) == []

@@ -176,3 +176,16 @@ def test_alexnet_at_32_is_one_line_without_traceback():
     assert len(lines) == 1 and "Traceback" not in run.stderr
     assert lines[0].startswith("cnnzoo: error: input 3x32x32 is too small")
     assert "3x67x67" in lines[0]
+
+
+@pytest.mark.parametrize("command, size", [("shapes", "1,100000,100000"),
+                                           ("summary", "1,100000,100000"),
+                                           ("shapes", "3,200000,200000")])
+def test_a_size_too_large_for_memory_is_one_line(capsys, command, size):
+    # LeNet's Linear layer grows with the input (terabytes at 100,000 px a side); resnet18's
+    # weights do not, but its 200,000 px input alone is half a terabyte
+    name = "lenet5_d2l" if size.startswith("1,") else "resnet18"
+    assert main([command, name, "--input-size", size]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not fit in memory" in err, err
+    assert "try a smaller input size" in err

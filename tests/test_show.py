@@ -399,8 +399,10 @@ def test_a_picture_is_written_in_the_format_its_name_ends_in(capsys, tmp_path):
 
 
 def test_show_without_a_picture_names_the_pictures_in_one_line(capsys):
-    code, out, err = run_cli(capsys, "show")
-    assert code == 2 and out == ""
+    with pytest.raises(SystemExit) as exit:  # argparse's way out, as for any usage error
+        main(["show"])
+    out, err = capsys.readouterr()
+    assert exit.value.code == 2 and out == ""
     assert err.startswith("cnnzoo: error: show: choose a PICTURE") and "receptive-field" in err
     assert len(err.strip().splitlines()) == 1
 

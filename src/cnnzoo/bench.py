@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import platform
 import time
 import warnings
@@ -198,7 +199,6 @@ class _Setup:
 
     @classmethod
     def make(cls, name, data, resize, batch_size, device, data_dir, steps, warmup, seed):
-        from .data import load_dataset
         from .train.loop import pick_device
         from .train.recipes import recipe_for
 
@@ -206,7 +206,7 @@ class _Setup:
             raise CnnzooError(f"steps must be at least 1, not {steps}")
         recipe = recipe_for(name, "d2l").replace(batch_size=batch_size, resize=resize)
         dev = pick_device(device)
-        train_set = load_dataset(data, split="train", data_dir=data_dir)
+        train_set = bench_data(data, recipe.batch_size, data_dir)
         side = recipe.resize or train_set.image_size[1]
         return cls(name, recipe, dev, train_set,
                    None if side == train_set.image_size[1] else side,
@@ -246,6 +246,48 @@ class _Setup:
             float(loss.detach()) + float((logits.argmax(1) == y).sum())
             return loss.detach()
         return step
+
+
+def bench_data(data: str, batch_size: int, data_dir=None):
+    """The training split of ``data`` that steps of ``batch_size`` are timed on. The synthetic
+    set is made with at least one batch of images (by default it has 1,000); a data set with
+    fewer images than one batch is a one-line ``CnnzooError``, as is an unknown or missing one.
+    """
+    from .data import load_dataset
+    from .data.catalog import canonical_name
+    from .data.synthetic import DEFAULT_NUM_SAMPLES
+
+    options = {}
+    if canonical_name(data) == "synthetic":
+        options["num_samples"] = max(DEFAULT_NUM_SAMPLES["train"], batch_size)
+    train_set = load_dataset(data, split="train", data_dir=data_dir, **options)
+    if len(train_set) < batch_size:
+        raise CnnzooError(f"{train_set.name} has {len(train_set):,} training images, fewer than "
+                          f"one batch of {batch_size:,}; give a batch size of at most "
+                          f"{len(train_set):,}")
+    return train_set
+
+
+def check_bench(name: str, *, data: str = "synthetic", resize: int | None = None,
+                batch_size: int | None = None, device: str = "auto", steps: int = 30,
+                data_dir: str | None = None) -> None:
+    """Raise the one-line ``CnnzooError`` that ``bench_model`` with these arguments would raise
+    while setting up (an unknown model or data set, data missing or smaller than one batch, a
+    bad recipe value), before anything is measured."""
+    _Setup.make(name, data, resize, batch_size, device, data_dir, steps, None, 0)
+
+
+def check_results_file(path) -> None:
+    """A one-line ``CnnzooError`` where ``append_results`` could not append to ``path``: a
+    folder there, a file where a folder should be, no permission to write."""
+    path = Path(path)
+    if path.is_dir():
+        raise CnnzooError(f"{path} is a folder; give a file to append the results to")
+    folder = next(p for p in path.absolute().parents if p.exists())  # append_results makes the rest
+    if not folder.is_dir():
+        raise CnnzooError(f"cannot write {path}: {folder} is a file, not a folder")
+    if not os.access(path if path.exists() else folder, os.W_OK):
+        raise CnnzooError(f"cannot write {path}: permission denied")
 
 
 def _allocator_state() -> str:

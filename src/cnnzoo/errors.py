@@ -6,6 +6,8 @@ can, what to do. The command line prints that line and exits with status 2; it n
 traceback for these.
 """
 
+import contextlib
+
 
 class CnnzooError(Exception):
     """A user-facing error with a one-line message."""
@@ -22,3 +24,26 @@ class InputTooSmallError(CnnzooError, ValueError):
     def __init__(self, message: str, smallest: tuple[int, int, int] | None = None):
         super().__init__(message)
         self.smallest = smallest
+
+
+def refused_memory(error: BaseException) -> bool:
+    """Whether ``error`` is the memory allocator refusing a request: a ``MemoryError``, or
+    torch's ``RuntimeError`` for a tensor too large to allocate (or even to size)."""
+    if isinstance(error, MemoryError):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and (
+        "allocate" in text or "Storage size calculation overflowed" in text)
+
+
+@contextlib.contextmanager
+def out_of_memory_as(message: str):
+    """Inside the block, the allocator refusing memory (``refused_memory``) becomes
+    ``CnnzooError(message)``: a model or an input made for a size the user gave that is too
+    large to hold is one line, not a traceback. Any other error passes through."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as error:
+        if not refused_memory(error):
+            raise
+        raise CnnzooError(message) from None

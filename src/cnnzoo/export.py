@@ -22,9 +22,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import CnnzooError, InputTooSmallError
+from .errors import CnnzooError, InputTooSmallError, out_of_memory_as, refused_memory
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "exported-program": ".pt2"}
+# torch.onnx translates into opset 18 and up; lower ones are reached with onnx's version
+# converter, which cannot lower every operator (Reshape stops at 14: every flattening head)
+NATIVE_OPSET = 18
+OLDEST_OPSET = 7  # onnxruntime's oldest
 TRACE_BATCH = 2
 CHECK_BATCHES = (1, 3)  # other sizes than the traced one: a baked-in batch size shows up here
 
@@ -44,6 +48,7 @@ class ExportReport:
     batch_sizes: tuple[int, ...]
     max_abs_diff: float
     tolerance: float
+    opset: int | None = None  # the ONNX file's, as written
 
     @property
     def size_bytes(self) -> int:
@@ -57,8 +62,10 @@ def export_model(model: nn.Module, path, format: str = "onnx", input_size=None, 
 
     ``input_size`` is the (C, H, W) the model takes (default: ``model.input_size`` where the model
     records it); the file takes (N, C, H, W) for any N and returns what the model returns,
-    (N, num_classes) for the zoo's classifiers. ``format`` is ``"onnx"`` (dynamo exporter,
-    ``opset`` and the onnxscript ``optimize`` pass as given), ``"torchscript"``
+    (N, num_classes) for the zoo's classifiers. ``format`` is ``"onnx"`` (dynamo exporter and
+    the onnxscript ``optimize`` pass; ``opset`` from 7 to the installed onnx's newest, default
+    the exporter's, below 18 through onnx's version converter, which cannot lower every model;
+    the written file's opset is checked), ``"torchscript"``
     (``torch.jit.trace``) or ``"exported-program"`` (``torch.export``, a ``.pt2`` file). The
     file is checked on batches of 1 and 3 (traced with 2) and kept only when the largest
     absolute difference is at most ``tolerance``; otherwise, or when the model cannot be
@@ -66,6 +73,12 @@ def export_model(model: nn.Module, path, format: str = "onnx", input_size=None, 
     """
     if format not in FORMATS:
         raise ExportError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    from .inspect.shapes import input_too_large
+
+    if opset is not None:
+        if format != "onnx":
+            raise ExportError(f"an opset applies to ONNX files only, not to {format}")
+        _check_opset(opset)
     size = _input_size(model, input_size)
     path = Path(path)
     if path.is_dir():
@@ -87,19 +100,24 @@ def export_model(model: nn.Module, path, format: str = "onnx", input_size=None, 
         generator = torch.Generator().manual_seed(0)
 
         def batch(n: int) -> torch.Tensor:
-            return torch.randn(n, *size, generator=generator, dtype=dtype).to(device)
+            with out_of_memory_as(input_too_large((n, *size), device)):
+                return torch.randn(n, *size, generator=generator, dtype=dtype).to(device)
 
         example = batch(TRACE_BATCH)
         try:
             with torch.no_grad():
                 model(example)
         except Exception as error:
+            if refused_memory(error):
+                raise ExportError(f"the model's forward pass on a {_fmt(example.shape)} input "
+                                  f"does not fit in memory; try a smaller input size") from None
             raise ExportError(f"the model does not run on a {_fmt(size)} input: "
                               f"{_first_line(error)}") from None
 
+        written_opset = None
         with _quiet():
             if format == "onnx":
-                _export_onnx(model, example, tmp, opset, optimize)
+                written_opset = _export_onnx(model, example, tmp, opset, optimize)
             elif format == "torchscript":
                 _export_torchscript(model, example, tmp)
             else:
@@ -126,7 +144,27 @@ def export_model(model: nn.Module, path, format: str = "onnx", input_size=None, 
     finally:
         model.train(was_training)
         tmp.unlink(missing_ok=True)
-    return ExportReport(path, format, size, output_shape, CHECK_BATCHES, worst, tolerance)
+    return ExportReport(path, format, size, output_shape, CHECK_BATCHES, worst, tolerance,
+                        written_opset)
+
+
+class FlipAveraged(nn.Module):
+    """A model evaluated with flip test-time augmentation, as a run trained with ``eval_flip``
+    is evaluated (``train.loop.test_logits``): the mean of its output for each image (N, C, H, W)
+    and for the image mirrored left-right. A map of class scores (N, K, h, w), from a fully
+    convolutional head, is mirrored back before the mean."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        if hasattr(model, "input_size"):
+            self.input_size = model.input_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mirrored = self.model(x.flip(-1))
+        if mirrored.dim() == 4:
+            mirrored = mirrored.flip(-1)
+        return (self.model(x) + mirrored) / 2
 
 
 def load_for_export(source, input_size=None, *, num_classes: int | None = None, weights=None,
@@ -135,7 +173,9 @@ def load_for_export(source, input_size=None, *, num_classes: int | None = None, 
     """The model to export, the (C, H, W) it takes and a default output path without suffix.
 
     ``source`` is a run directory written by ``cnnzoo train`` (its trained model, at the input
-    size it was trained on; default output ``DIR/model``) or a registered model name (built for
+    size it was trained on, wrapped in ``FlipAveraged`` where the run evaluates with
+    ``eval_flip``, so that the file computes what predict and eval do; default output
+    ``DIR/model``) or a registered model name (built for
     ``input_size``, default the registry's, with ``num_classes`` and optional ``weights``, a
     state_dict file; default output ``./NAME``). A model with a fixed-size head cannot take
     another input size than the one it was built for, unless ``fully_convolutional`` turns the
@@ -153,16 +193,19 @@ def load_for_export(source, input_size=None, *, num_classes: int | None = None, 
                               "directory (its config and weights are used)")
         from .train import load_run
 
+        from .train.evaluation import _eval_flip
+
         run = load_run(folder)
         name, model, stem = run.config["model"], run.model, folder / "model"
         built = tuple(run.config["input_size"])
+        flip = _eval_flip(run)
     elif folder.exists():
         raise CnnzooError(f"{folder} is a file, not a run directory or a model name")
     elif os.sep in str(source):
         raise CnnzooError(f"no run directory {folder}")
     else:
         info = model_info(str(source))  # an unknown name fails here, with suggestions
-        name, stem = info.name, Path(info.name)
+        name, stem, flip = info.name, Path(info.name), False
         # a head to convert is built for the registry's size; the export may take a larger one
         built = info.input_size if input_size is None else _as_size(input_size)
         if fully_convolutional:
@@ -180,14 +223,17 @@ def load_for_export(source, input_size=None, *, num_classes: int | None = None, 
             raise with_minimum(error, name, built[0]) from None
 
     size = built if input_size is None else _as_size(input_size)
+    where = f" in {folder}" if folder.is_dir() else ""
+    if size[0] != built[0]:
+        raise CnnzooError(f"{name}{where} takes {built[0]}-channel inputs, not {size[0]}; give "
+                          f"an input size of {built[0]}xHxW")
     if fully_convolutional:
-        return (to_fully_convolutional(model, input_size=built), size,
-                stem.with_name(stem.name + "-fcn"))
-    if size != built and _has_fixed_head(name):
-        where = f" in {folder}" if folder.is_dir() else ""
+        model = to_fully_convolutional(model, input_size=built)
+        stem = stem.with_name(stem.name + "-fcn")
+    elif size != built and _has_fixed_head(name):
         raise CnnzooError(f"{name}{where} was built for {_fmt(built)} inputs and cannot take "
                           f"{_fmt(size)}; made fully convolutional, it slides over larger inputs")
-    return model, size, stem
+    return (FlipAveraged(model) if flip else model), size, stem
 
 
 # --- the three exporters -----------------------------------------------------------------------
@@ -213,23 +259,68 @@ def _export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> 
     torch.jit.save(traced, str(path))
 
 
-def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int | None,
-                 optimize: bool) -> None:
+def _check_onnx_installed() -> None:
     # the dynamo exporter needs onnx and onnxscript; the check, onnxruntime
     missing = [name for name in ("onnx", "onnxscript", "onnxruntime")
                if importlib.util.find_spec(name) is None]
     if missing:
         raise ExportError(f"ONNX export needs {', '.join(missing)}; install with: "
                           f"pip install 'cnnzoo[export]'")
+
+
+def _check_opset(opset: int) -> None:
+    """A one-line ``ExportError`` for an opset outside 7 to the installed onnx's newest."""
+    _check_onnx_installed()
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if not OLDEST_OPSET <= opset <= newest:
+        raise ExportError(f"ONNX opset {opset} cannot be written: choose one from "
+                          f"{OLDEST_OPSET} to {newest} (the installed onnx {onnx.__version__}'s "
+                          f"newest); {NATIVE_OPSET} and up suit every model")
+
+
+def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int | None,
+                 optimize: bool) -> int:
+    """Write the ONNX file at ``opset`` (None: the exporter's default); returns the opset the
+    written file declares, which is the one asked for."""
+    _check_onnx_installed()
+    import onnx
+
     program = _onnx_ready(_torch_export(model, example))
     try:
         onnx_program = torch.onnx.export(
             program, (example,), dynamo=True, input_names=["images"], output_names=["logits"],
-            opset_version=opset, optimize=optimize, verbose=False)
-        # the zoo's largest model (VGG-19) is under 0.6 GB, far from protobuf's 2 GB limit
-        onnx_program.save(str(path), external_data=False)
+            opset_version=None if opset is None else max(opset, NATIVE_OPSET),
+            optimize=optimize, verbose=False)
+        if opset is None or opset >= NATIVE_OPSET:
+            # the zoo's largest model (VGG-19) is under 0.6 GB, far from protobuf's 2 GB limit
+            onnx_program.save(str(path), external_data=False)
     except Exception as error:
         raise ExportError(f"the ONNX exporter failed: {_first_line(error)}") from None
+    if opset is not None and opset < NATIVE_OPSET:
+        # torch.onnx would try the same converter and, failing, keep opset 18 with a log line
+        try:
+            lowered = onnx.version_converter.convert_version(onnx_program.model_proto, opset)
+            onnx.checker.check_model(lowered)  # it can keep an attribute the old op lacks
+        except Exception as error:
+            reason = _first_line(error).split("failed: ")[-1]
+            raise ExportError(f"onnx's version converter cannot lower this model to opset "
+                              f"{opset} ({reason}); opsets {NATIVE_OPSET} and up suit every "
+                              f"model") from None
+        onnx.save(lowered, str(path))
+    written = _onnx_opset(path)
+    if opset is not None and written != opset:
+        raise ExportError(f"the ONNX exporter wrote opset {written}, not the {opset} asked for")
+    return written
+
+
+def _onnx_opset(path: Path) -> int | None:
+    """The default-domain opset an ONNX file imports."""
+    import onnx
+
+    imports = onnx.load(str(path), load_external_data=False).opset_import
+    return next((entry.version for entry in imports if entry.domain in ("", "ai.onnx")), None)
 
 
 def _onnx_ready(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
@@ -331,7 +422,7 @@ def _tensors(output) -> list[torch.Tensor]:
 @contextlib.contextmanager
 def _quiet():
     """Silence the exporters' chatter (deprecation notes, skipped torchvision ops)."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export")]
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "onnxscript")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)

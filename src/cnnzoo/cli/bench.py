@@ -14,7 +14,9 @@ def register(subparsers) -> None:
                     "the textbook's way (DataLoader over per-sample transforms, a host sync "
                     "every step) in the same run, and the ratio.")
     p.add_argument("models", metavar="NAME", nargs="+", help="registry names")
-    p.add_argument("--data", default="synthetic", help="synthetic (default) or fashion-mnist, ...")
+    p.add_argument("--data", default="synthetic",
+                   help="synthetic (default: 1,000 images, or one batch if larger) or "
+                        "fashion-mnist, ...; it must hold at least one batch")
     p.add_argument("--data-dir", metavar="DIR",
                    help="where the data set's files are (searched otherwise)")
     p.add_argument("--resize", type=positive_int, help="input side (the recipe's by default)")
@@ -30,16 +32,20 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..bench import append_results, bench_model, bench_textbook, matmul_peak, peak_dtype
+    from ..bench import (append_results, bench_model, bench_textbook, check_bench,
+                         check_results_file, matmul_peak, peak_dtype)
     from ..models import model_info
     from ..train.loop import pick_device
 
     for name in args.models:  # every name is checked before any measuring starts
         model_info(name)
+    check_results_file(args.results)
     device = pick_device(args.device)
     check_fast_path(args, device)
     common = dict(data=args.data, data_dir=args.data_dir, resize=args.resize,
                   batch_size=args.batch_size, device=str(device), steps=args.steps)
+    for name in args.models:  # and the data, the batch and the recipe of each
+        check_bench(name, **common)
     textbook = {}
     if args.baseline:
         # every textbook run comes first, in the process as Python starts it: our fast path

@@ -38,14 +38,17 @@ def register(subparsers) -> None:
                              "convolutions first: on inputs larger than the trained size the "
                              "file returns a map of class scores")
     parser.add_argument("--opset", type=positive_int,
-                        help="ONNX opset version (default: the exporter's)")
+                        help="ONNX opset version, from 7 to the installed onnx's newest (28 for "
+                             "onnx 1.23); 18 and up suit every model, lower ones go through "
+                             "onnx's version converter, which cannot lower every model "
+                             "(default: the exporter's, 20 for torch 2.13)")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
     from pathlib import Path
 
-    from ..export import FORMATS, export_model, load_for_export
+    from ..export import FORMATS, FlipAveraged, export_model, load_for_export
 
     model, size, stem = load_for_export(args.source, parse_input_size(args.input_size),
                                         num_classes=args.num_classes, weights=args.weights,
@@ -53,13 +56,17 @@ def run(args) -> int:
     out = Path(args.out) if args.out else stem.with_name(stem.name + FORMATS[args.format])
     report = export_model(model, out, args.format, size, opset=args.opset)
 
-    print(f"wrote {report.path} ({FORMAT_NAMES[args.format]}, "
+    kind = FORMAT_NAMES[args.format] + (f" opset {report.opset}" if report.opset else "")
+    print(f"wrote {report.path} ({kind}, "
           f"{report.size_bytes / 1e6:.1f} MB): input N x {_dims(size)} -> output N x "
           f"{_dims(report.output_shape)}, any batch size N")
     batches = " and ".join(map(str, report.batch_sizes))
     print(f"checked with {CHECKERS[args.format]} against PyTorch on random batches of "
           f"{batches}: max abs difference {report.max_abs_diff:.2e} "
           f"(limit {report.tolerance:.0e})")
+    if isinstance(model, FlipAveraged):
+        print("the run evaluates each image with its mirror image (eval_flip): the file returns "
+              "the mean of both outputs, as predict and eval do")
     if not Path(args.source).is_dir() and args.weights is None:
         print(f"note: {args.source} has random weights; export a run directory or pass --weights")
     return 0

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import CnnzooError, InputTooSmallError
+from ..errors import CnnzooError, InputTooSmallError, out_of_memory_as
 from ..geometry import window_of
 from .field import format_pair
 from .recording import record_forward
@@ -66,6 +66,12 @@ def batched_size(input_size, batch: int = 1) -> tuple[int, int, int, int]:
     return size
 
 
+def input_too_large(size, device) -> str:
+    """The one line for an input of ``size`` (a tuple) that ``device``'s memory cannot hold."""
+    return (f"cannot make an input of {'x'.join(map(str, size))} on {device}: it does not fit "
+            f"in memory; try a smaller input size")
+
+
 def _model_dtype_device(model: nn.Module):
     for tensor in list(model.parameters()) + list(model.buffers()):
         if tensor.is_floating_point():
@@ -84,12 +90,8 @@ def trace_shapes(model: nn.Module, input_size, batch: int = 1) -> list[ShapeRow]
     size = batched_size(input_size, batch)
     dtype, device = _model_dtype_device(model)
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-        try:
+        with out_of_memory_as(input_too_large(size, device)):
             x = torch.rand(size, dtype=dtype, device=device)
-        except (RuntimeError, MemoryError) as error:  # the allocator refuses the input
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise CnnzooError(f"cannot make an input of {'x'.join(map(str, size))} on {device}: "
-                              f"{first[:200]}") from None
     try:
         recording = record_forward(model, (x,))
     except InputTooSmallError as error:

@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass, field as dataclass_field
 import torch
 from torch import nn
 
-from ..errors import CnnzooError, InputTooSmallError
+from ..errors import CnnzooError, InputTooSmallError, out_of_memory_as
 from ..geometry import window_of
 from .recording import Call, record_forward
-from .shapes import with_minimum
+from .shapes import input_too_large, with_minimum
 from .table import (COLUMNS, DEFAULT_COLUMNS, render_csv, render_markdown, render_table,
                     summary_lines)
 
@@ -330,12 +330,8 @@ def summary(model: nn.Module, input_size=None, input_data=None, depth: int = 3,
         size = _full_size(input_size)
         devices = [target_device.index or 0] if target_device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            try:
+            with out_of_memory_as(input_too_large(size, target_device)):
                 inputs = (torch.rand(size, device=target_device, dtype=target_dtype),)
-            except (RuntimeError, MemoryError) as error:  # the allocator refuses the input
-                first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-                raise CnnzooError(f"cannot make an input of {'x'.join(map(str, size))} on "
-                                  f"{target_device}: {first[:200]}") from None
 
     try:
         recording = record_forward(work, inputs, mode=mode)

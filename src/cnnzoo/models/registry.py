@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..errors import CnnzooError, UnknownModelError
+from ..errors import CnnzooError, UnknownModelError, out_of_memory_as
 from ..safeload import load_safetensors, load_torch_file
 
 SOURCES = ("paper", "d2l", "seed", "torchvision", "cnnzoo")
@@ -99,12 +99,24 @@ def get_model(name: str, weights=None, **kwargs) -> nn.Module:
     ``weights`` is a state_dict file to load into the built model with ``strict=True``: a
     ``.safetensors`` file, or a ``torch.save``'d dict read with ``weights_only=True`` (a file
     that would run code is refused). A torchvision state_dict fits the torchvision-compatible
-    variants unchanged. A bad file, or one that does not fit, raises ``CnnzooError``.
+    variants unchanged. A bad file, or one that does not fit, raises ``CnnzooError``; so does a
+    model whose weights alone do not fit in memory (a fixed-size head built for a huge input).
     """
-    model = model_info(name).builder(**kwargs)
+    builder = model_info(name).builder
+    with out_of_memory_as(f"{name}{_built_for(kwargs)} does not fit in memory (its layers' "
+                          f"weights alone); try a smaller "
+                          f"{'input size' if 'input_size' in kwargs else 'model'}"):
+        model = builder(**kwargs)
     if weights is not None:
         _load_state_file(model, weights, name)
     return model
+
+
+def _built_for(kwargs: dict) -> str:
+    """What a builder was asked for, in words: " for 1x28x28 inputs", " with width=4096"."""
+    if "input_size" in kwargs:
+        return f" for {'x'.join(map(str, kwargs['input_size']))} inputs"
+    return f" with {', '.join(f'{k}={v!r}' for k, v in kwargs.items())}" if kwargs else ""
 
 
 def _load_state_file(model: nn.Module, path, name: str = "the model") -> None:

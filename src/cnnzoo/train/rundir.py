@@ -265,14 +265,7 @@ def build_model(config: dict) -> torch.nn.Module:
                   in_channels=config["input_size"][0])
     if "input_size" in inspect.signature(builder).parameters:
         kwargs["input_size"] = tuple(config["input_size"])
-    try:
-        return get_model(config["model"], **kwargs)
-    except (RuntimeError, MemoryError) as error:
-        if isinstance(error, RuntimeError) and "allocate" not in str(error):
-            raise
-        size = "x".join(map(str, config["input_size"]))
-        raise CnnzooError(f"{config['model']} for {size} inputs does not fit in memory "
-                          f"(its layers' weights alone); try a smaller --resize") from None
+    return get_model(config["model"], **kwargs)  # too large for memory: get_model says so
 
 
 def load_run(folder) -> Run:
