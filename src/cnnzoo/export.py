@@ -192,13 +192,12 @@ def load_for_export(source, input_size=None, *, num_classes: int | None = None, 
             raise CnnzooError("num_classes and weights apply to a model name, not to a run "
                               "directory (its config and weights are used)")
         from .train import load_run
-
-        from .train.evaluation import _eval_flip
+        from .train.evaluation import evaluates_flipped
 
         run = load_run(folder)
         name, model, stem = run.config["model"], run.model, folder / "model"
         built = tuple(run.config["input_size"])
-        flip = _eval_flip(run)
+        flip = evaluates_flipped(run)
     elif folder.exists():
         raise CnnzooError(f"{folder} is a file, not a run directory or a model name")
     elif os.sep in str(source):

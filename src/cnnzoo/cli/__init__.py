@@ -4,9 +4,10 @@ Each subcommand lives in its own module here with ``register(subparsers)``, whic
 and sets ``func(args) -> int``. A mistake in the arguments, and a ``CnnzooError`` (the user's
 mistake) raised while the command works, print one line starting ``cnnzoo: error:`` and exit
 with status 2; ``cnnzoo`` alone prints its help (status 0), a command group without its
-subcommand (``cnnzoo show``) a line naming the choices (status 2); Ctrl-C exits with 130; output into a closed pipe (``cnnzoo models | head``) ends
-quietly with 141, as a process killed by SIGPIPE would; any other refusal of the system (a full
-disk, standard output on one included) is one line and status 1.
+subcommand (``cnnzoo show``) a line naming the choices (status 2); Ctrl-C exits with 130;
+output into a closed pipe (``cnnzoo models | head``) ends quietly with 141, as a process
+killed by SIGPIPE would; any other refusal of the system (a full disk, standard output on one
+included) is one line and status 1.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "eval", help="evaluate a trained run on its test set",
         description="Accuracy, per-class accuracy and the confusion matrix of a run's model on "
-                    "its data set's test split; the matrix is also saved as DIR/confusion.png.")
+                    "its data set's test split (or --split train); the matrix is also saved "
+                    "as DIR/confusion.png (DIR/confusion-train.png for the training split).")
     p.add_argument("run_dir", metavar="DIR", help="a run directory written by cnnzoo train")
     p.add_argument("--split", default="test", choices=("test", "train"),
                    help="the split to evaluate on (default test)")

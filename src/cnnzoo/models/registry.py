@@ -115,7 +115,9 @@ def get_model(name: str, weights=None, **kwargs) -> nn.Module:
 def _built_for(kwargs: dict) -> str:
     """What a builder was asked for, in words: " for 1x28x28 inputs", " with width=4096"."""
     if "input_size" in kwargs:
-        return f" for {'x'.join(map(str, kwargs['input_size']))} inputs"
+        size = kwargs["input_size"]  # (C, H, W), (H, W) or one side
+        sides = size if isinstance(size, (tuple, list)) else (size, size)
+        return f" for {'x'.join(map(str, sides))} inputs"
     return f" with {', '.join(f'{k}={v!r}' for k, v in kwargs.items())}" if kwargs else ""
 
 

@@ -34,7 +34,7 @@ def _iterator(run: Run, dataset, batch_size: int):
                          normalize=run.config.get("normalize_stats"))
 
 
-def _eval_flip(run: Run) -> bool:
+def evaluates_flipped(run: Run) -> bool:
     """Whether the run's recipe evaluates with flip test-time augmentation."""
     return bool(run.config.get("recipe", {}).get("eval_flip", False))
 
@@ -57,7 +57,7 @@ def run_logits(run: Run, x: torch.Tensor, *, fp32: bool = False) -> torch.Tensor
     layout = memory_format(channels_last)
     model = run.model.to(x.device, memory_format=layout)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-        return test_logits(model, x.contiguous(memory_format=layout), _eval_flip(run)).float()
+        return test_logits(model, x.contiguous(memory_format=layout), evaluates_flipped(run)).float()
 
 
 def preprocess(run: Run, images: torch.Tensor) -> torch.Tensor:
@@ -109,7 +109,7 @@ def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None,
     model = run.model.to(dev, memory_format=memory_format(channels_last))
     batches = _iterator(run, dataset.to(dev), batch_size)
     confusion = evaluate_batches(model, batches, len(run.classes), amp=amp,
-                                 channels_last=channels_last, flip=_eval_flip(run),
+                                 channels_last=channels_last, flip=evaluates_flipped(run),
                                  on_batch=progress(len(batches)) if progress else None).cpu()
     totals = confusion.sum(dim=1).clamp_min(1)
     result = EvalResult(accuracy=confusion.diagonal().sum().item() / len(dataset),
