@@ -84,6 +84,25 @@ def idx_dir(tmp_path):
     return directory, make_idx_set(directory)
 
 
+def test_idx_gzip_of_several_members_and_large_blocks_reads_as_gzip_does(tmp_path):
+    # gzip files may be several members one after another (as `cat a.gz b.gz` makes); cnnzoo
+    # inflates in its own large blocks and must read them all, as gzip.open does
+    from cnnzoo.data.idx import _CHUNK, read_idx
+
+    rng = np.random.default_rng(1)
+    rows = 2 * _CHUNK // 784 + 3  # more than two blocks of output
+    images = rng.integers(0, 4, (rows, 28, 28), dtype=np.uint8)  # compressible, yet not flat
+    data = idx_bytes(images)
+    cut = len(data) // 3
+    path = tmp_path / "images.gz"
+    path.write_bytes(gzip.compress(data[:cut]) + gzip.compress(data[cut:]))
+    assert gzip.decompress(path.read_bytes()) == data
+    assert torch.equal(read_idx(path, 3), torch.from_numpy(images))
+    path.write_bytes(gzip.compress(data[:cut]) + gzip.compress(data[cut:] + b"\1" * 7))
+    with pytest.raises(CorruptDataError, match="7 bytes follow"):
+        read_idx(path, 3)
+
+
 def test_idx_gzip_and_raw_load(idx_dir):
     directory, arrays = idx_dir
     for split, key in (("train", "train"), ("test", "t10k")):
