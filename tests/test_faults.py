@@ -338,6 +338,8 @@ def test_a_failing_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch
     line = one_line(capsys)
     assert "checkpoint.pt" in line or f"cannot write in {run}" in line
     assert reason in line
+    if where != "create":
+        assert line.rstrip().endswith("; the previous file is kept")
     assert (run / "checkpoint.pt").read_bytes() == before
     assert load_checkpoint(run / "checkpoint.pt")["epoch"] == 1
     assert not list(run.glob(".*.tmp")) and not (run / ".lock").exists()
@@ -345,6 +347,17 @@ def test_a_failing_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch
     # space again: the run goes on from the kept checkpoint to the uninterrupted result
     assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0
     same_weights(two_epochs, run / "model.safetensors")
+
+
+def test_a_failing_first_checkpoint_claims_no_previous_file(tmp_path, monkeypatch, capsys,
+                                                            one_thread):
+    run = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        fail_checkpoint_writes(patch, "write")
+        assert main([*QUICK, "--epochs", "1", "--out", str(run)]) == 2
+    line = one_line(capsys)
+    assert "cannot write" in line and "checkpoint.pt: No space left on device" in line
+    assert "previous" not in line and not (run / "checkpoint.pt").exists()
 
 
 def test_an_output_under_a_file_is_a_one_line_error(tmp_path, capsys, one_thread):

@@ -38,9 +38,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """
     path = Path(path)
     try:
-        mode = path.stat().st_mode & 0o777
+        mode, existed = path.stat().st_mode & 0o777, True
     except OSError:
-        mode = NEW_FILE_MODE
+        mode, existed = NEW_FILE_MODE, False
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as error:
@@ -57,8 +57,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         if not isinstance(error, OSError):
             raise
-        raise CnnzooError(f"cannot write {path}: {error.strerror or error}; the previous file "
-                          f"is kept") from None
+        kept = "; the previous file is kept" if existed else ""
+        raise CnnzooError(f"cannot write {path}: {error.strerror or error}{kept}") from None
     _fsync_dir(path.parent)
 
 

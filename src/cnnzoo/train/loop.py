@@ -75,9 +75,9 @@ PLOT_EVERY_SECONDS = 20.0  # curves.png is redrawn at most this often, and after
 
 
 def at_chance(row: dict, num_classes: int) -> bool:
-    """Whether an epoch's training has not left chance: its mean loss within 3 % of ln K (what
-    predicting every class alike gives, with or without label smoothing) and its accuracy
-    under 1/K + 0.05."""
+    """Whether an epoch's training has not left chance: its mean loss at least 97 % of ln K
+    (what predicting every class alike gives, with or without label smoothing; a loss far above
+    it is worse than chance, not better) and its accuracy under 1/K + 0.05."""
     return (num_classes > 1 and row["train_loss"] >= 0.97 * math.log(num_classes)
             and row["train_acc"] < 1 / num_classes + 0.05)
 
