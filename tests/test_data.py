@@ -397,7 +397,8 @@ def test_folder_mixed_sizes_is_an_error_unless_resized(tmp_path):
     message = one_line(error)
     assert "differ in size" in message and "odd.png is 10x10" in message and "9 of 8x6" in message
     # what to do from the command line, where image_size cannot be given
-    assert "resize the files to one size, e.g. all to 8x6" in message and "--resize" in message
+    assert "train with --resize S to read each at SxS" in message
+    assert "resize the files to one size, e.g. all to 8x6" in message
     data = load_dataset("folder", "train", data_dir=root, image_size=(5, 5))
     assert data.image_size == (3, 5, 5)
 

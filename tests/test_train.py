@@ -264,6 +264,25 @@ def test_out_takes_a_new_empty_or_unstarted_folder_but_not_one_of_other_files(tm
     assert result.config["recipe"]["lr"] != 1e30 and len(result.history) == 1
 
 
+def test_a_folder_of_images_of_several_sizes_trains_and_evaluates_with_resize(tmp_path):
+    # photos come in many sizes: the run's resize (the book's recipe for LeNet: 28, or
+    # --resize) reads each at that size, in training and in every later reading of the run
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(("dark", "light")):
+        (tmp_path / "pics" / name).mkdir(parents=True)
+        for index in range(12):
+            size = (int(rng.integers(8, 20)), int(rng.integers(8, 20)))
+            value = 40 + 150 * label + int(rng.integers(0, 30))
+            Image.new("L", size, value).save(tmp_path / "pics" / name / f"{index}.png")
+    run = tmp_path / "run"
+    result = train("lenet5_d2l", data="folder", data_dir=tmp_path / "pics", epochs=2,
+                   batch_size=8, device="cpu", out=run)
+    assert result.config["image_size"] == [1, 28, 28]
+    evaluation = evaluate(run, device="cpu", plot=False)
+    assert evaluation.num_examples == 4  # the held-out fifth, rounded down: 2 of each class
+    assert evaluation.accuracy == pytest.approx(result.final["test_acc"], abs=1e-9)
+
+
 def test_runs_begun_in_the_same_second_get_folders_of_their_own(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     first = train("lenet5_d2l", epochs=1, **QUICK).run_dir

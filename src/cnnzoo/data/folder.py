@@ -151,9 +151,9 @@ def _common_size(root: Path, files, headers) -> tuple[int, int]:
     counts = ", ".join(f"{n} of {h}x{w}" for (h, w), n in sizes.most_common())
     raise CorruptDataError(
         f"{root}: images differ in size ({counts}; e.g. {example} is {odd[0]}x{odd[1]}, most are "
-        f"{common[0]}x{common[1]}); resize the files to one size, e.g. all to "
-        f"{common[0]}x{common[1]} (--resize resizes batches after loading, too late for this), "
-        f"or from Python pass image_size=(H, W) to load_dataset")
+        f"{common[0]}x{common[1]}); train with --resize S to read each at SxS, or resize the "
+        f"files to one size, e.g. all to {common[0]}x{common[1]} (from Python: "
+        f"load_dataset(..., image_size=(H, W)))")
 
 
 def _pixels(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:

@@ -127,8 +127,11 @@ def run_dataset(run, split: str = "test", data_dir=None):
     directory unless ``data_dir`` is given; its classes must be those of the run."""
     from ..data import load_dataset
 
+    from ..train.rundir import data_options
+
     dataset = load_dataset(run.config["data"], split=split,
-                           data_dir=data_dir or run.config.get("data_dir"))
+                           data_dir=data_dir or run.config.get("data_dir"),
+                           **data_options(run.config))
     if list(dataset.classes) != list(run.classes):
         raise CnnzooError(f"the {run.config['data']} classes found differ from those the run "
                           f"was trained on; give the run's data with --data-dir")

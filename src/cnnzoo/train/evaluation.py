@@ -9,7 +9,7 @@ import torch
 
 from ..errors import CnnzooError
 from .recipes import Recipe
-from .rundir import Run, load_run
+from .rundir import Run, data_options, load_run
 
 CONFUSION = "confusion.png"
 
@@ -103,7 +103,8 @@ def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None,
     if dev.type == "cpu":
         allocator.keep_freed_memory()  # reuse activation memory from batch to batch
     dataset = load_dataset(run.config["data"], split=split,
-                           data_dir=data_dir or run.config.get("data_dir"))
+                           data_dir=data_dir or run.config.get("data_dir"),
+                           **data_options(run.config))
     if list(dataset.classes) != list(run.classes):
         raise CnnzooError("the data set's classes differ from those the run was trained on")
     model = run.model.to(dev, memory_format=memory_format(channels_last))

@@ -28,7 +28,8 @@ from . import allocator, distributed, fastpath
 from .checkpoint import (load_checkpoint, save_checkpoint, save_weights, write_json)
 from .recipes import Recipe, recipe_for
 from .rundir import (CHECKPOINT, CONFIG, CURVES, METRICS, WEIGHTS, RunLock, build_model,
-                     check_model_args, is_run_file, read_config, read_metrics, write_metrics)
+                     check_model_args, data_options, is_run_file, read_config, read_metrics,
+                     write_metrics)
 from .optim import Schedule, make_optimizer
 from .step import GRAPH_WARMUP_STEPS, TrainStep, check_graphs
 
@@ -319,8 +320,9 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
 
     from ..data import load_dataset
 
-    train_set = load_dataset(config["data"], split="train", data_dir=config["data_dir"])
-    test_set = load_dataset(config["data"], split="test", data_dir=config["data_dir"])
+    options = data_options(config)
+    train_set = load_dataset(config["data"], split="train", data_dir=config["data_dir"], **options)
+    test_set = load_dataset(config["data"], split="test", data_dir=config["data_dir"], **options)
     if config["train_subset"]:
         train_set = train_set.subset(config["train_subset"], seed=config["seed"])
     if config["test_subset"]:

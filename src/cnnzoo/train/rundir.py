@@ -193,6 +193,13 @@ CONFIG_FIELDS = (
 )
 
 
+def data_options(config: dict) -> dict:
+    """The options a run's data set is loaded with, the same wherever the run is read: a folder
+    of images is read at the run's ``--resize`` size, so that images of several sizes do."""
+    resize = (config.get("recipe") or {}).get("resize")
+    return {"image_size": (resize, resize)} if config["data"] == "folder" and resize else {}
+
+
 def read_config(folder: Path) -> dict:
     """A run's ``config.json``, checked against ``CONFIG_FIELDS`` (model and data set names,
     class names, recipe, image and input sizes); a damaged or foreign file raises one
