@@ -4,6 +4,8 @@ Expected counts come from the papers, torchvision's documentation and d2l's refe
 (see the anchors in the docs: docs/models.md).
 """
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -128,3 +130,23 @@ def test_googlenet_transform_input_maps_imagenet_normalised_inputs_to_minus_one_
     pixels = torch.rand(1, 3, 8, 8)
     mapped = model._transform_input((pixels - mean) / std)
     torch.testing.assert_close(mapped, pixels * 2 - 1)
+
+
+MODELS_DOC = Path(__file__).resolve().parents[1] / "docs" / "models.md"
+# docs/models.md's first table (LeNet to NiN) gives parameters only; the second, mult-adds too
+DOCUMENTED_WITHOUT_MULT_ADDS = ("lenet", "alexnet", "vgg", "nin")
+
+
+@pytest.mark.parametrize("name", cnnzoo.list_models())
+def test_the_models_page_gives_each_models_counts_as_summary_computes_them(name):
+    # the page is where a reader checks a count: it must not drift from the code
+    from cnnzoo.models import model_info
+
+    info = model_info(name)
+    with torch.device("meta"):  # counting needs shapes, not numbers (nor VGG's 0.5 GB)
+        model = cnnzoo.get_model(name)
+    table = cnnzoo.summary(model, input_size=(1, *info.input_size), device="meta")
+    page = MODELS_DOC.read_text()
+    assert f"{table.total_params:,}" in page, (name, table.total_params)
+    if info.family not in DOCUMENTED_WITHOUT_MULT_ADDS:
+        assert f"{table.total_mult_adds:,}" in page, (name, table.total_mult_adds)
