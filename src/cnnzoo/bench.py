@@ -18,6 +18,7 @@ as a fraction of a matrix-product peak measured on the same device.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -253,19 +254,27 @@ def bench_data(data: str, batch_size: int, data_dir=None):
     set is made with at least one batch of images (by default it has 1,000); a data set with
     fewer images than one batch is a one-line ``CnnzooError``, as is an unknown or missing one.
     """
-    from .data import load_dataset
     from .data.catalog import canonical_name
     from .data.synthetic import DEFAULT_NUM_SAMPLES
 
-    options = {}
-    if canonical_name(data) == "synthetic":
-        options["num_samples"] = max(DEFAULT_NUM_SAMPLES["train"], batch_size)
-    train_set = load_dataset(data, split="train", data_dir=data_dir, **options)
+    name = canonical_name(data)
+    samples = max(DEFAULT_NUM_SAMPLES["train"], batch_size) if name == "synthetic" else None
+    train_set = _training_split(name, None if data_dir is None else str(data_dir), samples)
     if len(train_set) < batch_size:
         raise CnnzooError(f"{train_set.name} has {len(train_set):,} training images, fewer than "
                           f"one batch of {batch_size:,}; give a batch size of at most "
                           f"{len(train_set):,}")
     return train_set
+
+
+@functools.lru_cache(maxsize=1)
+def _training_split(name: str, data_dir: str | None, num_samples: int | None):
+    """The data set's training split, read once for the check, the textbook's run and ours of
+    every model of a call (they only read it)."""
+    from .data import load_dataset
+
+    options = {} if num_samples is None else {"num_samples": num_samples}
+    return load_dataset(name, split="train", data_dir=data_dir, **options)
 
 
 def check_bench(name: str, *, data: str = "synthetic", resize: int | None = None,

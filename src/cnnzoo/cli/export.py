@@ -38,10 +38,10 @@ def register(subparsers) -> None:
                              "convolutions first: on inputs larger than the trained size the "
                              "file returns a map of class scores")
     parser.add_argument("--opset", type=positive_int,
-                        help="ONNX opset version, from 7 to the installed onnx's newest (28 for "
-                             "onnx 1.23); 18 and up suit every model, lower ones go through "
-                             "onnx's version converter, which cannot lower every model "
-                             "(default: the exporter's, 20 for torch 2.13)")
+                        help="ONNX opset version, from 7 to the installed onnx's newest; 18 and "
+                             "up suit every model, lower ones go through onnx's version "
+                             "converter, which cannot lower every model (default: the "
+                             "exporter's)")
     parser.set_defaults(func=run)
 
 

@@ -102,7 +102,8 @@ class _Gunzip:
     ``gzip.open`` inflates 8 KB of input per zlib call; each call lets go of the interpreter
     lock, and a thread running Python beside it (the run's plotting library importing) keeps
     it for up to a switch interval at every one of those thousands of calls: reading
-    Fashion-MNIST took twice as long. Here each call takes up to ``_CHUNK`` bytes in and out.
+    Fashion-MNIST took twice as long. Here each call takes up to ``_CHUNK`` bytes in and gives
+    as many out as the read asks for.
     Members follow one another as in ``gzip``; a stream cut short raises ``EOFError``, damaged
     data (a CRC among it) ``zlib.error``.
     """

@@ -126,7 +126,6 @@ def run_dataset(run, split: str = "test", data_dir=None):
     """The ``split`` of the data set a run was trained on (a ``DataSet``), from the run's data
     directory unless ``data_dir`` is given; its classes must be those of the run."""
     from ..data import load_dataset
-
     from ..train.rundir import data_options
 
     dataset = load_dataset(run.config["data"], split=split,

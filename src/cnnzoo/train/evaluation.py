@@ -57,7 +57,8 @@ def run_logits(run: Run, x: torch.Tensor, *, fp32: bool = False) -> torch.Tensor
     layout = memory_format(channels_last)
     model = run.model.to(x.device, memory_format=layout)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-        return test_logits(model, x.contiguous(memory_format=layout), evaluates_flipped(run)).float()
+        x = x.contiguous(memory_format=layout)
+        return test_logits(model, x, evaluates_flipped(run)).float()
 
 
 def preprocess(run: Run, images: torch.Tensor) -> torch.Tensor:
