@@ -2,6 +2,8 @@
 
 import argparse
 import json
+import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +172,43 @@ def test_resume_after_interruption_gives_identical_weights(tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_compile_warm_up_is_never_counted_as_steps_even_across_epochs_and_resumes(
+        tmp_path, monkeypatch):
+    """The first 3 steps of every process with --compile are warm-up, wherever they fall: here
+    epochs of 2 steps, so the warm-up takes all of epoch 1 and a step of epoch 2, and a resumed
+    run compiles (and warms up) anew. A stand-in for torch.compile spends its compile time on
+    the first call, as the real one does."""
+    compile_seconds = 0.4
+
+    class SlowFirstCall(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net, self.compiled = net, False
+
+        def forward(self, x):
+            if not self.compiled:
+                time.sleep(compile_seconds)
+                self.compiled = True
+            return self.net(x)
+
+    monkeypatch.setattr(torch, "compile", SlowFirstCall)
+    common = dict(epochs=3, lr=0.1, compile=True, data="synthetic", train_subset=64,
+                  test_subset=32, batch_size=32, device="cpu")
+    first = train("lenet5_bn_d2l", out=tmp_path / "run", stop_after_epoch=2, **common)
+    assert first.warmup_seconds >= compile_seconds
+    assert first.train_seconds < compile_seconds  # one timed step, not the compilation
+    epoch1, epoch2 = first.history
+    assert math.isnan(epoch1["examples_per_sec"]) and epoch1["seconds"] >= compile_seconds
+    assert epoch2["examples_per_sec"] > 32 / compile_seconds
+    resumed = train("lenet5_bn_d2l", resume=tmp_path / "run", device="cpu")
+    assert resumed.warmup_seconds >= compile_seconds and resumed.train_seconds < compile_seconds
+    assert math.isnan(resumed.history[2]["examples_per_sec"])  # its 2 steps: all warm-up
+    assert math.isnan(resumed.examples_per_sec)
+    assert main(["report", str(tmp_path / "run"), "--device", "cpu"]) == 0
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert page.count("<td class=\"num\">—</td>") == 2  # epoch 1 and epoch 3
 
 
 def test_fast_path_flags_change_how_not_what_the_run_computes(tmp_path):

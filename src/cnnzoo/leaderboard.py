@@ -7,6 +7,7 @@ the difference) and leaderboard.png (test accuracy against parameters and agains
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -119,7 +120,8 @@ def run_leaderboard(recipe: str = "d2l", models: list[str] | None = None, *, out
             entry.train_loss.append(final["train_loss"])
             entry.train_acc.append(final["train_acc"])
             entry.test_acc.append(final["test_acc"])
-            entry.examples_per_sec.append(result.examples_per_sec)
+            if math.isfinite(result.examples_per_sec):  # NaN: every step was warm-up
+                entry.examples_per_sec.append(result.examples_per_sec)
             entry.train_seconds.append(result.train_seconds)
             entry.wall_seconds.append(result.wall_seconds)
             entry.run_dirs.append(str(result.run_dir))
@@ -149,6 +151,8 @@ def _pm(values, digits=3) -> str:
 
 def board_markdown(entries: list[Entry], machine: str = "", command: str = "") -> str:
     """RESULTS.md: one row per model, the book's figures beside ours and the difference."""
+    from .train.rundir import rate_text
+
     lines = []
     if machine or command:
         lines += [f"Machine: {machine}" if machine else "",
@@ -168,7 +172,7 @@ def board_markdown(entries: list[Entry], machine: str = "", command: str = "") -
                  if e.at_chance else "")
         notes = "; ".join(n for n in (stuck, e.reduced, seeds, chosen) if n)
         lines.append(f"| {e.model} | {e.parameters:,} | {e.recipe} | {book_text} | {ours} | "
-                     f"{delta} | {Entry.mean(e.examples_per_sec):,.0f} | "
+                     f"{delta} | {rate_text(Entry.mean(e.examples_per_sec))} | "
                      f"{Entry.mean(e.train_seconds):.1f} | {Entry.mean(e.wall_seconds):.1f} | "
                      f"{notes} |")
     return "\n".join(lines) + "\n"

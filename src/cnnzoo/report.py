@@ -199,6 +199,7 @@ def build_report(run_dir, *, device: str = "auto", count: int = 16,
     from .show.filters import draw_filters
     from .show.predictions import check_count, run_predictions
     from .train import evaluate, load_run, pick_device
+    from .train.rundir import rate_text
 
     check_count(count)
     pick_device(device)
@@ -240,7 +241,7 @@ def build_report(run_dir, *, device: str = "auto", count: int = 16,
                          "examples/s"],
                         [[r["epoch"], f"{r['train_loss']:.4f}", f"{r['train_acc']:.4f}",
                           f"{r['test_acc']:.4f}", f"{r['seconds']:.1f}",
-                          f"{r['examples_per_sec']:,.0f}"] for r in history],
+                          rate_text(r["examples_per_sec"])] for r in history],
                         numeric=range(6)))
         page.add("</div></div>")
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 
@@ -108,12 +109,14 @@ class ProgressReporter:
                   file=self.bar_stream, flush=True)
 
     def epoch_end(self, row):
+        from ..train.rundir import rate_text
+
         if self.bar is not None:
             self.bar.close()
             self.bar = None
         print(f"epoch {row['epoch']:>3}/{self.epochs}  loss {row['train_loss']:.3f}  "
               f"train acc {row['train_acc']:.3f}  test acc {row['test_acc']:.3f}  "
-              f"{row['seconds']:.1f} s  {row['examples_per_sec']:,.0f} examples/sec",
+              f"{row['seconds']:.1f} s  {rate_text(row['examples_per_sec'])} examples/sec",
               file=self.stream, flush=True)
 
     def close(self):
@@ -208,7 +211,11 @@ def run(args) -> int:
     final = result.final
     print(f"loss {final['train_loss']:.3f}, train acc {final['train_acc']:.3f}, "
           f"test acc {final['test_acc']:.3f}")
-    print(f"{result.examples_per_sec:,.0f} examples/sec on {result.device} (training steps)")
+    if math.isfinite(result.examples_per_sec):
+        print(f"{result.examples_per_sec:,.0f} examples/sec on {result.device} (training steps)")
+    else:
+        print(f"no step timed on {result.device}: every step was warm-up (more steps measure "
+              f"the throughput)")
     print(time_line(result, args.compile))
     print(f"run directory: {result.run_dir}")
     return 0

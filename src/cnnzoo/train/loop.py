@@ -403,7 +403,7 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
     return TrainResult(run_dir, config["model"], str(dev), history,
                        wall_seconds=time.perf_counter() - wall_start,
                        train_seconds=fit.train_seconds,
-                       examples_per_sec=fit.timed_examples / max(fit.train_seconds, 1e-9),
+                       examples_per_sec=per_second(fit.timed_examples, fit.train_seconds),
                        warmup_seconds=fit.warmup_seconds, setup_seconds=setup_seconds,
                        eval_seconds=fit.eval_seconds, save_seconds=fit.save_seconds,
                        config=config, rank=ctx.rank)
@@ -446,14 +446,16 @@ class _Fit:
         """Train from ``start_epoch``; True when the last epoch was reached."""
         rec, num_classes = self.rec, len(self.config["classes"])
         plotted_at = time.perf_counter()
-        # compilation, or the recording of the CUDA graph, is timed apart from the steps
-        warmup_steps = (3 if self.config["compile"] and start_epoch == 1 else
-                        GRAPH_WARMUP_STEPS + 1 if self.config.get("cuda_graphs") else 0)
+        # compilation, or the recording of the CUDA graph, is timed apart from the steps: the
+        # first steps of every process (a resumed run compiles anew), in as many epochs as
+        # they take
+        warmup_left = (3 if self.config["compile"] else
+                       GRAPH_WARMUP_STEPS + 1 if self.config.get("cuda_graphs") else 0)
         for epoch in range(start_epoch, rec.epochs + 1):
             train_batches.set_epoch(epoch)
             self.reporter.epoch_start(epoch, rec.epochs, len(train_batches))
-            sums, timing = self._train_epoch(train_batches,
-                                             warmup_steps if epoch == start_epoch else 0)
+            sums, timing = self._train_epoch(train_batches, warmup_left)
+            warmup_left = max(0, warmup_left - timing["steps"])
             loss_sum, correct, seen = distributed.all_reduce_sum(self.ctx, sums).tolist()
             row = dict(epoch=epoch, train_loss=loss_sum / max(seen, 1),
                        train_acc=correct / max(seen, 1))
@@ -475,7 +477,7 @@ class _Fit:
                 correct_test = correct_test.item()
             row.update(test_acc=correct_test / test_count,
                        seconds=timing["seconds"] + timing["warmup_seconds"],
-                       examples_per_sec=examples / max(timing["seconds"], 1e-9))
+                       examples_per_sec=per_second(examples, timing["seconds"]))
             history.append(row)
             stopping = stop_after_epoch is not None and stop_after_epoch <= epoch < rec.epochs
             if self.ctx.is_main:
@@ -499,26 +501,37 @@ class _Fit:
 
     def _train_epoch(self, batches, warmup_steps: int):
         """One epoch of steps; returns (loss sum, correct, examples) as one device tensor
-        (summed on the device, read once per epoch) and the timing."""
+        (summed on the device, read once per epoch) and the timing. The first
+        ``warmup_steps`` steps are timed apart; an epoch with no more steps than that is all
+        warm-up, and times no step."""
         dev, step = self.dev, self.step
         self.eager_net.train()
         step.begin()
-        timed = 0
+        steps = timed = 0
         warmup_seconds = 0.0
         synchronize(dev)
         start = time.perf_counter()
-        for index, (x, y) in enumerate(_shard(self.ctx, batches)):
-            if index == warmup_steps and warmup_steps:
+        for x, y in _shard(self.ctx, batches):
+            if steps == warmup_steps and warmup_steps:
                 synchronize(dev)
                 warmup_seconds = time.perf_counter() - start
                 start, timed = time.perf_counter(), 0
             step(x, y)
+            steps += 1
             timed += y.numel()
             self.reporter.step()
         synchronize(dev)
         seconds = time.perf_counter() - start
+        if steps <= warmup_steps:
+            warmup_seconds, seconds, timed = seconds, 0.0, 0
         return step.totals(), dict(seconds=seconds, warmup_seconds=warmup_seconds,
-                                   examples=timed)
+                                   examples=timed, steps=steps)
+
+
+def per_second(examples: int, seconds: float) -> float:
+    """Examples per second of timed steps; NaN (shown as "—") when no step was timed, as when
+    every step of a short run was compile or graph-recording warm-up."""
+    return examples / max(seconds, 1e-9) if examples else float("nan")
 
 
 def _shard(ctx: distributed.Context, batches):

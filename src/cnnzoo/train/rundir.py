@@ -15,6 +15,7 @@ import contextlib
 import csv
 import errno
 import io
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,11 @@ from .checkpoint import atomic_write_text, load_weights, read_json
 CONFIG, METRICS, CURVES = "config.json", "metrics.csv", "curves.png"
 CHECKPOINT, WEIGHTS, LOCK = "checkpoint.pt", "model.safetensors", ".lock"
 METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "test_acc", "seconds", "examples_per_sec")
+
+
+def rate_text(examples_per_sec: float) -> str:
+    """A throughput as shown: "12,345", or "—" where no step was timed (NaN)."""
+    return f"{examples_per_sec:,.0f}" if math.isfinite(examples_per_sec) else "—"
 
 
 class RunLock:
