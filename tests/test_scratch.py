@@ -7,6 +7,9 @@ BN-LeNet's parameter count and mult-adds).
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -380,9 +383,41 @@ def test_mistakes_raise_one_line_errors(call, error):
 def test_walkthrough_prints_every_step(capsys):
     from cnnzoo.scratch.__main__ import main
 
-    main()
+    assert main([]) == 0
     out = capsys.readouterr().out
     for heading in ("5.1.1", "5.1.3", "5.1.4", "5.1.6", "5.2", "5.3", "5.4", "5.10"):
         assert f"== {heading} " in out
     assert "3.5  5.5\n    11.5 13.5" in out
     assert "docs/inspect.md" in out
+
+
+@pytest.mark.parametrize("argv", [["--bogus"], ["5.4"]])
+def test_walkthrough_refuses_arguments_in_one_line(capsys, argv):
+    from cnnzoo.scratch.__main__ import main
+
+    with pytest.raises(SystemExit) as exit:
+        main(argv)
+    assert exit.value.code == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert printed.err.startswith("cnnzoo: error: ") and printed.err.count("\n") == 1
+
+
+def test_walkthrough_help_is_help(capsys):
+    from cnnzoo.scratch.__main__ import main
+
+    with pytest.raises(SystemExit) as exit:
+        main(["--help"])
+    assert exit.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m cnnzoo.scratch") and "== 5.1.1" not in out
+
+
+def test_walkthrough_into_a_closed_pipe_ends_quietly():
+    # `python -m cnnzoo.scratch | head -1`, as `cnnzoo models | head -1`
+    child = subprocess.Popen([sys.executable, "-m", "cnnzoo.scratch"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    child.stdout.close()
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 141, err
+    assert err == ""

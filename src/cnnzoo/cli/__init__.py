@@ -107,8 +107,10 @@ def _drop_output() -> None:
     os.close(devnull)
 
 
-def run() -> None:
+def run(program=main) -> None:
     """The ``cnnzoo`` program: ``main`` on the process's arguments, then exit with its status.
+    ``program`` is another such ``main`` (``python -m cnnzoo.scratch``'s): a refusal of standard
+    output while it prints is treated as ``main``'s are.
 
     Everything still alive is moved out of the garbage collector's sight first (``gc.freeze``):
     the interpreter's last collections otherwise walk every object torch left behind, for
@@ -116,8 +118,8 @@ def run() -> None:
     2-core development CPU (2.4 s against 3.1 s for the whole process).
     Files, exit handlers and module teardown are left as they are.
     """
-    status = main()
     try:
+        status = program()
         sys.stdout.flush()
     except OSError as error:
         status = _os_error(error)

@@ -1,7 +1,9 @@
 """``python -m cnnzoo.scratch``: the convolution chapter step by step, on the hand-made operators.
 
 Each step prints what the book shows and, next to it, how far PyTorch's own operator is from the
-hand-written one. The page docs/scratch.md reads alongside.
+hand-written one. The page docs/scratch.md reads alongside. The command takes no arguments but
+``--help``; any other is refused in one line, as ``cnnzoo``'s mistakes are, and output into a
+closed pipe ends quietly.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..cli import Parser, one_line, run
 from . import (BatchNorm, batch_norm, corr2d, corr2d_1x1_as_matmul, corr2d_multi_in,
                corr2d_multi_in_out, edge_example, learn_edge_kernel, pool2d)
 
@@ -155,13 +158,26 @@ def batch_normalisation() -> None:
     print(f"  running var, {_gap(running_var, their_var)}")
 
 
-def main() -> None:
+class _Parser(Parser):
+    """``cnnzoo``'s one-line argument errors for a program that is not a ``cnnzoo`` command."""
+
+    def error(self, message: str):
+        self.exit(2, f"cnnzoo: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    _Parser(prog="python -m cnnzoo.scratch",
+            description="The operators of Dive into Deep Learning, chapter 5 (cross-correlation, "
+                        "padding and stride, channels, pooling, batch normalisation), written "
+                        "by hand and run step by step next to PyTorch's. Takes no arguments; "
+                        "docs/scratch.md reads alongside.").parse_args(argv)
     print("cnnzoo: the operators of Dive into Deep Learning, chapter 5, written by hand")
     torch.manual_seed(0)  # the same random inputs on every run
     for step in (cross_correlation, edges, learning_the_kernel, receptive_field,
                  padding_and_stride, channels, pooling, batch_normalisation):
         step()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run(main)
