@@ -368,6 +368,8 @@ def test_bn_lenet_from_scratch_trains_like_pytorchs():
     (lambda: pool2d(torch.ones(4, 4), 2, padding=2), CnnzooError),
     (lambda: pool2d(torch.ones(1, 1), 2), InputTooSmallError),
     (lambda: BatchNorm(3, num_dims=3), CnnzooError),
+    (lambda: BatchNorm(3, num_dims=2, momentum=None), CnnzooError),
+    (lambda: BatchNorm(3, num_dims=4, momentum=1.5), CnnzooError),
     (lambda: BatchNorm(3, num_dims=4)(torch.ones(2, 3)), CnnzooError),
     (lambda: BatchNorm(3, num_dims=2)(torch.ones(1, 3)), CnnzooError),
     (lambda: batch_norm(torch.ones(2, 3, 4), *[torch.ones(3)] * 4), CnnzooError),

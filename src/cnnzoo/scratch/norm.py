@@ -77,6 +77,11 @@ class BatchNorm(nn.Module):
         if num_dims not in (2, 4):
             raise CnnzooError(f"BatchNorm num_dims must be 2 (fully connected) or 4 "
                               f"(convolutional); got {num_dims}")
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) \
+                or not 0 <= momentum <= 1:
+            # nn.BatchNorm's momentum=None (a cumulative average) included: not kept here
+            raise CnnzooError(f"BatchNorm momentum must be a number from 0 to 1, the weight of "
+                              f"each new batch in the running statistics; got {momentum!r}")
         self.num_features, self.num_dims = num_features, num_dims
         self.eps, self.momentum = eps, momentum
         self.weight = nn.Parameter(torch.ones(num_features))
