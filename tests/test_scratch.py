@@ -363,6 +363,8 @@ def test_bn_lenet_from_scratch_trains_like_pytorchs():
     (lambda: corr2d(torch.ones(3, 3), torch.ones(2, 2), stride=0), CnnzooError),
     (lambda: corr2d(torch.ones(3, 3), torch.ones(2, 2), padding=(1, 2, 3)), CnnzooError),
     (lambda: corr2d_multi_in(torch.ones(2, 3, 3), torch.ones(3, 2, 2)), CnnzooError),
+    (lambda: corr2d_multi_in(torch.ones(0, 3, 3), torch.ones(0, 2, 2)), CnnzooError),
+    (lambda: corr2d_multi_in_out(torch.ones(2, 3, 3), torch.ones(0, 2, 2, 2)), CnnzooError),
     (lambda: corr2d_1x1_as_matmul(torch.ones(2, 3, 3), torch.ones(4, 2, 3, 3)), CnnzooError),
     (lambda: pool2d(torch.ones(4, 4), 2, mode="median"), CnnzooError),
     (lambda: pool2d(torch.ones(4, 4), 2, padding=2), CnnzooError),

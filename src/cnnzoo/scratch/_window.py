@@ -21,10 +21,12 @@ def pair(value, name: str, minimum: int) -> tuple[int, int]:
 
 
 def check_ndim(op: str, ndim: int, **tensors: torch.Tensor) -> None:
-    """Raise a one-line error naming the first of ``tensors`` that is not ``ndim``-dimensional."""
+    """Raise a one-line error naming the first of ``tensors`` that is not ``ndim``-dimensional
+    or is empty (no channels, say: a sum over none of them would be the number 0, not a map)."""
     for name, tensor in tensors.items():
-        if tensor.dim() != ndim:
-            raise CnnzooError(f"{op} takes a {ndim}-D {name}; got shape {tuple(tensor.shape)}")
+        if tensor.dim() != ndim or tensor.numel() == 0:
+            raise CnnzooError(f"{op} takes a non-empty {ndim}-D {name}; "
+                              f"got shape {tuple(tensor.shape)}")
 
 
 def output_hw(op: str, hw, kernel: tuple[int, int], padding: tuple[int, int],
