@@ -375,6 +375,8 @@ def test_bn_lenet_from_scratch_trains_like_pytorchs():
     (lambda: BatchNorm(3, num_dims=4)(torch.ones(2, 3)), CnnzooError),
     (lambda: BatchNorm(3, num_dims=2)(torch.ones(1, 3)), CnnzooError),
     (lambda: batch_norm(torch.ones(2, 3, 4), *[torch.ones(3)] * 4), CnnzooError),
+    (lambda: batch_norm(torch.ones(2, 3), *[torch.ones(3)] * 4, eps=-1e-3), CnnzooError),
+    (lambda: BatchNorm(3, num_dims=2, eps=-0.5).eval()(torch.ones(2, 3)), CnnzooError),
 ])
 def test_mistakes_raise_one_line_errors(call, error):
     with pytest.raises(error) as info:

@@ -36,6 +36,9 @@ def batch_norm(X: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
     if X.dim() not in (2, 4):
         raise CnnzooError(f"batch_norm takes an (N, C) or (N, C, H, W) input; "
                           f"got shape {tuple(X.shape)}")
+    if not eps >= 0:  # as F.batch_norm: a negative eps gives NaN, or a wrong scale, silently
+        raise CnnzooError(f"batch_norm eps must be 0 or more (it is added to the variance); "
+                          f"got {eps}")
     dtype = X.dtype
     if dtype in (torch.float16, torch.bfloat16):
         X = X.float()  # as PyTorch's kernel: statistics in float32, output in the input's dtype
