@@ -166,6 +166,14 @@ def test_1x1_convolution_is_a_matrix_product(in_channels, out_channels, height, 
     torch.testing.assert_close(by_matmul, F.conv2d(X[None], K)[0], rtol=1e-10, atol=1e-10)
 
 
+def test_1x1_convolution_as_a_matrix_product_takes_mixed_dtypes_as_corr2d_does():
+    X = torch.arange(12, dtype=torch.uint8).reshape(3, 2, 2)  # an image's bytes
+    K = torch.rand(2, 3, 1, 1, dtype=DOUBLE)
+    by_matmul = corr2d_1x1_as_matmul(X, K)
+    assert by_matmul.dtype == DOUBLE
+    torch.testing.assert_close(by_matmul, corr2d_multi_in_out(X, K), rtol=1e-10, atol=1e-10)
+
+
 # --- 5.4 pooling -------------------------------------------------------------------------------
 
 def test_average_pool_seed_003_worked_example():

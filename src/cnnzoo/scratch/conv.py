@@ -72,7 +72,8 @@ def corr2d_1x1_as_matmul(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
         raise CnnzooError(f"corr2d_1x1_as_matmul needs K of shape (Co, {X.shape[0]}, 1, 1); "
                           f"got {tuple(K.shape)}")
     channels, height, width = X.shape
-    Y = K.reshape(K.shape[0], channels) @ X.reshape(channels, height * width)
+    dtype = torch.result_type(X, K)  # as corr2d's products: a matrix product takes one dtype
+    Y = K.reshape(K.shape[0], channels).to(dtype) @ X.reshape(channels, height * width).to(dtype)
     return Y.reshape(K.shape[0], height, width)
 
 
