@@ -234,6 +234,24 @@ def test_download_with_wrong_md5_keeps_nothing(tmp_path, monkeypatch, private_ca
     assert list((private_cache / "mnist").iterdir()) == []
 
 
+@pytest.mark.parametrize("blocked", ["data_dir/mnist", "cache"])
+def test_download_into_a_folder_that_is_a_file_is_one_line_error(tmp_path, monkeypatch,
+                                                                 private_cache, blocked):
+    make_idx_set(tmp_path / "mirror", suffixes=(".gz", ".gz"))
+    mirror_of(tmp_path / "mirror", catalog.MNIST, monkeypatch)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    if blocked == "cache":
+        private_cache.write_text("a file where the cache folder goes")
+        data_dir, target = None, private_cache / "mnist"
+    else:
+        target = data_dir / "mnist"
+        target.write_text("a file where the download folder goes")
+    with pytest.raises(DataSetNotFoundError) as error:
+        load_dataset("mnist", "train", data_dir=data_dir, download=True)
+    assert f"download failed (cannot make the folder {target} (" in one_line(error)
+
+
 def test_published_fashion_mnist_checksums_match_debian_copy_of_the_readme():
     if not DEBIAN_README.exists():
         pytest.skip(f"{DEBIAN_README} absent (Debian package dataset-fashion-mnist not installed)")

@@ -55,7 +55,11 @@ def download(urls: Sequence[str], destination: str | Path, md5: str,
     failure when none works; nothing is left behind then.
     """
     destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a file where the folder, or one above it, should be
+        raise DownloadFailed(f"cannot make the folder {destination.parent} "
+                             f"({error.strerror or error})") from None
     failures = []
     for url in urls:
         handle, temporary = tempfile.mkstemp(dir=destination.parent, suffix=".part",
