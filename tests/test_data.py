@@ -461,17 +461,23 @@ def test_bad_folder_is_one_line_error(tmp_path, monkeypatch, defect):
 
 
 @pytest.mark.parametrize("name", ["fashion-mnist", "cifar10", "folder", "synthetic"])
-@pytest.mark.parametrize("kind", ["missing", "file"])
-def test_a_data_dir_that_is_not_a_folder_is_refused_not_passed_over(tmp_path, name, kind):
+@pytest.mark.parametrize("kind", ["missing", "file", "empty"])
+def test_a_data_dir_that_is_not_a_folder_is_refused_not_passed_over(tmp_path, monkeypatch, name,
+                                                                     kind):
     # Fashion-MNIST is in the system directory on this machine: a mistyped --data-dir must not
-    # quietly read that copy instead
+    # quietly read that copy instead, nor an empty one (an unset variable) the working folder
     path = tmp_path / "data"
     if kind == "file":
         path.write_text("not a folder")
+    if kind == "empty":
+        make_folder(tmp_path)  # a folder of images to read, were "" taken for "."
+        monkeypatch.chdir(tmp_path)
+        path = ""
     with pytest.raises(DataSetNotFoundError) as error:
         load_dataset(name, "test", data_dir=path, download=False)
-    problem = "does not exist" if kind == "missing" else "is a file, not a folder"
-    assert one_line(error).startswith(f"data directory {path} {problem}; ")
+    problem = {"missing": f"{path} does not exist", "file": f"{path} is a file, not a folder",
+               "empty": "is an empty path"}[kind]
+    assert one_line(error).startswith(f"data directory {problem}; ")
 
 
 def test_folder_needs_data_dir():
@@ -720,6 +726,15 @@ def test_cli_missing_or_damaged_data_is_one_line_error(cli, tmp_path, monkeypatc
     corrupt("truncated", tmp_path)
     code, out, err = cli("mnist", "--data-dir", str(tmp_path))
     assert code == 2 and "train-images-idx3-ubyte.gz: truncated" in err and err.count("\n") == 1
+
+
+def test_cli_empty_data_dir_is_refused_not_read_as_the_working_folder(cli, tmp_path,
+                                                                      monkeypatch):
+    make_folder(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("folder", "--data-dir", "")
+    assert code == 2 and out == ""
+    assert err.startswith("cnnzoo: error: data directory is an empty path; ")
 
 
 def test_cli_data_dir_that_is_a_file_says_so(cli, tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..data import DATASETS, SPLITS, load_dataset
 
@@ -15,7 +14,7 @@ def register(subparsers) -> None:
                     "image shape, pixel statistics, class names and images per class. Nothing is "
                     "downloaded unless --download is given.")
     parser.add_argument("name", help=f"the data set: {', '.join(DATASETS)}")
-    parser.add_argument("--data-dir", type=Path, metavar="DIR",
+    parser.add_argument("--data-dir", metavar="DIR",
                         help="look here first (for 'folder': the image folder itself)")
     parser.add_argument("--split", choices=(*SPLITS, "both"), default="both",
                         help="which split to show (default: both)")

@@ -165,8 +165,11 @@ def canonical_name(name: str) -> str:
 
 def existing_folder(path: str | Path, what: str) -> Path:
     """``path`` (``~`` expanded) when it is a folder; otherwise a ``DataSetNotFoundError`` that
-    says whether it is missing or a file. A folder given by name is never passed over for the
-    usual places, which would read another copy of the data than the one asked for."""
+    says whether it is empty, missing or a file. A folder given by name is never passed over for
+    the usual places, which would read another copy of the data than the one asked for."""
+    if not str(path):  # Path("") is the working folder: an unset variable would read it
+        raise DataSetNotFoundError(f"{what} is an empty path; give the folder that holds the "
+                                   f"data set's files (--data-dir DIR)")
     path = Path(path).expanduser()
     if path.is_dir():
         return path
