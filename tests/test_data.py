@@ -421,13 +421,17 @@ def test_folder_mixed_sizes_is_an_error_unless_resized(tmp_path):
     assert data.image_size == (3, 5, 5)
 
 
-@pytest.mark.parametrize("defect", ["empty", "no-images", "text-file", "garbage", "truncated",
-                                    "gif", "bomb", "missing"])
+@pytest.mark.parametrize("defect", ["empty", "one-class", "train-only", "no-images", "text-file",
+                                    "garbage", "truncated", "gif", "bomb", "missing"])
 def test_bad_folder_is_one_line_error(tmp_path, monkeypatch, defect):
     root = tmp_path / "pics"
     if defect == "empty":
         root.mkdir()
         expected, words = DataSetNotFoundError, "no class subfolders"
+    elif defect in ("one-class", "train-only"):  # would train to zero loss on nothing to learn
+        make_folder(root / "train" if defect == "train-only" else root, classes=("cat",))
+        only = "train" if defect == "train-only" else "cat"
+        expected, words = DataSetNotFoundError, f"one class subfolder, {only}; a classifier needs"
     elif defect == "missing":
         expected, words = DataSetNotFoundError, "does not exist"
     else:

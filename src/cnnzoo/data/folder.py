@@ -50,7 +50,7 @@ def load_folder(root: str | Path, split: str, *, holdout: float = 0.2, seed: int
     held_out = next((root / n for n in HELD_OUT_NAMES if (root / n).is_dir()), None)
     if (root / "train").is_dir() and held_out is not None:
         classes = _class_names(root / "train")
-        unknown = sorted(set(_class_names(held_out)) - set(classes))
+        unknown = sorted(set(_class_names(held_out, at_least=1)) - set(classes))
         if unknown:
             raise CorruptDataError(f"{held_out}: class folder(s) {', '.join(unknown)} are not in "
                                    f"{root / 'train'}")
@@ -78,11 +78,16 @@ def load_folder(root: str | Path, split: str, *, holdout: float = 0.2, seed: int
     return torch.from_numpy(images), labels, classes, source
 
 
-def _class_names(directory: Path) -> tuple[str, ...]:
+def _class_names(directory: Path, at_least: int = 2) -> tuple[str, ...]:
+    # A test split may lack classes; a training set of one class is learnt at zero loss.
     names = sorted(p.name for p in directory.iterdir()
                    if p.is_dir() and not p.name.startswith("."))
     if not names:
         raise DataSetNotFoundError(f"{directory} has no class subfolders (expected "
+                                   f"{directory}/<class>/<image>.png, one subfolder per class)")
+    if len(names) < at_least:
+        raise DataSetNotFoundError(f"{directory} has one class subfolder, {names[0]}; a "
+                                   f"classifier needs two or more (expected "
                                    f"{directory}/<class>/<image>.png, one subfolder per class)")
     return tuple(names)
 
