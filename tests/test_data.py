@@ -407,6 +407,20 @@ def test_folder_mixes_grayscale_into_rgb_and_scales_16_bit(tmp_path):
     assert sorted(gray[:, :, 0, 0].tolist()) == [[77, 77, 77], [200, 200, 200]]
 
 
+def test_folder_reads_a_camera_jpeg_with_a_second_picture_as_its_first(tmp_path):
+    # Pillow names such a file MPO (Multi-Picture Object); it is a JPEG to every viewer
+    root = make_folder(tmp_path, per_class=2, suffix=".jpg")
+    Image.new("RGB", (6, 8), (200, 0, 0)).save(
+        root / "eel" / "camera.jpg", format="MPO", save_all=True,
+        append_images=[Image.new("RGB", (6, 8), (0, 0, 200))])
+    with Image.open(root / "eel" / "camera.jpg") as image:
+        assert image.format == "MPO"
+    images = torch.cat([load_dataset("folder", split, data_dir=root).images
+                        for split in ("train", "test")])
+    red = images[:, :, 0, 0].long() - torch.tensor([200, 0, 0])
+    assert len(images) == 7 and int(red.abs().sum(1).min()) <= 6  # the first picture, red
+
+
 def test_folder_mixed_sizes_is_an_error_unless_resized(tmp_path):
     root = make_folder(tmp_path, per_class=3)
     Image.new("RGB", (10, 10)).save(root / "dog" / "odd.png")

@@ -23,6 +23,9 @@ from .errors import CorruptDataError, DataSetNotFoundError
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
 FORMATS = ("PNG", "JPEG")
+# What those readers open: Pillow's JPEG reader names a camera's JPEG that carries a second
+# picture (stereo, a depth map) MPO; its first picture is read.
+_OPENED_FORMATS = (*FORMATS, "MPO")
 HELD_OUT_NAMES = ("test", "val")
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N"}
 _SIXTEEN_BIT_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
@@ -135,7 +138,7 @@ def _open(path: Path) -> Image.Image:
                                f"({Image.MAX_IMAGE_PIXELS:,} pixels)") from None
     except (OSError, ValueError, SyntaxError) as error:
         raise CorruptDataError(f"{path}: not a readable image ({error})") from None
-    if image.format not in FORMATS:
+    if image.format not in _OPENED_FORMATS:
         image.close()
         raise CorruptDataError(f"{path}: a {image.format} image; cnnzoo reads PNG and JPEG")
     return image
