@@ -421,6 +421,21 @@ def test_folder_reads_a_camera_jpeg_with_a_second_picture_as_its_first(tmp_path)
     assert len(images) == 7 and int(red.abs().sum(1).min()) <= 6  # the first picture, red
 
 
+def test_folder_follows_links_to_folders_once_and_names_a_broken_link(tmp_path):
+    root = make_folder(tmp_path / "pics", classes=("cat", "dog"), per_class=2)
+    more = make_folder(tmp_path / "more", classes=("cat",), per_class=3) / "cat"
+    (root / "cat" / "more").symlink_to(more, target_is_directory=True)
+    (root / "cat" / "loop").symlink_to(root / "cat", target_is_directory=True)
+    (root / "dog" / "linked.png").symlink_to(root / "dog" / "0.png")
+    counts = [load_dataset("folder", split, data_dir=root, holdout=0.5).class_counts()
+              for split in ("train", "test")]
+    assert [sum(column) for column in zip(*counts)] == [2 + 3, 2 + 1]
+    (root / "dog" / "gone.png").symlink_to(tmp_path / "moved.png")
+    with pytest.raises(CorruptDataError) as error:
+        load_dataset("folder", "train", data_dir=root)
+    assert "dog/gone.png: not a readable image" in one_line(error)
+
+
 def test_folder_mixed_sizes_is_an_error_unless_resized(tmp_path):
     root = make_folder(tmp_path, per_class=3)
     Image.new("RGB", (10, 10)).save(root / "dog" / "odd.png")

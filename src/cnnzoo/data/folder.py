@@ -9,6 +9,7 @@ grayscale the set has one channel; otherwise all become RGB (grayscale repeated,
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -104,8 +105,7 @@ def _image_files(directory: Path, classes: tuple[str, ...],
             if missing_ok:
                 continue
             raise DataSetNotFoundError(f"{folder} is missing")
-        found = sorted(p for p in folder.rglob("*") if p.is_file() and not any(
-            part.startswith(".") for part in p.relative_to(folder).parts))
+        found = _files_under(folder)
         for path in found:
             if path.suffix.lower() not in SUFFIXES:
                 raise CorruptDataError(f"{path}: not a PNG or JPEG file (cnnzoo reads "
@@ -114,6 +114,22 @@ def _image_files(directory: Path, classes: tuple[str, ...],
             raise CorruptDataError(f"{folder}: class folder holds no images")
         files += [(path, label) for path in found]
     return files
+
+
+def _files_under(folder: Path) -> list[Path]:
+    # Links are followed, to folders too, each real folder once (a link to an ancestor does not
+    # loop); a broken link is kept, so that reading it names it rather than leaving it out.
+    found, seen = [], set()
+    for top, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            dirs.clear()
+            continue
+        seen.add(real)
+        dirs[:] = [name for name in dirs if not name.startswith(".")]
+        paths = (Path(top, name) for name in names if not name.startswith("."))
+        found += [path for path in paths if path.is_file() or path.is_symlink()]
+    return sorted(found)
 
 
 def _held_out_indices(labels: list[int], num_classes: int, holdout: float, seed: int) -> set[int]:
