@@ -14,6 +14,7 @@ import hashlib
 import re
 import struct
 import tarfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -434,6 +435,21 @@ def test_folder_follows_links_to_folders_once_and_names_a_broken_link(tmp_path):
     with pytest.raises(CorruptDataError) as error:
         load_dataset("folder", "train", data_dir=root)
     assert "dog/gone.png: not a readable image" in one_line(error)
+
+
+def test_folder_of_palette_images_with_transparency_loads_without_warnings(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for index in range(2):
+            pixels = rng.integers(0, 256, (8, 6, 3), dtype=np.uint8)
+            image = Image.fromarray(pixels).convert("P", palette=Image.Palette.ADAPTIVE, colors=4)
+            # transparency per palette entry, as bytes: Pillow notes it on every conversion
+            image.save(tmp_path / name / f"{index}.png", transparency=bytes([0, 255, 128, 255]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = load_dataset("folder", "train", data_dir=tmp_path, holdout=0.5)
+    assert data.image_size == (3, 8, 6)
 
 
 def test_folder_mixed_sizes_is_an_error_unless_resized(tmp_path):

@@ -188,7 +188,10 @@ def _pixels(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
                 # Pillow's own 16-bit to 8-bit conversion clips at 255 instead of scaling.
                 wide = np.asarray(image, dtype=np.float64)
                 image = Image.fromarray(np.clip(np.rint(wide / 257), 0, 255).astype(np.uint8))
-            image = image.convert("L" if channels == 1 else "RGB")
+            with warnings.catch_warnings():
+                # a palette's transparency: the alpha it would become is dropped anyway
+                warnings.simplefilter("ignore", UserWarning)
+                image = image.convert("L" if channels == 1 else "RGB")
             if image.size != (size[1], size[0]):
                 image = image.resize((size[1], size[0]), Image.BILINEAR)
             array = np.asarray(image)
