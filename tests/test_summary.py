@@ -245,6 +245,35 @@ def test_dilation_and_non_square_windows():
     assert _field(result, "2") == ((5, 8), (4, 2))
 
 
+def _widest_dependence(model, size, axis):
+    """The most input pixels along ``axis`` that any one output position depends on, found by
+    autograd: the extent of the nonzero gradient of each output position in turn."""
+    x = torch.ones(1, 1, size, size, requires_grad=True)
+    out = model(x)
+    widest = 0
+    for position in range(out.shape[2 + axis]):
+        index = (0, 0, position, 0) if axis == 0 else (0, 0, 0, position)
+        grad, = torch.autograd.grad(out[index], x, retain_graph=True)
+        seen = (grad[0, 0] != 0).any(dim=1 - axis).nonzero().flatten()
+        widest = max(widest, int(seen.max() - seen.min() + 1))
+    return widest
+
+
+@pytest.mark.parametrize("in_size, out_size", [(5, 3), (14, 5), (12, 4)])
+def test_adaptive_pool_field_is_its_widest_window(in_size, out_size):
+    # adaptive windows are uneven where the output size does not divide the input (5 -> 3:
+    # widths 2, 3, 2), so the widest is not ceil(in / out); a layer after the pool gets an
+    # upper bound (its windows' spans vary too)
+    model = nn.Sequential(nn.Conv2d(1, 1, 3), nn.AdaptiveAvgPool2d((out_size, 1)),
+                          nn.Conv2d(1, 1, (2, 1)))
+    for conv in (model[0], model[2]):
+        nn.init.constant_(conv.weight, 1.0)
+    size = in_size + 2
+    result = summary(model, input_size=(1, 1, size, size))
+    assert _field(result, "1")[0][0] == _widest_dependence(model[:2], size, axis=0)
+    assert _field(result, "2")[0][0] >= _widest_dependence(model, size, axis=0)
+
+
 class WithBatchNorm(nn.Module):
     def __init__(self):
         super().__init__()

@@ -9,6 +9,7 @@ addition) the result sees as far as the widest of them, so fields merge by takin
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -41,12 +42,18 @@ class Field:
 
 
 def adaptive_window(in_size: int, out_size: int) -> tuple[int, int]:
-    """(kernel, stride) of an adaptive pool along one axis: the largest window it uses and the
-    step between windows; exact when ``out_size`` divides ``in_size`` (always for output 1)."""
+    """(kernel, stride) of an adaptive pool along one axis: its widest window and its longer
+    step between windows, both exact when ``out_size`` divides ``in_size``.
+
+    Window ``i`` spans ``floor(i * in / out)`` to ``ceil((i + 1) * in / out)``: ``ceil((r + in) /
+    out)`` positions, where ``r = i * in mod out`` reaches ``out - gcd(in, out)``. Uneven windows
+    (5 -> 3: 2, 3, 2) are one wider than ``ceil(in / out)``, and the steps alternate between
+    ``floor`` and ``ceil(in / out)``; the longer step keeps later fields an upper bound.
+    """
     if out_size <= 1:
         return in_size, in_size
-    kernel = -(-in_size // out_size)
-    return kernel, max(in_size // out_size, 1)
+    kernel = -(-(in_size - math.gcd(in_size, out_size)) // out_size) + 1
+    return kernel, -(-in_size // out_size)
 
 
 def format_pair(pair) -> str:
