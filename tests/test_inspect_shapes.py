@@ -189,3 +189,13 @@ def test_a_size_too_large_for_memory_is_one_line(capsys, command, size):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not fit in memory" in err, err
     assert "try a smaller input size" in err
+
+
+@pytest.mark.parametrize("argv", [["shapes", "lenet5_d2l", "--batch", str(10 ** 26)],
+                                  ["shapes", "lenet5_d2l", "--input-size", f"1,{10 ** 26},28"],
+                                  ["summary", "lenet5_d2l", "--input-size", f"{2 ** 63},1,28,28"]])
+def test_a_size_beyond_64_bits_is_one_line(capsys, argv):
+    # torch cannot even hold such a size (a TypeError, not an allocation failure)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not fit in memory" in err, err

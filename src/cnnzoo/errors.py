@@ -27,11 +27,14 @@ class InputTooSmallError(CnnzooError, ValueError):
 
 
 def refused_memory(error: BaseException) -> bool:
-    """Whether ``error`` is the memory allocator refusing a request: a ``MemoryError``, or
-    torch's ``RuntimeError`` for a tensor too large to allocate (or even to size)."""
+    """Whether ``error`` is the memory allocator refusing a request: a ``MemoryError``, torch's
+    ``RuntimeError`` for a tensor too large to allocate (or even to size), or its ``TypeError``
+    for a size beyond a 64-bit integer."""
     if isinstance(error, MemoryError):
         return True
     text = str(error)
+    if isinstance(error, TypeError):
+        return "Overflow when unpacking long" in text
     return isinstance(error, RuntimeError) and (
         "allocate" in text or "Storage size calculation overflowed" in text)
 
@@ -43,7 +46,7 @@ def out_of_memory_as(message: str):
     large to hold is one line, not a traceback. Any other error passes through."""
     try:
         yield
-    except (RuntimeError, MemoryError) as error:
+    except (RuntimeError, MemoryError, TypeError) as error:
         if not refused_memory(error):
             raise
         raise CnnzooError(message) from None
