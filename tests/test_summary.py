@@ -379,6 +379,17 @@ def test_measured_peak_on_cuda():
     assert all(p.device.type == "cpu" for p in model.parameters())
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_measured_peak_of_steps_that_cannot_run_is_a_note():
+    # at batch 1, BatchNorm after a global pool cannot run in training mode: the estimate
+    # falls back to eval mode, the measurement says why there is none
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.BatchNorm2d(4))
+    memory = summary(model, input_size=(1, 3, 8, 8), device="cuda", measure=True).memory
+    assert memory.measured_peak is None
+    assert "cannot be measured" in memory.measured_note
+    assert "more than 1 value per channel" in memory.measured_note
+
+
 def test_vgg16_weights_and_activations_as_seed_002():
     if "vgg16" not in cnnzoo.list_models():
         pytest.skip("vgg16 is not registered")

@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass, field as dataclass_field
 import torch
 from torch import nn
 
-from ..errors import CnnzooError, InputTooSmallError, out_of_memory_as
+from ..errors import CnnzooError, InputTooSmallError, out_of_memory_as, refused_memory
 from ..geometry import window_of
-from .recording import Call, record_forward
+from .recording import Call, _first_line, record_forward
 from .shapes import input_too_large, with_minimum
 from .table import (COLUMNS, DEFAULT_COLUMNS, render_csv, render_markdown, render_table,
                     summary_lines)
@@ -397,7 +397,9 @@ def _saved_activation_bytes(model: nn.Module, inputs: tuple) -> tuple[int, str]:
 
 
 def _measure_peak(model: nn.Module, inputs: tuple, optimizer: str) -> tuple[int | None, str]:
-    """Peak memory of two training steps on a copy of the model, where the device reports it."""
+    """Peak memory of two training steps on a copy of the model, where the device reports it;
+    a step that fails (BatchNorm over a single value at batch 1, memory running out) leaves a
+    note instead, as the estimate stands without it."""
     tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
     device = tensors[0].device if tensors else torch.device("cpu")
     if device.type != "cuda":
@@ -406,25 +408,39 @@ def _measure_peak(model: nn.Module, inputs: tuple, optimizer: str) -> tuple[int 
     torch.cuda.synchronize(device)
     start = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
-    with torch.random.fork_rng(devices=[device.index or 0]):
-        trainee = copy.deepcopy(model).train()
-        params = [p for p in trainee.parameters() if p.requires_grad]
-        if optimizer == "adam":
-            step = torch.optim.Adam(params)
-        else:
-            step = torch.optim.SGD(params, lr=0.01, momentum=0.9 if optimizer == "momentum"
-                                   else 0.0)
-        for _ in range(2):  # the second step holds the optimizer state the first one created
-            step.zero_grad(set_to_none=True)
-            outputs = trainee(*inputs)
-            outputs = [t for t in (outputs if isinstance(outputs, (tuple, list))
-                                   else [outputs]) if isinstance(t, torch.Tensor)]
-            if not outputs:
-                return None, "cannot be measured: the model's forward returns no tensor"
-            sum(t.float().mean() for t in outputs).backward()
-            step.step()
-        torch.cuda.synchronize(device)
-        peak = torch.cuda.max_memory_allocated(device) - start
-    del trainee, step, outputs
-    torch.cuda.empty_cache()
-    return peak, f"torch.cuda.max_memory_allocated over two {optimizer} steps"
+    try:
+        with torch.random.fork_rng(devices=[device.index or 0]):
+            stepped = _two_training_steps(model, inputs, optimizer)
+            torch.cuda.synchronize(device)
+    except Exception as error:
+        why = ("they do not fit in memory" if refused_memory(error)
+               else f"they failed ({_first_line(error)})")
+        return None, f"cannot be measured: two {optimizer} training steps on {device}: {why}"
+    finally:
+        torch.cuda.empty_cache()
+    if not stepped:
+        return None, "cannot be measured: the model's forward returns no tensor"
+    return (torch.cuda.max_memory_allocated(device) - start,
+            f"torch.cuda.max_memory_allocated over two {optimizer} steps")
+
+
+def _two_training_steps(model: nn.Module, inputs: tuple, optimizer: str) -> bool:
+    """Two training steps of a copy of ``model`` on ``inputs``; False where its forward returns
+    no tensor to take a gradient of."""
+    trainee = copy.deepcopy(model).train()
+    params = [p for p in trainee.parameters() if p.requires_grad]
+    if optimizer == "adam":
+        step = torch.optim.Adam(params)
+    else:
+        step = torch.optim.SGD(params, lr=0.01, momentum=0.9 if optimizer == "momentum"
+                               else 0.0)
+    for _ in range(2):  # the second step holds the optimizer state the first one created
+        step.zero_grad(set_to_none=True)
+        outputs = trainee(*inputs)
+        outputs = [t for t in (outputs if isinstance(outputs, (tuple, list))
+                               else [outputs]) if isinstance(t, torch.Tensor)]
+        if not outputs:
+            return False
+        sum(t.float().mean() for t in outputs).backward()
+        step.step()
+    return True
