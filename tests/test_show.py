@@ -185,6 +185,46 @@ def test_feature_maps_are_the_layers_outputs(run_dir):
     assert f"true {run.classes[label]}" in titles[0]
 
 
+
+def test_features_title_the_prediction_eval_makes_for_a_run_that_evaluates_flipped(run_dir,
+                                                                                   tmp_path):
+    import json
+    import shutil
+
+    from cnnzoo.show._common import run_dataset
+    from cnnzoo.show.features import run_features
+    from cnnzoo.train.checkpoint import save_weights
+    from cnnzoo.train.evaluation import preprocess, run_logits
+    from cnnzoo.train.rundir import build_model
+
+    # the run made to evaluate each image with its mirror image, and given weights large
+    # enough (the tiny run's own predict one class for every image) that for some test images
+    # the mirror image changes the prediction
+    flipped = Path(shutil.copytree(run_dir, tmp_path / "flipped"))
+    config = json.loads((flipped / "config.json").read_text())
+    config["recipe"]["eval_flip"] = True
+    (flipped / "config.json").write_text(json.dumps(config))
+    for seed in range(10):
+        model = build_model(config)
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.normal_(0, 1)
+        save_weights(flipped / "model.safetensors", model)
+        run = load_run(flipped)
+        x = preprocess(run, run_dataset(run).images)
+        with torch.no_grad():
+            unflipped = run.model(x).argmax(dim=1)
+        evaluated = run_logits(run, x).argmax(dim=1)  # what eval and predict compute
+        differ = (unflipped != evaluated).nonzero().flatten().tolist()
+        if differ:
+            break
+    assert differ, "no test image whose mirror image changes the prediction"
+    for index in differ[:2]:
+        fig, _ = run_features(run, index=index)
+        heading = fig.axes[0].get_title(loc="left")
+        assert f"predicted {run.classes[evaluated[index]]} (" in heading, heading
+
 def test_features_errors(capsys, run_dir, tmp_path):
     text = tmp_path / "notes.png"
     text.write_text("not an image")

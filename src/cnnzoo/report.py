@@ -195,7 +195,7 @@ def build_report(run_dir, *, device: str = "auto", count: int = 16,
     from .plots import figure_png
     from .show._common import conv_layers
     from .show.architecture import draw_architecture
-    from .show.features import draw_features, run_input
+    from .show.features import run_features
     from .show.filters import draw_filters
     from .show.predictions import check_count, run_predictions
     from .train import evaluate, load_run, pick_device
@@ -297,9 +297,7 @@ def build_report(run_dir, *, device: str = "auto", count: int = 16,
 
     page.add("<h2>Feature maps</h2>")
     try:
-        x, label, _ = run_input(run, index=0)
-        page.figure(figure_png(draw_features(run.model, x, classes=run.classes,
-                                             true_label=label, title=title)),
+        page.figure(figure_png(run_features(run, index=0, title=title)[0]),
                     "feature maps", "Test image 0 on its way through the network: the first "
                                     "maps of each stage, each stretched to its own range.")
     except CnnzooError as error:

@@ -42,13 +42,14 @@ def feature_layers(model, input_size) -> list[tuple[str, str]]:
 
 def draw_features(model, x: torch.Tensor, *, layer: str | None = None,
                   channels: int | None = None, classes=None, true_label: int | None = None,
-                  title: str = ""):
+                  logits: torch.Tensor | None = None, title: str = ""):
     """A figure of the feature maps of one input ``x`` (1, C, H, W), preprocessed as the model
     expects. Without ``layer``: the input, then the first ``channels`` maps of each stage
     (``feature_layers``, default 8), each row titled with the layer and its output shape. With
     ``layer``: the first ``channels`` maps (default 64) of that layer in a grid. Each map is
     stretched to its own range. With ``classes`` the input's title gives the prediction (and
-    ``true_label`` when known)."""
+    ``true_label`` when known), read from ``logits`` (1, K) when given (a run's own, which may
+    average the mirror image's: ``run_logits``), else from the model's output for ``x``."""
     import matplotlib.pyplot as plt
 
     if x.dim() != 4 or x.shape[0] != 1:
@@ -63,7 +64,7 @@ def draw_features(model, x: torch.Tensor, *, layer: str | None = None,
         layers = [(layer, type(dict(model.named_modules())[layer]).__name__)]
     with torch.inference_mode():
         outputs = capture(model, x, [name for name, _ in layers] + [""])
-    heading = _prediction_text(outputs[""], classes, true_label)
+    heading = _prediction_text(outputs[""] if logits is None else logits, classes, true_label)
 
     if layer is None:
         fig, axes = plt.subplots(len(layers) + 1, 1, figsize=(9, 1.25 * (len(layers) + 1) + 0.4),
@@ -156,19 +157,32 @@ def run_input(run, image=None, index: int | None = None) -> tuple[torch.Tensor, 
             f"test{index}")
 
 
+def run_features(run, image=None, *, index: int | None = None, layer: str | None = None,
+                 channels: int | None = None, title: str | None = None):
+    """``draw_features`` of a trained run's model for an image file or test image ``index``
+    (``run_input``), the prediction in the input's title computed as ``cnnzoo predict`` and
+    ``cnnzoo eval`` compute it (``run_logits``: the run's flip averaging and autocast).
+    Returns (figure, a short name of the input for file names)."""
+    from ..train.evaluation import run_logits
+
+    x, label, stem = run_input(run, image, index)
+    fig = draw_features(run.model, x, layer=layer, channels=channels, classes=run.classes,
+                        true_label=label, logits=run_logits(run, x),
+                        title=title or f"{run.config['model']} on {run.config['data']}")
+    return fig, stem
+
+
 def show_features(run_dir, image=None, *, index: int | None = None, layer: str | None = None,
                   channels: int | None = None, out=None) -> Path:
     """Draw the feature maps of an image file (or test image ``index``) through a trained run's
-    model and write the picture to ``out`` (default ``RUN_DIR/features-IMAGE[-LAYER].png``);
-    returns the path written."""
+    model (``run_features``) and write the picture to ``out`` (default
+    ``RUN_DIR/features-IMAGE[-LAYER].png``); returns the path written."""
     from ..plots import figure_file, save_figure
     from ..train import load_run
 
     out = figure_file(out)
     run = load_run(run_dir)
-    x, label, stem = run_input(run, image, index)
-    fig = draw_features(run.model, x, layer=layer, channels=channels, classes=run.classes,
-                        true_label=label, title=f"{run.config['model']} on {run.config['data']}")
+    fig, stem = run_features(run, image, index=index, layer=layer, channels=channels)
     suffix = f"-{layer}" if layer else ""
     path = out or default_out(run.path, f"features-{stem}{suffix}")
     save_figure(fig, path)
