@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from cnnzoo.cli import main
+from cnnzoo.errors import CnnzooError
 from cnnzoo.show.limits import MAX_COUNT
 from conftest import train_tiny_run
 from cnnzoo.train import evaluate
@@ -163,6 +164,16 @@ def test_report_refuses_before_its_work_what_it_cannot_do(run_dir, tmp_path, cap
     with pytest.raises(SystemExit):
         main(["report", "--help"])
     assert f"at most {MAX_COUNT}" in capsys.readouterr().out
+
+
+def test_report_refuses_an_out_in_a_missing_folder_before_evaluating(run_dir, tmp_path):
+    from cnnzoo.report import write_report
+
+    evaluated = []
+    with pytest.raises(CnnzooError, match=f"there is no folder {tmp_path / 'missing'}"):
+        write_report(run_dir, tmp_path / "missing" / "report.html", device="cpu",
+                     progress=lambda total: evaluated.append(total))
+    assert evaluated == [] and list(tmp_path.iterdir()) == []
 
 
 def _chromium() -> str | None:

@@ -423,6 +423,8 @@ def test_every_picture_refuses_an_out_it_cannot_write_before_drawing(capsys, run
         assert f"--out {tmp_path / name}: end the file name in .png, .svg, .pdf or .jpg" in line
     line = one_line_error(capsys, *argv, "--out", tmp_path)
     assert line.endswith(f"--out {tmp_path} is a directory; give the name of a file to write")
+    line = one_line_error(capsys, *argv, "--out", tmp_path / "missing" / "picture.png")
+    assert f"there is no folder {tmp_path / 'missing'}" in line
     assert list(tmp_path.iterdir()) == []
 
 

@@ -21,12 +21,16 @@ FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".jpg": "jpeg", ".jpeg":
 
 def output_file(out, option: str = "--out") -> Path | None:
     """``out`` as a ``Path`` (None or empty: None); a one-line ``CnnzooError`` when it is an
-    existing folder, so that a command refuses it before its work rather than when it writes."""
+    existing folder or lies in a folder that does not exist, so that a command refuses it
+    before its work rather than when it writes."""
     if not out:
         return None
     path = Path(out)
     if path.is_dir():
         raise CnnzooError(f"{option} {path} is a directory; give the name of a file to write")
+    if not path.parent.is_dir():
+        raise CnnzooError(f"{option} {path}: there is no folder {path.parent}; create it or "
+                          f"write elsewhere")
     return path
 
 
