@@ -129,6 +129,28 @@ def test_report_shows_the_runs_numbers(report, run_dir):
         assert name in text
 
 
+
+def test_report_of_a_small_image_folder_names_its_classes_and_images_as_they_are(tmp_path):
+    from cnnzoo.report import write_report
+    from cnnzoo.train import train
+
+    # a folder data set may have any class names; one test image of each class is held out
+    classes = ['a <b> & "c"', "ünïcødé x'y"]
+    for label, name in enumerate(classes):
+        (tmp_path / "pics" / name).mkdir(parents=True)
+        for index in range(5):
+            Image.new("L", (12, 12), 60 * label + 30 * index).save(
+                tmp_path / "pics" / name / f"{index}.png")
+    train("lenet5_d2l", data="folder", data_dir=str(tmp_path / "pics"), epochs=1,
+          out=tmp_path / "run", device="cpu")
+    page = parse(write_report(tmp_path / "run", device="cpu", count=16)[0])
+    assert not page.misnested and not page.open
+    text = " ".join(page.text)
+    for name in classes:
+        assert f"{name} 1.000" in text or f"{name} 0.000" in text  # its row of accuracies
+    assert "2 random test images with the predicted class" in text
+
+
 def test_report_of_a_run_whose_data_is_gone_still_shows_the_model(run_dir, tmp_path, capsys):
     copy = tmp_path / "moved"
     shutil.copytree(run_dir, copy)

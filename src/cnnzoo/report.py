@@ -273,9 +273,10 @@ def build_report(run_dir, *, device: str = "auto", count: int = 16,
         page.add("</div></div>")
 
     page.add("<h2>Predictions</h2>")
+    shown = min(count, result.num_examples) if result else count  # a small test set: all of it
     try:
         page.figure(figure_png(run_predictions(run, count=count)), "predictions",
-                    f"{count} random test images with the predicted class, its probability "
+                    f"{shown} random test images with the predicted class, its probability "
                     f"and the true class; mistakes are framed in red.")
     except CnnzooError as error:
         page.note("predictions could not be drawn", error)
