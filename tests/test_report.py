@@ -149,6 +149,11 @@ def test_report_of_a_small_image_folder_names_its_classes_and_images_as_they_are
     for name in classes:
         assert f"{name} 1.000" in text or f"{name} 0.000" in text  # its row of accuracies
     assert "2 random test images with the predicted class" in text
+    # the data moved: the report reads it where it is told, with nothing left out
+    (tmp_path / "pics").rename(tmp_path / "moved")
+    _, report = write_report(tmp_path / "run", tmp_path / "moved.html", device="cpu",
+                             data_dir=tmp_path / "moved")
+    assert report.notes == [] and report.pictures == len(PICTURES)
 
 
 def test_report_of_a_run_whose_data_is_gone_still_shows_the_model(run_dir, tmp_path, capsys):

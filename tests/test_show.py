@@ -396,6 +396,24 @@ def test_blocks_with_shortcuts_stay_closed_unless_a_depth_is_asked():
     assert not any(b.kind == "block" for b in opened) and len(opened) > len(closed)
 
 
+def test_pictures_of_a_run_whose_data_moved_read_it_from_data_dir(capsys, tmp_path):
+    from cnnzoo.train import train
+
+    for label, name in enumerate(("cat", "dog")):
+        (tmp_path / "pics" / name).mkdir(parents=True)
+        for index in range(5):
+            Image.new("L", (12, 12), 60 * label + 30 * index).save(
+                tmp_path / "pics" / name / f"{index}.png")
+    run = tmp_path / "run"
+    train("lenet5_d2l", data="folder", data_dir=str(tmp_path / "pics"), epochs=1, out=run,
+          device="cpu")
+    (tmp_path / "pics").rename(tmp_path / "moved")
+    for picture in (("features", run, "--index", 1), ("predictions", run),
+                    ("receptive-field", run, "--layer", "features.conv1")):
+        assert "does not exist" in one_line_error(capsys, "show", *picture)
+        written(capsys, "show", *picture, "--data-dir", tmp_path / "moved")
+
+
 # what every picture shares
 
 def test_counts_past_the_limits_are_one_line_errors_named_in_the_help(capsys, run_dir):

@@ -183,14 +183,14 @@ def _count(text: str) -> str:
     return f"{int(text):,}" if text.isdigit() else text
 
 
-def build_report(run_dir, *, device: str = "auto", count: int = 16,
+def build_report(run_dir, *, device: str = "auto", count: int = 16, data_dir=None,
                  progress=None) -> Report:
     """The HTML report of a run directory (see the module docstring) as a ``Report``. The test
-    set is evaluated on ``device`` (``progress`` as in ``evaluate``, for a bar); ``count`` test
-    images (1 to ``MAX_COUNT``) are shown with predictions. A part that needs the data set
-    (evaluation, predictions, feature maps) is replaced by a note when the data cannot be read;
-    a missing or unreadable run, a device that is not here or a ``count`` out of range raises
-    ``CnnzooError`` before any work."""
+    set (the run's, or the one in ``data_dir``) is evaluated on ``device`` (``progress`` as in
+    ``evaluate``, for a bar); ``count`` test images (1 to ``MAX_COUNT``) are shown with
+    predictions. A part that needs the data set (evaluation, predictions, feature maps) is
+    replaced by a note when the data cannot be read; a missing or unreadable run, a device that
+    is not here or a ``count`` out of range raises ``CnnzooError`` before any work."""
     from . import __version__
     from .plots import figure_png
     from .show._common import conv_layers
@@ -213,7 +213,8 @@ def build_report(run_dir, *, device: str = "auto", count: int = 16,
 
     result = evaluation_error = None
     try:
-        result = evaluate(run, device=device, plot=False, progress=progress)
+        result = evaluate(run, data_dir=data_dir, device=device, plot=False,
+                          progress=progress)
     except CnnzooError as error:
         evaluation_error = error
 
@@ -275,7 +276,8 @@ def build_report(run_dir, *, device: str = "auto", count: int = 16,
     page.add("<h2>Predictions</h2>")
     shown = min(count, result.num_examples) if result else count  # a small test set: all of it
     try:
-        page.figure(figure_png(run_predictions(run, count=count)), "predictions",
+        page.figure(figure_png(run_predictions(run, count=count, data_dir=data_dir)),
+                    "predictions",
                     f"{shown} random test images with the predicted class, its probability "
                     f"and the true class; mistakes are framed in red.")
     except CnnzooError as error:
@@ -298,7 +300,7 @@ def build_report(run_dir, *, device: str = "auto", count: int = 16,
 
     page.add("<h2>Feature maps</h2>")
     try:
-        page.figure(figure_png(run_features(run, index=0, title=title)[0]),
+        page.figure(figure_png(run_features(run, index=0, data_dir=data_dir, title=title)[0]),
                     "feature maps", "Test image 0 on its way through the network: the first "
                                     "maps of each stage, each stretched to its own range.")
     except CnnzooError as error:
@@ -313,7 +315,7 @@ def build_report(run_dir, *, device: str = "auto", count: int = 16,
     return Report(text, page.pictures, page.notes)
 
 
-def write_report(run_dir, out=None, *, device: str = "auto", count: int = 16,
+def write_report(run_dir, out=None, *, device: str = "auto", count: int = 16, data_dir=None,
                  progress=None) -> tuple[Path, Report]:
     """Build the report of a run directory and write it to ``out`` (default
     ``RUN_DIR/report.html``) atomically; returns the path and the ``Report``. An ``out`` that is
@@ -322,7 +324,8 @@ def write_report(run_dir, out=None, *, device: str = "auto", count: int = 16,
     from .train.checkpoint import atomic_write_text
 
     out = output_file(out)
-    report = build_report(run_dir, device=device, count=count, progress=progress)
+    report = build_report(run_dir, device=device, count=count, data_dir=data_dir,
+                          progress=progress)
     path = out or Path(run_dir) / REPORT
     atomic_write_text(path, report.html)
     return path, report

@@ -20,6 +20,8 @@ def register(subparsers) -> None:
     parser.add_argument("--count", type=positive_int, default=16, metavar="N",
                         help=f"test images shown with predictions (default 16, at most "
                              f"{MAX_COUNT})")
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="where the data set's files are (the run's by default)")
     add_device(parser, help="where the test set is evaluated: auto (the default), cpu, cuda, "
                             "cuda:N or mps")
     parser.set_defaults(func=run)
@@ -30,7 +32,7 @@ def run(args) -> int:
 
     with progress_bars("evaluating the test set") as progress:
         path, report = write_report(args.run_dir, args.out, device=args.device, count=args.count,
-                                    progress=progress)
+                                    data_dir=args.data_dir, progress=progress)
     for note in report.notes:
         print(f"cnnzoo: note: {note}", file=sys.stderr)
     print(path)

@@ -57,6 +57,8 @@ def register(subparsers) -> None:
     p.add_argument("--layer", help="draw only this module's maps, in a grid")
     p.add_argument("--channels", type=positive_int, metavar="N",
                    help="maps per layer (default 8 per stage, 64 with --layer)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="where the data set's files are, for --index (the run's by default)")
     p.add_argument("--out", metavar="FILE", help=OUT_HELP.format("DIR/features-IMAGE.png"))
     p.set_defaults(func=_features)
 
@@ -70,6 +72,8 @@ def register(subparsers) -> None:
                    help="the split the images come from (default test)")
     p.add_argument("--seed", type=int, default=0, help="which random images (default 0)")
     p.add_argument("--mistakes", action="store_true", help="show only misclassified images")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="where the data set's files are (the run's by default)")
     p.add_argument("--out", metavar="FILE", help=OUT_HELP.format("DIR/predictions.png"))
     p.set_defaults(func=_predictions)
 
@@ -84,7 +88,8 @@ def register(subparsers) -> None:
                                                       "the centre)")
     p.add_argument("--data", default="synthetic",
                    help="the data set of the sample image for a model name (default synthetic)")
-    p.add_argument("--data-dir", metavar="DIR", help="where that data set's files are")
+    p.add_argument("--data-dir", metavar="DIR", help="where that data set's files are (for a "
+                                                      "run directory: the run's by default)")
     p.add_argument("--index", type=int, default=0, metavar="N",
                    help="which test image (default 0)")
     p.add_argument("--out", metavar="FILE",
@@ -140,14 +145,16 @@ def _features(args) -> int:
     from ..show import show_features
 
     return _written(show_features(args.run_dir, args.image, index=args.index, layer=args.layer,
-                                  channels=args.channels, out=args.out))
+                                  channels=args.channels, data_dir=args.data_dir,
+                                  out=args.out))
 
 
 def _predictions(args) -> int:
     from ..show import show_predictions
 
     return _written(show_predictions(args.run_dir, count=args.count, split=args.split,
-                                     seed=args.seed, mistakes_only=args.mistakes, out=args.out))
+                                     seed=args.seed, mistakes_only=args.mistakes,
+                                     data_dir=args.data_dir, out=args.out))
 
 
 def parse_unit(text: str | None) -> tuple[int, int] | None:

@@ -137,10 +137,11 @@ def _show_maps(ax, mosaic: np.ndarray) -> None:
         spine.set_visible(False)
 
 
-def run_input(run, image=None, index: int | None = None) -> tuple[torch.Tensor, int | None, str]:
+def run_input(run, image=None, index: int | None = None,
+              data_dir=None) -> tuple[torch.Tensor, int | None, str]:
     """One input for a run's model: the image file ``image`` read as ``cnnzoo predict`` reads it,
-    or test image number ``index``. Returns (x (1, C, H, W) preprocessed, true label or None,
-    a short name for file names)."""
+    or test image number ``index`` (of the run's data, or of that in ``data_dir``). Returns
+    (x (1, C, H, W) preprocessed, true label or None, a short name for file names)."""
     from ..train.evaluation import DARK_BACKGROUND, load_image, preprocess
 
     if (image is None) == (index is None):
@@ -150,7 +151,7 @@ def run_input(run, image=None, index: int | None = None) -> tuple[torch.Tensor, 
         pixels = load_image(image, channels, (height, width),
                             run.config["data"] in DARK_BACKGROUND)
         return preprocess(run, pixels[None]), None, Path(image).stem
-    dataset = run_dataset(run)
+    dataset = run_dataset(run, data_dir=data_dir)
     if not 0 <= index < len(dataset):
         raise CnnzooError(f"--index {index} is outside the test set (0 to {len(dataset) - 1})")
     return (preprocess(run, dataset.images[index:index + 1]), int(dataset.labels[index]),
@@ -158,14 +159,14 @@ def run_input(run, image=None, index: int | None = None) -> tuple[torch.Tensor, 
 
 
 def run_features(run, image=None, *, index: int | None = None, layer: str | None = None,
-                 channels: int | None = None, title: str | None = None):
+                 channels: int | None = None, data_dir=None, title: str | None = None):
     """``draw_features`` of a trained run's model for an image file or test image ``index``
     (``run_input``), the prediction in the input's title computed as ``cnnzoo predict`` and
     ``cnnzoo eval`` compute it (``run_logits``: the run's flip averaging and autocast).
     Returns (figure, a short name of the input for file names)."""
     from ..train.evaluation import run_logits
 
-    x, label, stem = run_input(run, image, index)
+    x, label, stem = run_input(run, image, index, data_dir)
     fig = draw_features(run.model, x, layer=layer, channels=channels, classes=run.classes,
                         true_label=label, logits=run_logits(run, x),
                         title=title or f"{run.config['model']} on {run.config['data']}")
@@ -173,7 +174,7 @@ def run_features(run, image=None, *, index: int | None = None, layer: str | None
 
 
 def show_features(run_dir, image=None, *, index: int | None = None, layer: str | None = None,
-                  channels: int | None = None, out=None) -> Path:
+                  channels: int | None = None, data_dir=None, out=None) -> Path:
     """Draw the feature maps of an image file (or test image ``index``) through a trained run's
     model (``run_features``) and write the picture to ``out`` (default
     ``RUN_DIR/features-IMAGE[-LAYER].png``); returns the path written."""
@@ -182,7 +183,8 @@ def show_features(run_dir, image=None, *, index: int | None = None, layer: str |
 
     out = figure_file(out)
     run = load_run(run_dir)
-    fig, stem = run_features(run, image, index=index, layer=layer, channels=channels)
+    fig, stem = run_features(run, image, index=index, layer=layer, channels=channels,
+                             data_dir=data_dir)
     suffix = f"-{layer}" if layer else ""
     path = out or default_out(run.path, f"features-{stem}{suffix}")
     save_figure(fig, path)

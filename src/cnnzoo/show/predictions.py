@@ -74,12 +74,12 @@ def check_count(count: int) -> None:
 
 
 def run_predictions(run, *, count: int = 16, split: str = "test", seed: int = 0,
-                    mistakes_only: bool = False):
+                    mistakes_only: bool = False, data_dir=None):
     """``draw_predictions`` for ``count`` seeded random images of a run's ``split`` (with
-    ``mistakes_only``, the first ``count`` misclassified ones in that random order); ``count``
-    is 1 to ``MAX_COUNT`` (``check_count``)."""
+    ``mistakes_only``, the first ``count`` misclassified ones in that random order), of the
+    run's data or of that in ``data_dir``; ``count`` is 1 to ``MAX_COUNT`` (``check_count``)."""
     check_count(count)
-    dataset = run_dataset(run, split)
+    dataset = run_dataset(run, split, data_dir)
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
     if mistakes_only:
         predicted, confidences = predict_images(run, dataset.images[order])
@@ -100,7 +100,7 @@ def run_predictions(run, *, count: int = 16, split: str = "test", seed: int = 0,
 
 
 def show_predictions(run_dir, *, count: int = 16, split: str = "test", seed: int = 0,
-                     mistakes_only: bool = False, out=None) -> Path:
+                     mistakes_only: bool = False, data_dir=None, out=None) -> Path:
     """Draw ``run_predictions`` for a run directory and write the picture to ``out`` (default
     ``RUN_DIR/predictions.png``, or ``mistakes.png``); returns the path written."""
     from ..plots import figure_file, save_figure
@@ -108,7 +108,8 @@ def show_predictions(run_dir, *, count: int = 16, split: str = "test", seed: int
 
     out = figure_file(out)
     run = load_run(run_dir)
-    fig = run_predictions(run, count=count, split=split, seed=seed, mistakes_only=mistakes_only)
+    fig = run_predictions(run, count=count, split=split, seed=seed, mistakes_only=mistakes_only,
+                          data_dir=data_dir)
     path = out or default_out(run.path, "mistakes" if mistakes_only else "predictions")
     save_figure(fig, path)
     return path

@@ -193,7 +193,8 @@ def show_receptive_field(name: str, layer: str, *, unit=None, data: str = "synth
     the path written. ``name`` is a registered model, freshly built (seed 0) for image
     ``index`` of ``data``'s test split resized to the model's input (default file
     ``receptive-field-NAME-LAYER.png`` here), or a run directory: its trained model on its own
-    test image ``index`` (default ``RUN_DIR/receptive-field-LAYER.png``)."""
+    test image ``index`` (default ``RUN_DIR/receptive-field-LAYER.png``). ``data_dir`` is
+    where the data set's files are (for a run: the run's own by default)."""
     from ..data import canonical_name, load_dataset
     from ..plots import figure_file, save_figure
 
@@ -204,7 +205,7 @@ def show_receptive_field(name: str, layer: str, *, unit=None, data: str = "synth
         from ._common import run_dataset
 
         run = load_run(name)
-        dataset = run_dataset(run)
+        dataset = run_dataset(run, data_dir=data_dir)
         _sample(dataset, index, dataset.image_size[1:])  # checks the index
         x = preprocess(run, dataset.images[index:index + 1])
         model, picture = run.model, _sample(dataset, index, x.shape[2:])
