@@ -150,3 +150,40 @@ def test_the_models_page_gives_each_models_counts_as_summary_computes_them(name)
     assert f"{table.total_params:,}" in page, (name, table.total_params)
     if info.family not in DOCUMENTED_WITHOUT_MULT_ADDS:
         assert f"{table.total_mult_adds:,}" in page, (name, table.total_mult_adds)
+
+
+@pytest.mark.parametrize("name, kwargs, message", [
+    ("lenet5_d2l", dict(num_classes=0), "num_classes must be a whole number of at least 1"),
+    ("resnet18_d2l", dict(num_classes=-1), "num_classes must be a whole number of at least 1"),
+    ("mobilenet_v1", dict(num_classes=2.5), "num_classes must be a whole number"),
+    ("resnet18_d2l", dict(in_channels=True), "in_channels must be a whole number"),
+    ("lenet5_d2l", dict(in_channels=0), "in_channels must be a whole number"),
+    ("lenet5_d2l", dict(input_size=(0, 28, 28)), "input_size must be"),
+    ("vgg11_d2l", dict(input_size=32.5), "input_size must be"),
+    ("lenet5_d2l", dict(input_size=True), "input_size must be"),
+    ("resnet9_fmnist", dict(width=2.5), "width must be a whole number"),
+    ("mobilenet_v1", dict(width_mult="1"), "width_mult must be a number"),
+    ("googlenet", dict(aux_logits="no"), "aux_logits must be True or False"),
+    ("alexnet_d2l", dict(dropout=1.5), "dropout probability has to be between 0 and 1"),
+    ("resnet18_d2l", dict(bogus=1), "takes no argument 'bogus'; it takes: num_classes"),
+])
+def test_builder_arguments_of_the_wrong_kind_are_one_line_errors(name, kwargs, message):
+    # a model with no outputs or a flag taken as a channel count must not be built silently
+    with pytest.raises(CnnzooError, match=message) as error:
+        cnnzoo.get_model(name, **kwargs)
+    assert "\n" not in str(error.value)
+
+
+def test_builder_arguments_take_their_defaults_kind_and_none_where_it_is_the_default():
+    import numpy as np
+
+    model = cnnzoo.get_model("mobilenet_v1", num_classes=np.int64(1), width_mult=1)
+    assert model.fc.out_features == 1
+    assert cnnzoo.get_model("lenet5_d2l", in_channels=None, input_size=None).input_size == (
+        1, 28, 28)
+
+
+@pytest.mark.parametrize("name", [None, 3])
+def test_a_model_name_that_is_not_a_string_is_unknown(name):
+    with pytest.raises(UnknownModelError, match="unknown model"):
+        cnnzoo.model_info(name)

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import nn
 
 from ..errors import CnnzooError
+
+
+def whole_number(value) -> bool:
+    """Whether ``value`` is an int (numpy's included), not a bool, a float or a string."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def resolve_input_size(in_channels: int | None, input_size, default: tuple[int, int, int]
@@ -17,14 +24,16 @@ def resolve_input_size(in_channels: int | None, input_size, default: tuple[int, 
     """
     channels, height, width = default
     if input_size is not None:
-        size = (input_size,) * 2 if isinstance(input_size, int) else tuple(input_size)
+        size = ((input_size,) * 2 if whole_number(input_size)
+                else tuple(input_size) if isinstance(input_size, (tuple, list)) else ())
+        if len(size) not in (2, 3) or not all(whole_number(v) and v >= 1 for v in size):
+            raise CnnzooError(f"input_size must be an int, (H, W) or (C, H, W) of whole numbers "
+                              f"of at least 1; got {input_size!r}")
         if len(size) == 3:
             if in_channels is not None and in_channels != size[0]:
                 raise CnnzooError(f"in_channels={in_channels} disagrees with "
                                   f"input_size={tuple(input_size)}")
             channels, size = size[0], size[1:]
-        if len(size) != 2 or min(size) < 1:
-            raise CnnzooError(f"input_size must be an int, (H, W) or (C, H, W); got {input_size!r}")
         height, width = size
     if in_channels is not None:
         channels = in_channels

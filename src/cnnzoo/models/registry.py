@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import inspect
+import math
+import numbers
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +21,10 @@ from torch import nn
 
 from ..errors import CnnzooError, UnknownModelError, out_of_memory_as
 from ..safeload import load_safetensors, load_torch_file
+from ._common import whole_number
 
 SOURCES = ("paper", "d2l", "seed", "torchvision", "cnnzoo")
+COUNTS = ("num_classes", "in_channels")  # every builder takes them; at least 1
 
 
 @dataclass(frozen=True)
@@ -84,12 +89,12 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 def model_info(name: str) -> ModelInfo:
     """The metadata of a registered model; unknown names raise ``UnknownModelError``."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+    info = _REGISTRY.get(name) if isinstance(name, str) else None
+    if info is None:
+        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see `cnnzoo models`"
-        raise UnknownModelError(f"unknown model {name!r}{hint}") from None
+        raise UnknownModelError(f"unknown model {name!r}{hint}")
+    return info
 
 
 def get_model(name: str, weights=None, **kwargs) -> nn.Module:
@@ -103,13 +108,48 @@ def get_model(name: str, weights=None, **kwargs) -> nn.Module:
     model whose weights alone do not fit in memory (a fixed-size head built for a huge input).
     """
     builder = model_info(name).builder
+    _check_arguments(name, builder, kwargs)
     with out_of_memory_as(f"{name}{_built_for(kwargs)} does not fit in memory (its layers' "
                           f"weights alone); try a smaller "
                           f"{'input size' if 'input_size' in kwargs else 'model'}"):
-        model = builder(**kwargs)
+        try:
+            model = builder(**kwargs)
+        except CnnzooError:
+            raise
+        except ValueError as error:  # a layer's own range check: dropout=1.5
+            raise CnnzooError(f"{name}{_built_for(kwargs)}: {error}") from None
     if weights is not None:
         _load_state_file(model, weights, name)
     return model
+
+
+def _check_arguments(name: str, builder, kwargs: dict) -> None:
+    """A one-line ``CnnzooError`` for a keyword the builder does not take, or a value of the
+    wrong kind: ``num_classes`` and ``in_channels`` whole numbers of at least 1, the others of
+    their default's type (True or False for a flag, a finite number for a rate). None is taken
+    where it is the default; ``input_size`` is checked where it is read."""
+    parameters = inspect.signature(builder).parameters
+    for key, value in kwargs.items():
+        if key not in parameters:
+            raise CnnzooError(f"{name} takes no argument {key!r}; it takes: "
+                              f"{', '.join(parameters)}")
+        default = parameters[key].default
+        if value is None and default is None:
+            continue
+        if key in COUNTS:
+            fits, kind = whole_number(value) and value >= 1, "a whole number of at least 1"
+        elif isinstance(default, bool):
+            fits, kind = isinstance(value, bool), "True or False"
+        elif isinstance(default, int):
+            fits, kind = whole_number(value), "a whole number"
+        elif isinstance(default, float):
+            fits = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                    and math.isfinite(value))
+            kind = "a number"
+        else:
+            continue
+        if not fits:
+            raise CnnzooError(f"{name}: {key} must be {kind}, not {value!r}")
 
 
 def _built_for(kwargs: dict) -> str:
