@@ -1,6 +1,8 @@
 """Export round trips: ONNX through onnxruntime, TorchScript and torch.export files loaded back,
 each compared here with the PyTorch model on a batch size the file was not traced with."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -152,6 +154,34 @@ def test_a_file_that_disagrees_is_refused_and_removed(tmp_path):
         export_model(BatchSizeBakedIn(), path, "torchscript", (1, 2, 2))
     assert "\n" not in str(error.value)
     assert list(tmp_path.iterdir()) == []
+
+
+class NaNWhenTraced(torch.nn.Module):
+    """Returns NaN at the traced batch of 2, which tracing freezes; finite logits otherwise."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        logits = self.fc(x.flatten(1))
+        return logits * float("nan") if x.shape[0] == 2 else logits
+
+
+def test_a_file_that_returns_nan_where_the_model_does_not_is_refused(tmp_path):
+    with pytest.raises(ExportError, match="disagrees with the model: max abs difference inf"):
+        export_model(NaNWhenTraced(), tmp_path / "nan.pt", "torchscript", (1, 2, 2))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("format, name", [("torchscript", "m.pt"),
+                                          ("exported-program", "m.pt2")])
+def test_a_folder_that_takes_no_files_is_one_line(format, name):
+    # /proc takes no new files, even from root
+    with pytest.raises(ExportError, match=f"cannot write /proc/{name}") as error:
+        export_model(cnnzoo.get_model("lenet5_d2l"), Path("/proc") / name, format, (1, 28, 28))
+    assert "\n" not in str(error.value)
 
 
 def test_bad_requests_give_one_line_errors(tmp_path):

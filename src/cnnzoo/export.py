@@ -14,6 +14,7 @@ import contextlib
 import importlib.util
 import inspect
 import logging
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -94,6 +95,10 @@ def export_model(model: nn.Module, path, format: str = "onnx", input_size=None, 
     was_training = model.training
     model.eval()
     try:
+        try:  # before the export: a folder that takes no file is one line, in every format
+            tmp.touch()
+        except OSError as error:
+            raise ExportError(f"cannot write {path}: {error.strerror or error}") from None
         parameter = next(model.parameters(), None)
         device = parameter.device if parameter is not None else torch.device("cpu")
         dtype = parameter.dtype if parameter is not None else torch.float32
@@ -406,7 +411,12 @@ def _max_abs_diff(expected, got) -> float:
         if tuple(want.shape) != tuple(have.shape):
             raise ExportError(f"the exported file returns shape {tuple(have.shape)}, the model "
                               f"{tuple(want.shape)}")
-        worst = max(worst, (want.detach().cpu().double() - have.cpu().double()).abs().max().item())
+        want, have = want.detach().cpu().double(), have.cpu().double()
+        # NaN in one output and not the other is a disagreement, not a difference of 0 (max()
+        # passes over NaN); NaN in both is agreement
+        difference = torch.where(want.isnan() & have.isnan(), 0.0,
+                                 (want - have).abs().nan_to_num(nan=math.inf))
+        worst = max(worst, difference.max().item())
     return worst
 
 
