@@ -154,6 +154,17 @@ def test_weights_are_copied_not_shared():
         torch.testing.assert_close(converted(x), before, atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("name", ["lenet5_bn_d2l", "lenet5_bn_scratch_d2l"])
+def test_a_float64_head_with_batch_norm_converts_in_float64(name):
+    model = trained_looking(cnnzoo.get_model(name).double())
+    converted = to_fully_convolutional(model)
+    assert {t.dtype for t in converted.state_dict().values() if t.is_floating_point()} == {
+        torch.float64}
+    x = torch.randn(2, 1, 28, 28, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(converted(x).flatten(1), model(x), atol=1e-12, rtol=1e-12)
+
+
 def test_non_square_head_needs_the_input_size():
     model = cnnzoo.get_model("vgg11_d2l", input_size=(1, 64, 96)).eval()
     with pytest.raises(CnnzooError, match="pass input_size"):

@@ -208,9 +208,10 @@ def _convolutional_head(layers, map_shape) -> list[nn.Module]:
         elif isinstance(layer, nn.BatchNorm1d) and not first:
             converted.append(_batch_norm_2d(layer))
         elif isinstance(layer, ScratchBatchNorm) and layer.num_dims == 2 and not first:
-            norm = ScratchBatchNorm(layer.num_features, 4, layer.eps, layer.momentum)
+            norm = ScratchBatchNorm(layer.num_features, 4, layer.eps, layer.momentum).to(
+                layer.weight.device, layer.weight.dtype)
             norm.load_state_dict(layer.state_dict())  # same names as nn.BatchNorm's
-            converted.append(norm.to(layer.weight.device))
+            converted.append(norm)
         elif isinstance(layer, RBFOutput) and not first:
             converted.append(RBFOutput2d(layer.prototypes.clone()))
         elif isinstance(layer, ELEMENTWISE):
@@ -224,9 +225,11 @@ def _convolutional_head(layers, map_shape) -> list[nn.Module]:
 
 
 def _batch_norm_2d(layer: nn.BatchNorm1d) -> nn.BatchNorm2d:
-    # per-feature statistics become per-channel ones: identical in eval mode
+    # per-feature statistics become per-channel ones: identical in eval mode; made in the
+    # layer's dtype, so a float64 (or half) model's statistics are not rounded to float32
+    tensor = layer.weight if layer.weight is not None else layer.running_mean
+    where = {} if tensor is None else dict(device=tensor.device, dtype=tensor.dtype)
     norm = nn.BatchNorm2d(layer.num_features, layer.eps, layer.momentum, layer.affine,
-                          layer.track_running_stats, device=layer.weight.device
-                          if layer.weight is not None else None)
+                          layer.track_running_stats, **where)
     norm.load_state_dict(layer.state_dict())
     return norm
