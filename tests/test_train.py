@@ -449,6 +449,41 @@ def test_predict_on_png_files_matches_the_model_on_the_same_images(tmp_path):
         predict(result.run_dir, [bad], device="cpu")
 
 
+def test_predict_runs_the_model_in_batches_of_the_recipes_eval_batch_size(tmp_path):
+    result = train("lenet5_d2l", epochs=1, out=tmp_path / "run", eval_batch_size=2, **QUICK)
+    paths = []
+    for i in range(5):
+        path = tmp_path / f"image{i}.png"
+        Image.fromarray(np.full((28, 28), 50 * i, dtype=np.uint8)).save(path)
+        paths.append(path)
+    batches = []
+    model = load_run(result.run_dir).model
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(
+        lambda module, args: batches.append(len(args[0])) if type(module) is type(model) else None)
+    try:
+        together = predict(result.run_dir, paths, topk=10, device="cpu")
+    finally:
+        hook.remove()
+    assert batches == [2, 2, 1]  # not all 5 images' activations at once
+    alone = [predict(result.run_dir, [path], topk=10, device="cpu")[0] for path in paths]
+    for one, other in zip(together, alone):
+        assert [name for name, _ in one.top] == [name for name, _ in other.top]
+        assert [p for _, p in one.top] == pytest.approx([p for _, p in other.top], abs=1e-6)
+
+
+def test_predict_scales_a_16_bit_png_to_8_bits_as_the_folder_data_set_does(tmp_path):
+    from cnnzoo.data.folder import _pixels
+    from cnnzoo.train.evaluation import load_image
+
+    ramp = np.tile(np.linspace(0, 65535, 28).astype(np.uint16), (28, 1))
+    path = tmp_path / "ramp16.png"
+    Image.fromarray(ramp).save(path)
+    pixels = load_image(path, 1, (28, 28), dark_background=False)
+    # Pillow's own conversion clips everything above 255 to white
+    assert torch.equal(pixels, torch.from_numpy(_pixels(path, 1, (28, 28)).copy()))
+    assert torch.equal(pixels[0, 0], torch.from_numpy(np.rint(ramp[0] / 257).astype(np.uint8)))
+
+
 def test_cli_train_eval_predict_end_to_end(tmp_path, capsys):
     run_dir = tmp_path / "cli-run"
     assert main(["train", "lenet5_d2l", "--data", "synthetic", "--epochs", "1", "--subset",

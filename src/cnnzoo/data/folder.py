@@ -180,14 +180,20 @@ def _common_size(root: Path, files, headers) -> tuple[int, int]:
         f"load_dataset(..., image_size=(H, W)))")
 
 
+def eight_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit grayscale image scaled to 8 bits (0..65535 to 0..255); any other as it is.
+    Pillow's own 16-bit to 8-bit conversion clips at 255 instead of scaling."""
+    if image.mode not in _SIXTEEN_BIT_MODES:
+        return image
+    wide = np.asarray(image, dtype=np.float64)
+    return Image.fromarray(np.clip(np.rint(wide / 257), 0, 255).astype(np.uint8))
+
+
 def _pixels(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
     try:
         with _open(path) as image:
             image.load()
-            if image.mode in _SIXTEEN_BIT_MODES:
-                # Pillow's own 16-bit to 8-bit conversion clips at 255 instead of scaling.
-                wide = np.asarray(image, dtype=np.float64)
-                image = Image.fromarray(np.clip(np.rint(wide / 257), 0, 255).astype(np.uint8))
+            image = eight_bit(image)
             with warnings.catch_warnings():
                 # a palette's transparency: the alpha it would become is dropped anyway
                 warnings.simplefilter("ignore", UserWarning)

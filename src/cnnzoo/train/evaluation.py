@@ -140,19 +140,20 @@ DARK_BACKGROUND = ("fashion-mnist", "mnist")
 def load_image(path, channels: int, size: tuple[int, int], dark_background: bool) -> torch.Tensor:
     """A PNG or JPEG file as a uint8 tensor (C, H, W) at the data set's own size and polarity.
 
-    Grayscale or RGB as the data set is; resized with bilinear filtering; for data sets with a
-    dark background (Fashion-MNIST, MNIST) an image whose border is mostly light is inverted,
-    so a photo of a shoe on white paper looks like the training images.
+    Grayscale or RGB as the data set is (16-bit grayscale scaled to 8 bits, as the folder data
+    set reads it); resized with bilinear filtering; for data sets with a dark background
+    (Fashion-MNIST, MNIST) an image whose border is mostly light is inverted, so a photo of a
+    shoe on white paper looks like the training images.
     """
     from PIL import Image, UnidentifiedImageError
 
-    from ..data.folder import FORMATS
+    from ..data.folder import FORMATS, eight_bit
 
     try:
         # Only the PNG and JPEG readers may look at the file: others are needless attack
         # surface, and Pillow's EPS reader runs Ghostscript on what it is given.
         with Image.open(path, formats=FORMATS) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
+            image = eight_bit(image).convert("L" if channels == 1 else "RGB")
             image = image.resize((size[1], size[0]), Image.BILINEAR)
     except FileNotFoundError:
         raise CnnzooError(f"{path}: no such file") from None
@@ -175,7 +176,8 @@ def load_image(path, channels: int, size: tuple[int, int], dark_background: bool
 
 def predict(run_dir, images: list, *, topk: int = 3, device: str = "auto") -> list[Prediction]:
     """Top-k classes with probabilities for image files, preprocessed as in training and
-    computed as in the run's own evaluations (``run_logits``)."""
+    computed as in the run's own evaluations (``run_logits``), in batches of the recipe's
+    ``eval_batch_size`` as ``evaluate`` computes."""
     from .loop import pick_device
 
     if topk < 1:
@@ -185,9 +187,12 @@ def predict(run_dir, images: list, *, topk: int = 3, device: str = "auto") -> li
     run = load_run(run_dir)
     channels, height, width = run.config["image_size"]
     dark = run.config["data"] in DARK_BACKGROUND
-    tensors = [load_image(p, channels, (height, width), dark) for p in images]
-    x = preprocess(run, torch.stack(tensors).to(pick_device(device)))
-    probabilities = run_logits(run, x).softmax(dim=1).cpu()
+    pixels = torch.stack([load_image(p, channels, (height, width), dark) for p in images])
+    dev = pick_device(device)
+    batch_size = run.config.get("recipe", {}).get("eval_batch_size", Recipe.eval_batch_size)
+    # a folder of photos at once must not need every image's activations at once
+    probabilities = torch.cat([run_logits(run, preprocess(run, batch.to(dev))).softmax(dim=1).cpu()
+                               for batch in pixels.split(batch_size)])
     k = min(topk, len(run.classes))
     values, indices = probabilities.topk(k, dim=1)
     return [Prediction(str(path), [(run.classes[i], float(v)) for v, i in zip(vs, idx)])
