@@ -475,3 +475,54 @@ def test_pick_layer_error_is_one_line_even_for_many_layers():
         pick_layer(model, "nope", conv_layers(model), "convolution layer")
     message = str(error.value)
     assert "\n" not in message and "(53 in all)" in message
+
+
+def test_characters_no_font_has_are_one_warning_line_per_process_not_matplotlibs(capsys,
+                                                                                 tmp_path):
+    """A folder data set's classes may be named in any script; characters that no installed
+    font has (here Egyptian hieroglyphs) are noted once in one line, not two lines of
+    matplotlib's per character and drawing."""
+    from cnnzoo import plots
+    from cnnzoo.train import train
+
+    names = ("cat \U00013080", "dog \U00013081\U00013082")
+    for label, name in enumerate(names):
+        (tmp_path / "pics" / name).mkdir(parents=True)
+        for index in range(5):
+            Image.new("L", (12, 12), 60 * label + 30 * index).save(
+                tmp_path / "pics" / name / f"{index}.png")
+    run = tmp_path / "run"
+    train("lenet5_d2l", data="folder", data_dir=str(tmp_path / "pics"), epochs=1, out=run,
+          device="cpu")
+    plots._noted_missing.difference_update("\U00013080\U00013081\U00013082")
+    code, _, err = run_cli(capsys, "eval", run)
+    assert code == 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cnnzoo: warning: no installed font has 3 "
+                                                   "character(s) of the labels"), err
+    for char in "\U00013080\U00013081\U00013082":
+        assert char in lines[0]
+    code, _, err = run_cli(capsys, "show", "predictions", run, "--out", tmp_path / "p.png")
+    assert code == 0 and err == ""  # noted already in this process
+
+
+def test_a_font_installed_after_matplotlib_listed_the_systems_is_a_fallback(monkeypatch):
+    """matplotlib keeps its list of the system's fonts from its first run; a font installed
+    since (here matplotlib's own DejaVu Serif, taken off the list) is added and falls back
+    for the glyphs the first font lacks."""
+    import matplotlib
+    from matplotlib import font_manager
+
+    from cnnzoo import plots
+
+    serif = [font for font in font_manager.fontManager.ttflist if font.name == "DejaVu Serif"]
+    assert serif, "matplotlib ships DejaVu Serif"
+    monkeypatch.setattr(font_manager.fontManager, "ttflist",
+                        [font for font in font_manager.fontManager.ttflist
+                         if font.name != "DejaVu Serif"])
+    monkeypatch.setattr(font_manager, "findSystemFonts", lambda: [serif[0].fname])
+    monkeypatch.setattr(plots, "FALLBACK_FONTS", ("DejaVu Serif",))
+    monkeypatch.setitem(matplotlib.rcParams, "font.family", ["sans-serif"])
+    assert plots.use_fallback_fonts() == ["DejaVu Serif"]
+    assert matplotlib.rcParams["font.family"] == ["sans-serif", "DejaVu Serif"]
+    assert any(font.name == "DejaVu Serif" for font in font_manager.fontManager.ttflist)

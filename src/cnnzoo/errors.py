@@ -13,6 +13,11 @@ class CnnzooError(Exception):
     """A user-facing error with a one-line message."""
 
 
+class CnnzooWarning(UserWarning):
+    """A note for the user that does not stop the work; the command line prints it as one line,
+    ``cnnzoo: warning: ...``."""
+
+
 class UnknownModelError(CnnzooError, LookupError):
     """A model name that is not in the registry."""
 

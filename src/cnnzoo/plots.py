@@ -4,6 +4,9 @@ and how any figure is written to a file, in the format its name ends in."""
 from __future__ import annotations
 
 import io
+import logging
+import re
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -11,12 +14,76 @@ import matplotlib.ticker
 
 matplotlib.use("Agg")  # headless: no display is needed or used
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
 
-from .errors import CnnzooError  # noqa: E402
+from .errors import CnnzooError, CnnzooWarning  # noqa: E402
 from .train.checkpoint import atomic_write_bytes  # noqa: E402
 
 # a file name's ending -> matplotlib's format (JPEG through Pillow)
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".jpg": "jpeg", ".jpeg": "jpeg"}
+
+# Fonts a label's characters fall back to, glyph by glyph, where matplotlib's DejaVu Sans has
+# none (a folder data set's classes may be named in any script); those installed are used.
+FALLBACK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK TC", "Noto Sans CJK KR",
+                  "Source Han Sans", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
+                  "Droid Sans Fallback", "Microsoft YaHei", "SimHei", "Yu Gothic", "Meiryo",
+                  "Hiragino Sans", "PingFang SC", "Apple SD Gothic Neo", "Malgun Gothic",
+                  "Noto Sans Arabic", "Noto Sans Hebrew", "Noto Sans Devanagari",
+                  "Noto Sans Thai")
+_MISSING_GLYPH = re.compile(r"Glyph (\d+) .*missing from font")
+_noted_missing: set[str] = set()
+
+
+def use_fallback_fonts() -> list[str]:
+    """Put the installed ``FALLBACK_FONTS`` after matplotlib's own in ``font.family`` (for the
+    figures made from now on); returns them. Font files that matplotlib's list of the system's
+    lacks (it keeps the list from its first run) are added to it first."""
+    known = {font.fname for font in font_manager.fontManager.ttflist}
+    for path in font_manager.findSystemFonts():
+        if path not in known:
+            try:
+                font_manager.fontManager.addfont(path)
+            except (OSError, RuntimeError, ValueError):  # a file matplotlib cannot read
+                pass
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    family = list(matplotlib.rcParams["font.family"])
+    extra = [name for name in FALLBACK_FONTS if name in installed and name not in family]
+    matplotlib.rcParams["font.family"] = family + extra
+    return [name for name in FALLBACK_FONTS if name in installed]
+
+
+use_fallback_fonts()
+# Its notes of a fallback font's nearest weight (a Medium font for the normal weight) are
+# matplotlib's business, not the user's.
+logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
+# A character no font has draws as a box; matplotlib warns of it on every drawing (two lines
+# each). cnnzoo notes it once instead, when a figure is rendered (rendered).
+warnings.filterwarnings("ignore", message=_MISSING_GLYPH.pattern, category=UserWarning)
+
+
+def rendered(render):
+    """``render()``'s result (a function that draws a figure and returns its bytes), with the
+    characters of its text that no font has noted once per process in a ``CnnzooWarning``
+    instead of matplotlib's warnings at every drawing."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = render()
+    missing = []
+    for warning in caught:
+        found = _MISSING_GLYPH.match(str(warning.message))
+        if found is None:  # not ours to change: passed on as it came
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
+        elif chr(int(found.group(1))) not in _noted_missing:
+            missing.append(chr(int(found.group(1))))
+            _noted_missing.add(missing[-1])
+    if missing:
+        shown = " ".join(missing[:12]) + (" ..." if len(missing) > 12 else "")
+        warnings.warn(f"no installed font has {len(missing)} character(s) of the labels "
+                      f"({shown}): they are drawn as empty boxes; install a font that has "
+                      f"them (for Chinese, Japanese or Korean, Debian's fonts-noto-cjk) and "
+                      f"cnnzoo uses it", CnnzooWarning, stacklevel=3)
+    return result
 
 
 def output_file(out, option: str = "--out") -> Path | None:
@@ -48,11 +115,10 @@ def save_figure(fig, path: Path, dpi: int = 110) -> None:
     """Write a figure atomically in the format ``path`` ends in (``figure_file``) and close it."""
     try:
         path = figure_file(path)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format=FORMATS[path.suffix.lower()], dpi=dpi, bbox_inches="tight")
+        data = rendered(lambda: _figure_bytes(fig, FORMATS[path.suffix.lower()], dpi))
     finally:
         plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, data)
 
 
 def plot_curves(history: list[dict], path: Path, title: str = "") -> None:
@@ -97,7 +163,13 @@ def plot_confusion(matrix, classes: list[str], path: Path, title: str = "") -> N
 
 def figure_png(fig, dpi: int = 110) -> bytes:
     """A figure as PNG bytes, rendered as ``save_figure`` renders it, and closed."""
+    try:
+        return rendered(lambda: _figure_bytes(fig, "png", dpi))
+    finally:
+        plt.close(fig)
+
+
+def _figure_bytes(fig, format: str, dpi: int) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    fig.savefig(buffer, format=format, dpi=dpi, bbox_inches="tight")
     return buffer.getvalue()

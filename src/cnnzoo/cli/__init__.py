@@ -18,8 +18,9 @@ import importlib
 import os
 import re
 import sys
+import warnings
 
-from ..errors import CnnzooError
+from ..errors import CnnzooError, CnnzooWarning
 
 # Subcommand modules, in the order --help lists them.
 COMMANDS = ("models", "shapes", "summary", "cost", "data", "train", "eval", "predict", "bench",
@@ -64,7 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """cnnzoo's own warnings as one line, ``cnnzoo: warning: ...``; others as Python shows them."""
+    if issubclass(category, CnnzooWarning):
+        print(f"cnnzoo: warning: {one_line(str(message))}", file=file or sys.stderr, flush=True)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.showwarning = _show_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
