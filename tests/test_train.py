@@ -368,7 +368,8 @@ def test_a_metrics_file_without_its_header_is_damaged_not_empty(tmp_path):
     (dict(lr=1e308), "learning rate must be a positive number float32 can hold"),
     (dict(weight_decay=1e308), "weight decay must be a number >= 0 that float32 can hold"),
     (dict(lr=float("inf")), "learning rate"),
-    (dict(crop_padding=1_000_000), "crop padding 1000000 is larger than the 28x28 input"),
+    (dict(crop_padding=1_000_000), "crop padding 1000000 is too large for the 28x28 input"),
+    (dict(crop_padding=28), "crop padding 28 is too large for the 28x28 input.*at most 27"),
 ])
 def test_settings_the_run_cannot_use_are_refused_before_it_starts(tmp_path, setting, message):
     with pytest.raises(CnnzooError, match=message):

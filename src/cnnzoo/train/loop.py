@@ -333,10 +333,12 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
     config.update(classes=list(train_set.classes), image_size=list(train_set.image_size),
                   input_size=[train_set.image_size[0], *input_hw])
 
-    if rec.crop_padding > min(input_hw):
-        raise CnnzooError(f"crop padding {rec.crop_padding} is larger than the "
+    # a crop's offset runs over 0..2 x padding: at a padding of the side or more, the first
+    # and last offsets take nothing of the image, and a blank image trains with its label
+    if rec.crop_padding >= min(input_hw):
+        raise CnnzooError(f"crop padding {rec.crop_padding} is too large for the "
                           f"{input_hw[0]}x{input_hw[1]} input: a crop could miss the image "
-                          f"entirely; use at most {min(input_hw)} (4 is usual for 32x32)")
+                          f"entirely; use at most {min(input_hw) - 1} (4 is usual for 32x32)")
     torch.manual_seed(config["seed"])
     net = build_model(config)
     if rec.init == "xavier":
