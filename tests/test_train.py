@@ -87,6 +87,17 @@ def test_eval_reproduces_the_recorded_test_accuracy(tmp_path, eval_flip):
     assert predict_images(load_run(result.run_dir), test_set.images)[0] == expected.tolist()
 
 
+def test_eval_of_a_run_on_subsets_uses_the_images_the_run_used(tmp_path):
+    # 77 test images: not a multiple of the evaluation batch
+    result = train("lenet5_bn_d2l", epochs=5, lr=0.1, out=tmp_path / "run", data="synthetic",
+                   device="cpu", train_subset=256, test_subset=77, batch_size=32,
+                   eval_batch_size=50)
+    evaluation = evaluate(result.run_dir, device="cpu", plot=False)
+    assert evaluation.num_examples == 77
+    assert evaluation.accuracy == result.final["test_acc"]
+    assert evaluate(result.run_dir, split="train", device="cpu", plot=False).num_examples == 256
+
+
 def test_eval_computes_as_the_run_did_unless_told_fp32(tmp_path):
     from safetensors.torch import save_file
 

@@ -85,8 +85,9 @@ def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None,
     ``split``; writes confusion.png (confusion-train.png for the training split) in the run
     directory unless told not.
 
-    The data set and preprocessing (resize, normalisation) are those recorded in the run, and
-    so is the batch size (the recipe's ``eval_batch_size``) unless ``batch_size`` is given.
+    The data set and preprocessing (resize, normalisation) are those recorded in the run (for
+    a run on a subset of the split, the subset's images), and so is the batch size (the
+    recipe's ``eval_batch_size``) unless ``batch_size`` is given.
     The model computes as it did in the run's own evaluations: under bf16 autocast if it
     trained with ``--amp`` (unless ``fp32``), channels-last if it trained so; the accuracy is
     then the one the run recorded. ``progress(total)``, if given, is called once with the
@@ -108,6 +109,9 @@ def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None,
                            **data_options(run.config))
     if list(dataset.classes) != list(run.classes):
         raise CnnzooError("the data set's classes differ from those the run was trained on")
+    subset = run.config.get(f"{split}_subset")  # a run on a subset: the images it used
+    if subset:
+        dataset = dataset.subset(subset, seed=run.config["seed"])
     model = run.model.to(dev, memory_format=memory_format(channels_last))
     batches = _iterator(run, dataset.to(dev), batch_size)
     confusion = evaluate_batches(model, batches, len(run.classes), amp=amp,
