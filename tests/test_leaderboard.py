@@ -66,6 +66,14 @@ def test_board_shows_the_difference_and_the_seed_spread():
     assert "3 seeds" in row
 
 
+def test_a_board_on_a_test_subset_says_so(tmp_path):
+    from cnnzoo.leaderboard import run_leaderboard
+
+    entry, = run_leaderboard("d2l", ["lenet5_bn_d2l"], out=tmp_path, device="cpu", epochs=1,
+                             train_subset=64, test_subset=50, data="synthetic")
+    assert entry.reduced == "1 epochs, not 10; 64 training images; tested on 50 images"
+
+
 def test_unknown_pattern_is_a_one_line_error(capsys):
     assert main(["leaderboard", "--models", "nosuch*"]) == 2
     assert "no model matches" in capsys.readouterr().err

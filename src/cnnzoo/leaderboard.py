@@ -86,8 +86,8 @@ def run_leaderboard(recipe: str = "d2l", models: list[str] | None = None, *, out
                     cuda_graphs: bool = False, fast: bool = False) -> list[Entry]:
     """Train every model with ``recipe`` (each over ``seeds`` seeds) and collect the results.
 
-    ``epochs``, ``resize`` and ``train_subset`` shrink the runs for a machine without a GPU; the
-    entries say so. ``compile``, ``amp`` and ``channels_last`` pick the fast path (the recipe
+    ``epochs``, ``resize``, ``train_subset`` and ``test_subset`` shrink the runs for a machine
+    without a GPU; the entries say so. ``compile``, ``amp`` and ``channels_last`` pick the fast path (the recipe
     is unchanged), as does ``cuda_graphs``; ``fast`` has each run measure which of them pay
     (``train.fastpath``). ``on_entry(entry)`` is called as each model finishes.
     """
@@ -107,6 +107,8 @@ def run_leaderboard(recipe: str = "d2l", models: list[str] | None = None, *, out
             notes.append(f"resize {resize}, not {base.resize or 'none'}")
         if train_subset:
             notes.append(f"{train_subset:,} training images")
+        if test_subset:
+            notes.append(f"tested on {test_subset:,} images")
         entry.reduced = "; ".join(notes)
         for seed in entry.seeds:
             run_dir = out / "runs" / f"{name}-{recipe}-seed{seed}"
