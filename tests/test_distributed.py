@@ -52,6 +52,16 @@ def test_global_batch_must_split_over_the_processes(monkeypatch, tmp_path):
               out=tmp_path / "r")
 
 
+def test_a_global_batch_larger_than_the_training_set_is_one_line(monkeypatch, tmp_path):
+    from cnnzoo.errors import CnnzooError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(CnnzooError, match="batch size 128 is larger than the 64 training"):
+        train("lenet5_d2l", data="synthetic", train_subset=64, batch_size=128, epochs=1,
+              device="cpu", out=tmp_path / "r")
+
+
 def test_each_rank_takes_its_own_slice_of_every_global_batch():
     from cnnzoo.data import BatchIterator, load_dataset
     from cnnzoo.train.distributed import Context

@@ -333,6 +333,10 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
     config.update(classes=list(train_set.classes), image_size=list(train_set.image_size),
                   input_size=[train_set.image_size[0], *input_hw])
 
+    if ctx.enabled and len(train_set) < rec.batch_size:  # its short last batch is dropped
+        raise CnnzooError(f"batch size {rec.batch_size} is larger than the {len(train_set):,} "
+                          f"training images: under torchrun every step takes a whole batch; "
+                          f"choose a smaller one")
     # a crop's offset runs over 0..2 x padding: at a padding of the side or more, the first
     # and last offsets take nothing of the image, and a blank image trains with its label
     if rec.crop_padding >= min(input_hw):
