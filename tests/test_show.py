@@ -264,7 +264,8 @@ def test_predicted_labels_agree_with_evaluate(run_dir):
     from cnnzoo.show.predictions import predict_images
 
     run = load_run(run_dir)
-    dataset = run_dataset(run)
+    # the pictures draw from the whole test split; evaluate takes the run's subset of it
+    dataset = run_dataset(run).subset(run.config["test_subset"], seed=run.config["seed"])
     predicted, confidences = predict_images(run, dataset.images)
     accuracy = np.mean(np.array(predicted) == dataset.labels.numpy())
     assert accuracy == pytest.approx(evaluate(run_dir, device="cpu", plot=False).accuracy)
