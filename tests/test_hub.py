@@ -61,6 +61,25 @@ def test_torch_hub_load_passes_weights_through(tmp_path):
         assert torch.equal(model(x), source(x))
 
 
+def test_weights_saved_without_batchnorms_batch_counts_load_as_torch_loads_them(tmp_path):
+    """Files from before PyTorch 0.4.1 lack BatchNorm's num_batches_tracked; load_state_dict
+    fills them with 0, and so does get_model(weights=...). Any other missing key is refused."""
+    torch.manual_seed(0)
+    source = cnnzoo.get_model("lenet5_bn_d2l").eval()
+    state = {k: v for k, v in source.state_dict().items()
+             if not k.endswith("num_batches_tracked")}
+    assert len(state) < len(source.state_dict())
+    torch.save(state, tmp_path / "old.pth")
+    model = cnnzoo.get_model("lenet5_bn_d2l", weights=tmp_path / "old.pth").eval()
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(model(x), source(x))
+    state.pop(next(k for k in state if k.endswith("running_mean")))
+    torch.save(state, tmp_path / "short.pth")
+    with pytest.raises(cnnzoo.CnnzooError, match="1 missing keys"):
+        cnnzoo.get_model("lenet5_bn_d2l", weights=tmp_path / "short.pth")
+
+
 def test_hubconf_finds_the_package_in_src_when_it_is_not_installed():
     # -S skips site-packages and its .pth files (cnnzoo's editable install is one); torch and
     # numpy come back through PYTHONPATH, cnnzoo only through hubconf's own src/ fallback

@@ -173,6 +173,9 @@ def _load_state_file(model: nn.Module, path, name: str = "the model") -> None:
                           f"torch.save(model.state_dict(), path)")
 
     expected = model.state_dict()
+    for key in expected:  # files saved before BatchNorm counted its batches, as torch loads them
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = torch.zeros_like(expected[key])
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
