@@ -74,6 +74,20 @@ def test_a_board_on_a_test_subset_says_so(tmp_path):
     assert entry.reduced == "1 epochs, not 10; 64 training images; tested on 50 images"
 
 
+def test_a_board_on_other_data_is_not_set_beside_the_books_fashion_mnist_figures(tmp_path):
+    from cnnzoo.leaderboard import run_leaderboard, write_board
+
+    entry, = run_leaderboard("d2l", ["lenet5_bn_d2l"], out=tmp_path, device="cpu", epochs=1,
+                             train_subset=64, test_subset=50, data="Synthetic")
+    assert entry.data == "synthetic"
+    row = board_markdown([entry]).splitlines()[2]
+    cells = [cell.strip() for cell in row.split("|")]
+    assert cells[4] == "—" and cells[6] == "—"   # no book figures, no difference from them
+    assert f"{BOOK['lenet5_bn_d2l'][2]:.3f}" not in row
+    write_board([entry], tmp_path / "board")
+    assert json.loads((tmp_path / "board" / "results.json").read_text())[0]["data"] == "synthetic"
+
+
 def test_unknown_pattern_is_a_one_line_error(capsys):
     assert main(["leaderboard", "--models", "nosuch*"]) == 2
     assert "no model matches" in capsys.readouterr().err
