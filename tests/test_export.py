@@ -201,6 +201,11 @@ def test_bad_requests_give_one_line_errors(tmp_path):
         assert "\n" not in str(error.value)
     with pytest.raises(CnnzooError, match="give the input size"):
         export_model(cnnzoo.get_model("resnet18_d2l"), tmp_path / "m.pt", "torchscript")
+    # a global-pool model runs at any size its layers leave a map at: the layer, the smallest
+    with pytest.raises(CnnzooError, match=r"at layer features\.transition3\.3 .* the smallest "
+                                          r"input that works is 1x29x29$"):
+        export_model(cnnzoo.get_model("densenet_d2l"), tmp_path / "m.pt", "torchscript",
+                     (1, 20, 20))
 
 
 # --- the command line ---------------------------------------------------------------------------

@@ -421,6 +421,9 @@ def run_cli(argv) -> int:
     (["train", "lenet5_d2l", "--batch-size", "0"], "1 or more"),
     (["train", "lenet5_d2l", "--data", "nosuchdata"], "nosuchdata"),
     (["train", "alexnet_d2l", "--data", "synthetic", "--resize", "16"], "too small"),
+    (["train", "densenet_d2l", "--data", "synthetic", "--resize", "20", "--subset", "64"],
+     "at layer features.transition3.3 (AvgPool2d, kernel 2x2, stride 2x2, padding 0x0) the size "
+     "1x1 becomes 0x0; the smallest input that works is 1x29x29"),
     (["train", "lenet5_d2l", "--device", "cuda"] if not torch.cuda.is_available() else
      ["train", "nosuchnet"], "cuda" if not torch.cuda.is_available() else "unknown model"),
     (["eval", "/nonexistent/run"], "not a run directory"),

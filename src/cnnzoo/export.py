@@ -116,7 +116,11 @@ def export_model(model: nn.Module, path, format: str = "onnx", input_size=None, 
             if refused_memory(error):
                 raise ExportError(f"the model's forward pass on a {_fmt(example.shape)} input "
                                   f"does not fit in memory; try a smaller input size") from None
-            raise ExportError(f"the model does not run on a {_fmt(size)} input: "
+            from .inspect.shapes import too_small_for
+
+            reason = too_small_for(model, size)
+            raise ExportError(str(reason) if reason else
+                              f"the model does not run on a {_fmt(size)} input: "
                               f"{_first_line(error)}") from None
 
         written_opset = None

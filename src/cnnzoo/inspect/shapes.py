@@ -109,6 +109,19 @@ def trace_shapes(model: nn.Module, input_size, batch: int = 1) -> list[ShapeRow]
     return rows
 
 
+def too_small_for(model: nn.Module, input_size) -> InputTooSmallError | None:
+    """Why ``model`` cannot run on ``input_size`` (C, H, W) when the reason is a map that
+    shrinks to nothing (the layer and the smallest input that works); None when it is not.
+    For a forward pass that failed with the framework's own wording."""
+    try:
+        trace_shapes(model, input_size)
+    except InputTooSmallError as error:
+        return error
+    except Exception:  # another failure: the caller's own message stands
+        return None
+    return None
+
+
 def _takes_input_size(builder) -> bool:
     return "input_size" in pyinspect.signature(builder).parameters
 

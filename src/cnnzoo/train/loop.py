@@ -237,8 +237,13 @@ def _check_input(model: nn.Module, name: str, input_size) -> None:
     except CnnzooError:
         raise
     except RuntimeError as error:
-        first = str(error).strip().splitlines()[0]
+        from ..inspect.shapes import too_small_for
+
         c, h, w = input_size
+        reason = too_small_for(model, input_size)
+        if reason is not None:
+            raise CnnzooError(f"{name}: {reason} (--resize sets the input size)") from None
+        first = str(error).strip().splitlines()[0]
         raise CnnzooError(f"{name} cannot take {c}x{h}x{w} inputs (try another --resize): "
                           f"{first}") from None
     finally:
