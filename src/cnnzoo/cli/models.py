@@ -9,8 +9,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "models", help="list the models of the zoo",
         description="List the registered models: family, year, default input, classes, "
-                    "parameters (counted without allocating them) and where the variant comes "
-                    "from.")
+                    "parameters (counted on a model built without initialising it) and where the "
+                    "variant comes from.")
     parser.add_argument("pattern", nargs="?", default=None,
                         help="a shell pattern ('resnet*') or a part of the name ('vgg')")
     parser.set_defaults(func=run)
