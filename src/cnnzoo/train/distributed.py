@@ -2,9 +2,12 @@
 
 ``torchrun --nproc_per_node=N -m cnnzoo train ...`` starts N processes with RANK, WORLD_SIZE and
 LOCAL_RANK set; ``setup()`` joins them into one process group (NCCL on GPUs, gloo on the CPU).
-Every rank draws the same permutation each epoch and takes its slice of every global batch, so
-the global batch is what the user asked for and the gradient (averaged by
-DistributedDataParallel) is that of the single-process run. Only rank 0 writes files.
+Every rank draws the same permutation each epoch and takes its slice of every global batch (a
+short last one too, each slice's loss weighted by its share of it), so the global batch is what
+the user asked for and the gradient (averaged by DistributedDataParallel) is that of the
+single-process run. Not quite where a layer looks across the batch or draws random numbers:
+BatchNorm normalises each slice apart on the CPU (on GPUs it is made SyncBatchNorm, which torch
+has for them only), and dropout draws its masks per rank. Only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -85,3 +88,13 @@ def check_batch_size(context: Context, batch_size: int) -> int:
         raise CnnzooError(f"batch size {batch_size} does not split over {context.world_size} "
                           f"processes; choose a multiple of {context.world_size}")
     return batch_size // context.world_size
+
+
+def check_last_batch(context: Context, images: int, batch_size: int) -> None:
+    """Every rank must take at least one image of the last global batch, a short one too: a
+    rank without a slice would leave the others waiting for its gradient."""
+    last = images % batch_size
+    if 0 < last < context.world_size:
+        raise CnnzooError(f"the last batch of the {images:,} training images holds {last}, too "
+                          f"few to give each of the {context.world_size} processes one; choose "
+                          f"another batch size (or --subset)")

@@ -174,8 +174,7 @@ def xavier_init(model: nn.Module) -> None:
             nn.init.xavier_uniform_(module.weight)
 
 
-def _batches(dataset, recipe: Recipe, input_hw, train: bool, seed: int, stats,
-             drop_last: bool = False):
+def _batches(dataset, recipe: Recipe, input_hw, train: bool, seed: int, stats):
     from ..data import Augment, BatchIterator
 
     augment = None
@@ -185,7 +184,7 @@ def _batches(dataset, recipe: Recipe, input_hw, train: bool, seed: int, stats,
     resize = None if tuple(dataset.image_size[1:]) == tuple(input_hw) else tuple(input_hw)
     return BatchIterator(dataset, recipe.batch_size if train else recipe.eval_batch_size,
                          shuffle=train, seed=seed, resize=resize, normalize=stats,
-                         augment=augment, drop_last=drop_last)
+                         augment=augment)
 
 
 def memory_format(channels_last: bool) -> torch.memory_format:
@@ -338,10 +337,7 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
     config.update(classes=list(train_set.classes), image_size=list(train_set.image_size),
                   input_size=[train_set.image_size[0], *input_hw])
 
-    if ctx.enabled and len(train_set) < rec.batch_size:  # its short last batch is dropped
-        raise CnnzooError(f"batch size {rec.batch_size} is larger than the {len(train_set):,} "
-                          f"training images: under torchrun every step takes a whole batch; "
-                          f"choose a smaller one")
+    distributed.check_last_batch(ctx, len(train_set), rec.batch_size)
     # a crop's offset runs over 0..2 x padding: at a padding of the side or more, the first
     # and last offsets take nothing of the image, and a blank image trains with its label
     if rec.crop_padding >= min(input_hw):
@@ -358,6 +354,8 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
                                  on_measure=reporter.note)
         config.update(vars(choice.flags), fast_path=choice.record())
     dev = distributed.setup(ctx, dev)
+    if ctx.enabled and dev.type == "cuda":  # BatchNorm over the global batch, not each slice
+        net = nn.SyncBatchNorm.convert_sync_batchnorm(net)  # (torch has it for GPUs only)
     try:
         net.to(dev, memory_format=memory_format(config.get("channels_last", False)))
         optimizer = make_optimizer(rec, net, dev, graph=config.get("cuda_graphs", False))
@@ -366,8 +364,7 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
             # exact (integer sums), so the same on every device; quickest where the data is now
             config["normalize_stats"] = [v.tolist() for v in train_set.mean_std()]
         stats = config.get("normalize_stats")
-        train_batches = _batches(train_set, rec, input_hw, True, config["seed"], stats,
-                                 drop_last=ctx.enabled)
+        train_batches = _batches(train_set, rec, input_hw, True, config["seed"], stats)
         test_batches = _batches(test_set, rec, input_hw, False, config["seed"], stats)
         total_steps = rec.epochs * len(train_batches)
         scheduler = Schedule(optimizer, rec, total_steps)
@@ -472,7 +469,7 @@ class _Fit:
                        train_acc=correct / max(seen, 1))
             self.train_seconds += timing["seconds"]
             self.warmup_seconds += timing["warmup_seconds"]
-            examples = timing["examples"] * self.ctx.world_size
+            examples = timing["examples"]
             self.timed_examples += examples
             if not math.isfinite(row["train_loss"]) or row["train_loss"] > DIVERGED_LOSS:
                 kept = f"the checkpoint of epoch {epoch - 1} is kept" if epoch > 1 else \
@@ -511,8 +508,9 @@ class _Fit:
         return True
 
     def _train_epoch(self, batches, warmup_steps: int):
-        """One epoch of steps; returns (loss sum, correct, examples) as one device tensor
-        (summed on the device, read once per epoch) and the timing. The first
+        """One epoch of steps on this rank's slices of the global ``batches``; returns (loss
+        sum, correct, examples) of the slices as one device tensor (summed on the device, read
+        once per epoch) and the timing, whose examples are the global batches'. The first
         ``warmup_steps`` steps are timed apart; an epoch with no more steps than that is all
         warm-up, and times no step."""
         dev, step = self.dev, self.step
@@ -522,14 +520,18 @@ class _Fit:
         warmup_seconds = 0.0
         synchronize(dev)
         start = time.perf_counter()
-        for x, y in _shard(self.ctx, batches):
+        for x, y in batches:
+            size = len(y)
+            x, y = _slice(self.ctx, x, y)
             if steps == warmup_steps and warmup_steps:
                 synchronize(dev)
                 warmup_seconds = time.perf_counter() - start
                 start, timed = time.perf_counter(), 0
-            step(x, y)
+            # DistributedDataParallel averages the ranks' gradients alike: a slice of a short
+            # last batch that is a larger or smaller share of it weighs its mean loss by that
+            step(x, y, weight=len(y) * self.ctx.world_size / size)
             steps += 1
-            timed += y.numel()
+            timed += size
             self.reporter.step()
         synchronize(dev)
         seconds = time.perf_counter() - start
@@ -551,13 +553,18 @@ def _shard(ctx: distributed.Context, batches):
     Every rank draws the same permutation and augmentation, so the slices of one global batch
     together are exactly the batch a single process would train on.
     """
-    if not ctx.enabled:
-        yield from batches
-        return
     for x, y in batches:
-        x, y = x.tensor_split(ctx.world_size)[ctx.rank], y.tensor_split(ctx.world_size)[ctx.rank]
+        x, y = _slice(ctx, x, y)
         if len(y):
             yield x, y
+
+
+def _slice(ctx: distributed.Context, x: torch.Tensor, y: torch.Tensor):
+    """This rank's slice of one global batch: the first ``len(y) % world_size`` ranks take one
+    image more than the others; the whole batch in one process."""
+    if not ctx.enabled:
+        return x, y
+    return x.tensor_split(ctx.world_size)[ctx.rank], y.tensor_split(ctx.world_size)[ctx.rank]
 
 
 def _save_epoch(run_dir: Path, net, optimizer, scheduler, epoch: int, dev, history):

@@ -72,11 +72,14 @@ class TrainStep:
         totals[2] = self.seen
         return totals
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        full = len(y) == self.batch_size
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, weight: float = 1.0) -> None:
+        """One step on (x, y); ``weight`` scales the loss that is differentiated (not the one
+        summed): a rank's share of a short batch under torchrun. A weighted step runs eagerly,
+        as a short batch does."""
+        full = len(y) == self.batch_size and weight == 1
         self.seen += len(y)
         if not (self.use_graph and full):
-            self._eager(self.net if full else self.eager_net, x, y)
+            self._eager(self.net if full else self.eager_net, x, y, weight)
         elif self.graph is not None:
             self.static_x.copy_(x)
             self.static_y.copy_(y)
@@ -89,14 +92,14 @@ class TrainStep:
         if self.scheduler is not None:
             self.scheduler.step()
 
-    def _body(self, net, x, y) -> None:
+    def _body(self, net, x, y, weight: float = 1.0) -> None:
         # autocast's cache of cast weights must stay off in a recorded graph
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.amp,
                             cache_enabled=False if self.use_graph else None):
             out = net(x.contiguous(memory_format=self.layout))
             logits = out[0] if isinstance(out, tuple) else out
             loss = self.criterion(logits.float(), y)
-        loss.backward()
+        (loss if weight == 1 else loss * weight).backward()
         if self.grad_clip:
             nn.utils.clip_grad_norm_(self.eager_net.parameters(), self.grad_clip)
         self.optimizer.step()
@@ -104,9 +107,9 @@ class TrainStep:
         self.sums[0] += self.loss * y.numel()
         self.sums[1] += (logits.detach().argmax(dim=1) == y).sum()
 
-    def _eager(self, net, x, y) -> None:
+    def _eager(self, net, x, y, weight: float = 1.0) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        self._body(net, x, y)
+        self._body(net, x, y, weight)
         self.eager_steps += 1
 
     def _warm_up(self, x, y) -> None:
