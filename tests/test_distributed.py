@@ -112,6 +112,17 @@ def test_each_rank_takes_its_own_slice_of_every_global_batch():
         assert torch.equal(torch.cat([x0, x1]), x) and torch.equal(torch.cat([y0, y1]), y)
 
 
+def test_a_test_set_smaller_than_the_processes_is_one_line(monkeypatch, tmp_path):
+    from cnnzoo.errors import CnnzooError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(CnnzooError, match="test set holds 1 image, fewer than the 2 processes"):
+        train("lenet5_d2l", data="synthetic", train_subset=64, test_subset=1, batch_size=32,
+              epochs=1, device="cpu", out=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_short_batch_splits_into_slices_one_image_apart():
     from cnnzoo.train.distributed import Context
     from cnnzoo.train.loop import _slice

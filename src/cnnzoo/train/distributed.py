@@ -98,3 +98,11 @@ def check_last_batch(context: Context, images: int, batch_size: int) -> None:
         raise CnnzooError(f"the last batch of the {images:,} training images holds {last}, too "
                           f"few to give each of the {context.world_size} processes one; choose "
                           f"another batch size (or --subset)")
+
+
+def check_test_set(context: Context, images: int) -> None:
+    """Every rank evaluates a slice of the test set, so it needs an image for each."""
+    if images < context.world_size:
+        raise CnnzooError(f"the test set holds {images} image{'s' * (images != 1)}, fewer than "
+                          f"the {context.world_size} processes that evaluate it; use fewer "
+                          f"processes or more test images")

@@ -338,6 +338,7 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
                   input_size=[train_set.image_size[0], *input_hw])
 
     distributed.check_last_batch(ctx, len(train_set), rec.batch_size)
+    distributed.check_test_set(ctx, len(test_set))
     # a crop's offset runs over 0..2 x padding: at a padding of the side or more, the first
     # and last offsets take nothing of the image, and a blank image trains with its label
     if rec.crop_padding >= min(input_hw):
