@@ -56,6 +56,7 @@ class BenchResult:
     achieved_tflops: float
     peak_tflops: float
     fraction_of_peak: float
+    data: str = "synthetic"            # the data set timed on, by its canonical name
     compile: bool = False
     amp: bool = False
     channels_last: bool = False
@@ -193,7 +194,7 @@ class _Setup:
     dev: torch.device
     train_set: object
     resize: int | None      # None where the data are already the model's size
-    input_size: list[int]
+    input_size: list[int]   # (C, H, W): the recipe's square side, or the data's own H and W
     steps: int
     warmup: int
     seed: int
@@ -208,23 +209,34 @@ class _Setup:
         recipe = recipe_for(name, "d2l").replace(batch_size=batch_size, resize=resize)
         dev = pick_device(device)
         train_set = bench_data(data, recipe.batch_size, data_dir)
-        side = recipe.resize or train_set.image_size[1]
+        native = tuple(train_set.image_size[1:])
+        # the model sees the recipe's resize, or the data at its own size (as train does)
+        height_width = (recipe.resize, recipe.resize) if recipe.resize else native
         return cls(name, recipe, dev, train_set,
-                   None if side == train_set.image_size[1] else side,
-                   [train_set.image_size[0], side, side], steps,
+                   None if height_width == native else recipe.resize,
+                   [train_set.image_size[0], *height_width], steps,
                    10 if warmup is None else warmup,  # allocator, kernel caches, compilation
                    seed)
+
+    def model(self) -> nn.Module:
+        """The model, built for the data's classes and input size (on the CPU, the model's own
+        initialisation); an input size it cannot take is a one-line ``CnnzooError``."""
+        from .train.loop import _check_input
+        from .train.rundir import build_model
+
+        net = build_model(dict(model=self.name, classes=list(self.train_set.classes),
+                               input_size=self.input_size))
+        _check_input(net, self.name, self.input_size)
+        return net
 
     def fresh(self, channels_last: bool = False, graph: bool = False, textbook: bool = False):
         """The model with d2l's Xavier init, seeded, on the device, and its optimiser: cnnzoo's,
         or with ``textbook`` the book's ``torch.optim.SGD``."""
         from .train.loop import memory_format, xavier_init
         from .train.optim import make_optimizer
-        from .train.rundir import build_model
 
         torch.manual_seed(self.seed)
-        net = build_model(dict(model=self.name, classes=list(self.train_set.classes),
-                               input_size=self.input_size))
+        net = self.model()
         xavier_init(net)
         net.to(self.dev, memory_format=memory_format(channels_last)).train()
         if textbook:
@@ -282,8 +294,8 @@ def check_bench(name: str, *, data: str = "synthetic", resize: int | None = None
                 data_dir: str | None = None) -> None:
     """Raise the one-line ``CnnzooError`` that ``bench_model`` with these arguments would raise
     while setting up (an unknown model or data set, data missing or smaller than one batch, a
-    bad recipe value), before anything is measured."""
-    _Setup.make(name, data, resize, batch_size, device, data_dir, steps, None, 0)
+    bad recipe value, an input size the model cannot take), before anything is measured."""
+    _Setup.make(name, data, resize, batch_size, device, data_dir, steps, None, 0).model()
 
 
 def check_results_file(path) -> None:
@@ -396,7 +408,8 @@ def bench_model(name: str, *, data: str = "synthetic", resize: int | None = None
         input_size=setup.input_size, steps=steps, examples_per_sec=throughput,
         step_ms=1e3 * seconds / steps, epoch_seconds=len(setup.train_set) / throughput,
         warmup_seconds=warm, forward_flops=flops, achieved_tflops=achieved / 1e12,
-        peak_tflops=peak / 1e12, fraction_of_peak=achieved / peak, compile=compile, amp=amp,
+        peak_tflops=peak / 1e12, fraction_of_peak=achieved / peak,
+        data=setup.train_set.name, compile=compile, amp=amp,
         channels_last=channels_last, cuda_graphs=cuda_graphs, final_loss=loss,
         host_allocator=_allocator_state(), fast_path=choice.record() if choice else None,
         machine=machine_info(dev))

@@ -44,7 +44,7 @@ def run(args) -> int:
     check_fast_path(args, device)
     common = dict(data=args.data, data_dir=args.data_dir, resize=args.resize,
                   batch_size=args.batch_size, device=str(device), steps=args.steps)
-    for name in args.models:  # and the data, the batch and the recipe of each
+    for name in args.models:  # and the data, batch, recipe and input size of each
         check_bench(name, **common)
     textbook = {}
     if args.baseline:
