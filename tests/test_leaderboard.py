@@ -18,6 +18,7 @@ def test_leaderboard_two_tiny_models_end_to_end(tmp_path, capsys):
     # lenet5_bn_d2l, lenet5_bn_scratch_d2l and lenet5_d2l match; all are the book's models
     assert code == 0
     table = (out / "RESULTS.md").read_text()
+    assert "Unfinished" not in table
     for name in ("lenet5_d2l", "lenet5_bn_d2l"):
         row = next(line for line in table.splitlines() if line.startswith(f"| {name} |"))
         assert f"{BOOK[name][2]:.3f}" in row          # the book's test accuracy
@@ -107,3 +108,35 @@ def test_several_patterns_keep_their_order_without_repeats():
     # an empty --models names no model: not the default nine
     with pytest.raises(CnnzooError, match="no model matches ''"):
         select_models("", "d2l")
+
+
+def test_an_interrupted_board_names_what_it_lacks_and_is_never_run_over(tmp_path, capsys,
+                                                                       monkeypatch):
+    from cnnzoo.cli.train import ProgressReporter
+
+    started = []
+    start = ProgressReporter.start
+
+    def interrupted_at_the_second_model(self, info):  # Ctrl-C as the second model starts
+        started.append(info["model"])
+        if len(started) == 2:
+            raise KeyboardInterrupt
+        return start(self, info)
+
+    monkeypatch.setattr(ProgressReporter, "start", interrupted_at_the_second_model)
+    out = tmp_path / "board"
+    args = ["leaderboard", "--models", "lenet5_d2l,lenet5_bn_d2l", "--epochs", "1",
+            "--subset", "64", "--device", "cpu", "--out", str(out)]
+    assert main(args) == 130
+    table = (out / "RESULTS.md").read_text()
+    assert "Unfinished: 1 of 2 models trained; not yet: lenet5_bn_d2l" in table
+    assert [e["model"] for e in json.loads((out / "results.json").read_text())] == ["lenet5_d2l"]
+    monkeypatch.undo()
+    capsys.readouterr()
+    # the same board again is refused before anything trains, in leaderboard's own terms
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "--resume" not in captured.err
+    assert f"{out} already holds runs of this board" in captured.err
+    assert "training" not in captured.out
+    assert (out / "RESULTS.md").read_text() == table

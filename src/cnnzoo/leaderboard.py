@@ -98,8 +98,10 @@ def run_leaderboard(recipe: str = "d2l", models: list[str] | None = None, *, out
 
     data = canonical_name(data)
     out = Path(out)
+    models = models or list(BOOK_MODELS)
+    _check_runs_free(out, models, recipe, seeds)
     entries = []
-    for name in models or list(BOOK_MODELS):
+    for name in models:
         base = recipe_for(name, recipe)
         entry = Entry(name, recipe, 0, epochs or base.epochs, resize or base.resize,
                       train_subset, list(range(seeds)))
@@ -115,7 +117,7 @@ def run_leaderboard(recipe: str = "d2l", models: list[str] | None = None, *, out
         entry.reduced = "; ".join(notes)
         entry.data = data
         for seed in entry.seeds:
-            run_dir = out / "runs" / f"{name}-{recipe}-seed{seed}"
+            run_dir = _run_dir(out, name, recipe, seed)
             result = train(name, data, recipe, epochs=epochs, resize=resize, device=device,
                            seed=seed, out=run_dir, data_dir=data_dir, train_subset=train_subset,
                            test_subset=test_subset, compile=compile, amp=amp,
@@ -141,6 +143,24 @@ def run_leaderboard(recipe: str = "d2l", models: list[str] | None = None, *, out
     return entries
 
 
+def _run_dir(out: Path, model: str, recipe: str, seed: int) -> Path:
+    return out / "runs" / f"{model}-{recipe}-seed{seed}"
+
+
+def _check_runs_free(out: Path, models: list[str], recipe: str, seeds: int) -> None:
+    """Refuse, before anything trains, a board whose run directories already hold runs (an
+    earlier board of these models and recipe, or one interrupted after its first epochs): a
+    board is trained afresh, never merged with or resumed from older runs."""
+    from .train.rundir import holds_run
+
+    taken = [run_dir for name in models for seed in range(seeds)
+             if holds_run(run_dir := _run_dir(out, name, recipe, seed))]
+    if taken:
+        more = f" and {len(taken) - 1} more" if len(taken) > 1 else ""
+        raise CnnzooError(f"{out} already holds runs of this board ({taken[0]}{more}); choose "
+                          f"another --out, or remove them to train the board afresh")
+
+
 def _count(run_dir) -> int:
     from .train import load_run
 
@@ -155,14 +175,20 @@ def _pm(values, digits=3) -> str:
     return text
 
 
-def board_markdown(entries: list[Entry], machine: str = "", command: str = "") -> str:
-    """RESULTS.md: one row per model, the book's figures beside ours and the difference."""
+def board_markdown(entries: list[Entry], machine: str = "", command: str = "",
+                   pending: list[str] = ()) -> str:
+    """RESULTS.md: one row per model, the book's figures beside ours and the difference;
+    ``pending`` names the models of the command not trained yet (a board in progress, or one
+    that was interrupted)."""
     from .train.rundir import rate_text
 
     lines = []
     if machine or command:
         lines += [f"Machine: {machine}" if machine else "",
                   f"Command: `{command}`" if command else "", ""]
+    if pending:
+        lines += [f"Unfinished: {len(entries)} of {len(entries) + len(pending)} models trained; "
+                  f"not yet: {', '.join(pending)}", ""]
     lines += ["| model | params | recipe | book loss / train / test | ours loss / train / test "
               "| test vs book | examples/s | train s | wall s | notes |",
               "| --- | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | --- |"]
@@ -206,8 +232,10 @@ def plot_board(entries: list[Entry], path: Path, title: str = "") -> None:
     save_figure(fig, path)
 
 
-def write_board(entries: list[Entry], out, machine: str = "", command: str = "") -> tuple[Path, Path]:
-    """Write RESULTS.md, leaderboard.png and results.json into ``out``; returns the two paths."""
+def write_board(entries: list[Entry], out, machine: str = "", command: str = "",
+                pending: list[str] = ()) -> tuple[Path, Path]:
+    """Write RESULTS.md, leaderboard.png and results.json into ``out``; returns the two paths.
+    ``pending``: the models still to train, named in RESULTS.md (``board_markdown``)."""
     import json
 
     from .train.checkpoint import atomic_write_text
@@ -215,7 +243,7 @@ def write_board(entries: list[Entry], out, machine: str = "", command: str = "")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table = out / "RESULTS.md"
-    atomic_write_text(table, board_markdown(entries, machine, command))
+    atomic_write_text(table, board_markdown(entries, machine, command, pending))
     atomic_write_text(out / "results.json",
                       json.dumps([asdict(e) for e in entries], indent=2) + "\n")
     picture = out / "leaderboard.png"

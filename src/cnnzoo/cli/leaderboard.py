@@ -55,9 +55,9 @@ def run(args) -> int:
     command = "cnnzoo " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
     finished = []
 
-    def done(entry):  # the board so far is written as each model finishes: a cut run keeps it
-        finished.append(entry)
-        write_board(finished, args.out, machine, command)
+    def done(entry):  # the board so far is written as each model finishes: a cut run keeps it,
+        finished.append(entry)  # and names the models it lacks
+        write_board(finished, args.out, machine, command, pending=models[len(finished):])
         acc = sum(entry.test_acc) / len(entry.test_acc)
         print(f"== {entry.model}: test acc {acc:.4f}"
               + (f" ({entry.reduced})" if entry.reduced else ""), flush=True)

@@ -28,8 +28,8 @@ from . import allocator, distributed, fastpath
 from .checkpoint import (load_checkpoint, save_checkpoint, save_weights, write_json)
 from .recipes import Recipe, recipe_for
 from .rundir import (CHECKPOINT, CONFIG, CURVES, METRICS, WEIGHTS, RunLock, build_model,
-                     check_model_args, data_options, is_run_file, read_config, read_metrics,
-                     write_metrics)
+                     check_model_args, data_options, holds_run, is_run_file, read_config,
+                     read_metrics, write_metrics)
 from .optim import Schedule, make_optimizer
 from .step import GRAPH_WARMUP_STEPS, TrainStep, check_graphs
 
@@ -590,7 +590,7 @@ def _check_out(out, model: str) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise CnnzooError(f"--out {out} exists and is not a directory")
-    if (out / CHECKPOINT).exists() or (out / WEIGHTS).exists() or read_metrics(out):
+    if holds_run(out):
         raise CnnzooError(f"{out} already holds a run; continue it with --resume {out} "
                           f"or choose another --out")
     others = sorted(p.name for p in out.iterdir() if not is_run_file(p.name)) \

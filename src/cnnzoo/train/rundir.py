@@ -182,6 +182,14 @@ def read_metrics(folder: Path) -> list[dict]:
                           f"without the earlier epochs' rows") from None
 
 
+def holds_run(folder: Path) -> bool:
+    """Whether ``folder`` holds a run with finished epochs (a checkpoint, final weights or rows
+    of metrics), not merely the configuration of one that ended before its first epoch."""
+    folder = Path(folder)
+    return ((folder / CHECKPOINT).exists() or (folder / WEIGHTS).exists()
+            or bool(read_metrics(folder)))
+
+
 def _is_size(value) -> bool:
     return (isinstance(value, list) and len(value) == 3
             and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in value))
