@@ -19,6 +19,9 @@ def test_leaderboard_two_tiny_models_end_to_end(tmp_path, capsys):
     assert code == 0
     table = (out / "RESULTS.md").read_text()
     assert "Unfinished" not in table
+    # the command main was given, not the process's (pytest's here)
+    assert (f"Command: `cnnzoo leaderboard --models 'lenet5_*d2l' --recipe d2l --epochs 1 "
+            f"--subset 300 --device cpu --out {out}`") in table
     for name in ("lenet5_d2l", "lenet5_bn_d2l"):
         row = next(line for line in table.splitlines() if line.startswith(f"| {name} |"))
         assert f"{BOOK[name][2]:.3f}" in row          # the book's test accuracy

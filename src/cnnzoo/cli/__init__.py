@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     parser = build_parser()
     args = parser.parse_args(argv)
+    # the words given, for a record of the command (leaderboard's RESULTS.md): these, not the
+    # process's, where main is called from Python
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

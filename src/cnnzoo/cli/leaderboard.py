@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import platform
 import shlex
-import sys
 
 from ..train.recipes import RECIPES
 from ._args import add_device, add_fast, add_fast_path, check_fast_path, positive_int
@@ -52,7 +51,7 @@ def run(args) -> int:
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     if device.type == "cuda":
         machine = f"{torch.cuda.get_device_name(device)}, {machine}"
-    command = "cnnzoo " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
+    command = "cnnzoo " + " ".join(shlex.quote(a) for a in args.argv)
     finished = []
 
     def done(entry):  # the board so far is written as each model finishes: a cut run keeps it,
