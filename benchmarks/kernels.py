@@ -158,8 +158,11 @@ def main(argv=None) -> int:
         parser.error("--warmup must be 0 or more and --batch-size at least 1")
     from cnnzoo.train.loop import pick_device
 
+    from cnnzoo.bench import check_results_file
+
     try:
         device = pick_device(args.device)
+        check_results_file(args.results)
     except CnnzooError as error:
         parser.error(str(error))
     failed = 0

@@ -73,11 +73,19 @@ def main(argv=None) -> int:
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         parser.error(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
+    if args.steps < 1:
+        parser.error(f"--steps must be at least 1, not {args.steps}")
     from cnnzoo.train.loop import pick_device
 
-    peak = bench.matmul_peak(pick_device(args.device), torch.bfloat16)
+    try:
+        device = pick_device(args.device)
+        bench.check_results_file(args.results)
+    except CnnzooError as error:
+        parser.error(str(error))
+    peak = bench.matmul_peak(device, torch.bfloat16)
     print(f"{'model':<24}" + "".join(f"{m:>16}" for m in modes) + "   ms per step (last loss)",
           flush=True)
+    failed = 0
     for model in args.models:
         cells = []
         for mode in modes:
@@ -87,12 +95,13 @@ def main(argv=None) -> int:
                 first = (str(error).strip().splitlines() or [type(error).__name__])[0]
                 print(f"  {model} {mode}: failed: {first[:200]}", flush=True)
                 cells.append(f"{'failed':>16}")
+                failed += 1
                 continue
             with open(args.results, "a") as results:
                 results.write(json.dumps(row) + "\n")
             cells.append(f"{row['step_ms']:>8.2f} ({row['final_loss']:.3f})".rjust(16))
         print(f"{model:<24}" + "".join(cells), flush=True)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -181,3 +181,36 @@ def test_an_input_size_a_model_cannot_take_fails_before_any_measuring(tmp_path, 
     assert captured.out == "" and captured.err.count("\n") == 1
     assert "nin_d2l: input 1x40x40 is too small" in captured.err
     assert not (tmp_path / "b.jsonl").exists()
+
+
+def _script(name):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        f"cnnzoo_{name}", Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("script, flags, message", [
+    ("step_modes", ["--steps", "0"], "--steps must be at least 1, not 0"),
+    ("step_modes", ["--device", "gpu"], "unknown device 'gpu'"),
+    ("step_modes", ["--results", "."], "is a folder; give a file to append the results to"),
+    ("kernels", ["--results", "."], "is a folder; give a file to append the results to"),
+])
+def test_the_step_scripts_refuse_bad_arguments_before_measuring(tmp_path, monkeypatch, capsys,
+                                                                 script, flags, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        _script(script).main(["lenet5_d2l", "--device", "cpu", *flags])
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and message in captured.err.splitlines()[-1]
+
+
+def test_step_modes_fails_for_a_model_it_could_not_time(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert _script("step_modes").main(["nosuch", "--device", "cpu", "--modes", "eager"]) == 1
+    assert "nosuch eager: failed: unknown model 'nosuch'" in capsys.readouterr().out
