@@ -72,6 +72,16 @@ def image_data(fig, index: int = 0) -> np.ndarray:
                         np.nan)
 
 
+def gray_folder(root: Path, names=("cat", "dog"), step: int = 60) -> Path:
+    """A folder data set under ``root``: five 12x12 gray images per class, each of its own
+    shade (class ``i``'s image ``j`` is ``step * i + 30 * j``)."""
+    for label, name in enumerate(names):
+        (root / name).mkdir(parents=True)
+        for index in range(5):
+            Image.new("L", (12, 12), step * label + 30 * index).save(root / name / f"{index}.png")
+    return root
+
+
 # data
 
 def test_show_data_writes_one_row_per_class_wider_with_more_per_class(capsys, tmp_path):
@@ -108,11 +118,7 @@ def test_show_data_errors(capsys):
 
 def test_show_data_is_as_wide_as_the_images_a_class_has(capsys, tmp_path):
     # four training images per class (a fifth of five held out): 20 asked for draws four
-    for label, name in enumerate(("cat", "dog")):
-        (tmp_path / "pics" / name).mkdir(parents=True)
-        for index in range(5):
-            Image.new("L", (12, 12), 40 * label + 30 * index).save(
-                tmp_path / "pics" / name / f"{index}.png")
+    gray_folder(tmp_path / "pics", step=40)
     sizes = {k: written(capsys, "show", "data", "folder", "--data-dir", tmp_path / "pics",
                         "--per-class", k, "--out", tmp_path / f"{k}.png") for k in (3, 4, 20)}
     assert sizes[20] == sizes[4] and sizes[3][0] < sizes[4][0]
@@ -400,11 +406,7 @@ def test_blocks_with_shortcuts_stay_closed_unless_a_depth_is_asked():
 def test_pictures_of_a_run_whose_data_moved_read_it_from_data_dir(capsys, tmp_path):
     from cnnzoo.train import train
 
-    for label, name in enumerate(("cat", "dog")):
-        (tmp_path / "pics" / name).mkdir(parents=True)
-        for index in range(5):
-            Image.new("L", (12, 12), 60 * label + 30 * index).save(
-                tmp_path / "pics" / name / f"{index}.png")
+    gray_folder(tmp_path / "pics")
     run = tmp_path / "run"
     train("lenet5_d2l", data="folder", data_dir=str(tmp_path / "pics"), epochs=1, out=run,
           device="cpu")
@@ -487,11 +489,7 @@ def test_characters_no_font_has_are_one_warning_line_per_process_not_matplotlibs
     from cnnzoo.train import train
 
     names = ("cat \U00013080", "dog \U00013081\U00013082")
-    for label, name in enumerate(names):
-        (tmp_path / "pics" / name).mkdir(parents=True)
-        for index in range(5):
-            Image.new("L", (12, 12), 60 * label + 30 * index).save(
-                tmp_path / "pics" / name / f"{index}.png")
+    gray_folder(tmp_path / "pics", names)
     run = tmp_path / "run"
     train("lenet5_d2l", data="folder", data_dir=str(tmp_path / "pics"), epochs=1, out=run,
           device="cpu")
