@@ -26,7 +26,8 @@ def register(subparsers) -> None:
                         help="file format (default onnx)")
     parser.add_argument("--out", metavar="FILE",
                         help="output file (default DIR/model.onnx, .pt or .pt2 for a run; "
-                             "NAME.onnx, .pt or .pt2 here for a model name)")
+                             "NAME.onnx, .pt or .pt2 here for a model name; model-fcn.onnx, "
+                             "NAME-fcn.onnx, ... with --fully-convolutional)")
     add_input_size(parser)
     parser.add_argument("--num-classes", type=positive_int,
                         help="classes of a model given by name (default: its registry entry's)")

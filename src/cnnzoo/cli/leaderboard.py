@@ -23,7 +23,7 @@ def register(subparsers) -> None:
                         "(default: the book's nine models)")
     add_device(p)
     p.add_argument("--out", default="leaderboard", help="output folder (default leaderboard)")
-    p.add_argument("--epochs", type=positive_int, help="fewer epochs than the recipe's (labelled)")
+    p.add_argument("--epochs", type=positive_int, help="epochs instead of the recipe's (labelled)")
     p.add_argument("--resize", type=positive_int, help="another input size (labelled)")
     p.add_argument("--subset", type=positive_int, metavar="N",
                    help="train on N images (labelled)")
