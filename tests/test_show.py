@@ -332,6 +332,14 @@ def test_receptive_field_errors(capsys):
                                              "--layer", "x").lower()
 
 
+def test_receptive_field_of_a_run_refuses_data(capsys, run_dir, tmp_path):
+    # a run directory shows its own test image; --data (for a model name) would be ignored
+    line = one_line_error(capsys, "show", "receptive-field", run_dir, "--layer", "features.pool1",
+                          "--data", "mnist", "--out", tmp_path / "rf.png")
+    assert "--data mnist" in line and "model name" in line
+    assert not (tmp_path / "rf.png").exists()
+
+
 # gradients
 
 def test_show_gradients(capsys, tmp_path):
@@ -339,6 +347,14 @@ def test_show_gradients(capsys, tmp_path):
     assert width > height
     written(capsys, "show", "gradients", "lenet5_d2l", "--out", tmp_path / "lenet.png")
     assert "unknown model" in one_line_error(capsys, "show", "gradients", "lenet9").lower()
+
+
+def test_show_gradients_of_a_model_refuses_depth(capsys, tmp_path):
+    # --depth sets the compared stacks; a named model has its own layers, so it is refused
+    line = one_line_error(capsys, "show", "gradients", "lenet5_d2l", "--depth", 5,
+                          "--out", tmp_path / "g.png")
+    assert "--depth 5" in line and "lenet5_d2l" in line
+    assert not (tmp_path / "g.png").exists()
 
 
 def test_plain_sigmoid_stacks_lose_the_gradient_and_residual_ones_keep_it():

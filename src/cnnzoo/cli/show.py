@@ -86,14 +86,16 @@ def register(subparsers) -> None:
     p.add_argument("--layer", required=True, help="a module whose output is a feature map")
     p.add_argument("--unit", metavar="ROW,COL", help="the unit in the layer's map (default: "
                                                       "the centre)")
-    p.add_argument("--data", default="synthetic",
-                   help="the data set of the sample image for a model name (default synthetic)")
+    p.add_argument("--data",
+                   help="the data set of the sample image for a model name (default synthetic; "
+                        "a run directory shows its own)")
     p.add_argument("--data-dir", metavar="DIR", help="where that data set's files are (for a "
                                                       "run directory: the run's by default)")
     p.add_argument("--index", type=int, default=0, metavar="N",
                    help="which test image (default 0)")
     p.add_argument("--out", metavar="FILE",
-                   help=OUT_HELP.format("receptive-field-NAME-LAYER.png here, or in DIR"))
+                   help=OUT_HELP.format("receptive-field-NAME-LAYER.png here, or "
+                                        "DIR/receptive-field-LAYER.png"))
     p.set_defaults(func=_receptive_field)
 
     p = pictures.add_parser("gradients", help="each layer's gradient: plain against residual",
@@ -103,8 +105,8 @@ def register(subparsers) -> None:
                                         "and with ReLU, so the vanishing gradient is seen. "
                                         "With NAME: that registered model's layers.")
     p.add_argument("name", metavar="NAME", nargs="?", help="a registered model (optional)")
-    p.add_argument("--depth", type=positive_int, default=30, metavar="D",
-                   help=f"3x3 layers in the compared stacks (default 30, at most "
+    p.add_argument("--depth", type=positive_int, metavar="D",
+                   help=f"3x3 layers in the compared stacks, without NAME (default 30, at most "
                         f"{MAX_DEPTH})")
     p.add_argument("--seed", type=int, default=0, help="initialisation and batch (default 0)")
     p.add_argument("--out", metavar="FILE", help=OUT_HELP.format("gradients[-NAME].png here"))

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import CnnzooError
 from ._common import default_out
 from .limits import MAX_DEPTH, check_limit
 
@@ -132,16 +133,21 @@ def draw_gradients(curves: dict[str, list[tuple[str, float]]], title: str = ""):
     return fig
 
 
-def show_gradients(name: str | None = None, *, depth: int = 30, seed: int = 0,
+def show_gradients(name: str | None = None, *, depth: int | None = None, seed: int = 0,
                    out=None) -> Path:
     """Draw the gradient norm of every layer after one backward pass and write the picture to
     ``out`` (default ``gradients.png`` or ``gradients-NAME.png`` here); returns the path. With
-    no ``name``: plain against residual stacks of ``depth`` layers, sigmoid against ReLU
-    (``compare_stacks``); with a registered model's ``name``: that model's layers."""
+    no ``name``: plain against residual stacks of ``depth`` layers (default 30), sigmoid against
+    ReLU (``compare_stacks``); with a registered model's ``name``: that model's layers, which
+    takes no ``depth``."""
     from ..plots import figure_file, save_figure
 
     out = figure_file(out)
+    if name is not None and depth is not None:
+        raise CnnzooError(f"--depth {depth} sets the depth of the compared stacks; {name} has "
+                          f"its own layers: leave out --depth or {name}")
     if name is None:
+        depth = 30 if depth is None else depth
         curves = compare_stacks(depth, seed)
         title = (f"{depth + 2} layers ({depth} 3x3 convolutions of {CHANNELS} channels), "
                  f"Xavier init, one batch: gradient norm per layer")

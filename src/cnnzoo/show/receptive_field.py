@@ -187,19 +187,23 @@ def _sample(dataset, index: int, size) -> torch.Tensor:
     return image[0]
 
 
-def show_receptive_field(name: str, layer: str, *, unit=None, data: str = "synthetic",
+def show_receptive_field(name: str, layer: str, *, unit=None, data: str | None = None,
                          data_dir=None, index: int = 0, out=None) -> Path:
     """Draw the receptive field of one unit of ``layer`` and write the picture to ``out``; returns
     the path written. ``name`` is a registered model, freshly built (seed 0) for image
-    ``index`` of ``data``'s test split resized to the model's input (default file
+    ``index`` of ``data``'s test split (default synthetic) resized to the model's input (default file
     ``receptive-field-NAME-LAYER.png`` here), or a run directory: its trained model on its own
-    test image ``index`` (default ``RUN_DIR/receptive-field-LAYER.png``). ``data_dir`` is
-    where the data set's files are (for a run: the run's own by default)."""
+    test image ``index`` (default ``RUN_DIR/receptive-field-LAYER.png``), which takes no
+    ``data``. ``data_dir`` is where the data set's files are (for a run: the run's own by
+    default)."""
     from ..data import canonical_name, load_dataset
     from ..plots import figure_file, save_figure
 
     out = figure_file(out)
     if Path(name).is_dir():
+        if data is not None:
+            raise CnnzooError(f"--data {data}: a run directory shows its own data set "
+                              f"({name}'s test image --index); --data is for a model name")
         from ..train import load_run
         from ..train.evaluation import preprocess
         from ._common import run_dataset
@@ -216,6 +220,7 @@ def show_receptive_field(name: str, layer: str, *, unit=None, data: str = "synth
         from ..models import model_info
 
         channels, height, width = model_info(name).input_size
+        data = data or "synthetic"
         options = ({"image_size": (channels, height, width)}
                    if canonical_name(data) == "synthetic" else {})
         dataset = load_dataset(data, split="test", data_dir=data_dir, download=False, **options)
