@@ -106,8 +106,8 @@ def register(subparsers) -> None:
                                         "With NAME: that registered model's layers.")
     p.add_argument("name", metavar="NAME", nargs="?", help="a registered model (optional)")
     p.add_argument("--depth", type=positive_int, metavar="D",
-                   help=f"3x3 layers in the compared stacks, without NAME (default 30, at most "
-                        f"{MAX_DEPTH})")
+                   help=f"3x3 layers in the compared stacks (default 30, at most {MAX_DEPTH}; "
+                        f"not with NAME)")
     p.add_argument("--seed", type=int, default=0, help="initialisation and batch (default 0)")
     p.add_argument("--out", metavar="FILE", help=OUT_HELP.format("gradients[-NAME].png here"))
     p.set_defaults(func=_gradients)
