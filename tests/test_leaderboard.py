@@ -25,7 +25,7 @@ def test_leaderboard_two_tiny_models_end_to_end(tmp_path, capsys):
     for name in ("lenet5_d2l", "lenet5_bn_d2l"):
         row = next(line for line in table.splitlines() if line.startswith(f"| {name} |"))
         assert f"{BOOK[name][2]:.3f}" in row          # the book's test accuracy
-        assert "1 epochs, not 10" in row and "300 training images" in row
+        assert "1 epoch, not 10" in row and "300 training images" in row
     with Image.open(out / "leaderboard.png") as picture:
         assert picture.size[0] > 600
     results = json.loads((out / "results.json").read_text())
@@ -75,7 +75,7 @@ def test_a_board_on_a_test_subset_says_so(tmp_path):
 
     entry, = run_leaderboard("d2l", ["lenet5_bn_d2l"], out=tmp_path, device="cpu", epochs=1,
                              train_subset=64, test_subset=50, data="synthetic")
-    assert entry.reduced == "1 epochs, not 10; 64 training images; tested on 50 images"
+    assert entry.reduced == "1 epoch, not 10; 64 training images; tested on 50 images"
 
 
 def test_a_board_on_other_data_is_not_set_beside_the_books_fashion_mnist_figures(tmp_path):

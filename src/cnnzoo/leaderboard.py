@@ -107,7 +107,7 @@ def run_leaderboard(recipe: str = "d2l", models: list[str] | None = None, *, out
                       train_subset, list(range(seeds)))
         notes = []
         if epochs and epochs != base.epochs:
-            notes.append(f"{epochs} epochs, not {base.epochs}")
+            notes.append(f"{epochs} epoch{'s' * (epochs != 1)}, not {base.epochs}")
         if resize and resize != base.resize:
             notes.append(f"resize {resize}, not {base.resize or 'none'}")
         if train_subset:

@@ -69,7 +69,7 @@ class ProgressReporter:
         recipe = info["recipe"]
         print(f"training {info['model']} ({info['parameters']:,} parameters) on "
               f"{info['data']} with the {recipe['name']} recipe, "
-              f"{recipe['epochs']} epochs, lr {recipe['lr']:g}, batch {recipe['batch_size']}, "
+              f"{recipe['epochs']} epoch{'s' * (recipe['epochs'] != 1)}, lr {recipe['lr']:g}, batch {recipe['batch_size']}, "
               f"input {'x'.join(map(str, info['input_size']))}, device {info['device_used']}"
               f"{resumed}", file=self.stream)
         print(f"run directory: {self.run_dir}", file=self.stream)

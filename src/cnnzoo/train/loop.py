@@ -645,6 +645,7 @@ def _load_for_resume(run_dir: Path, epochs: int | None):
         return config, None
     state = load_checkpoint(run_dir / CHECKPOINT)
     if state["epoch"] >= config["recipe"]["epochs"] and (run_dir / WEIGHTS).exists():
-        raise CnnzooError(f"{run_dir} already finished {state['epoch']} epochs; pass --epochs "
+        raise CnnzooError(f"{run_dir} already finished {state['epoch']} "
+                          f"epoch{'s' * (state['epoch'] != 1)}; pass --epochs "
                           f"N with N > {state['epoch']} to train further")
     return config, state
