@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from cnnzoo.cli import main
 from cnnzoo.errors import CnnzooError
 from cnnzoo.train import TrainingDiverged, evaluate, load_run, predict, recipe_for, train
+from cnnzoo.train.checkpoint import load_checkpoint
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 QUICK = dict(data="synthetic", train_subset=512, test_subset=200, batch_size=32, device="cpu")
@@ -183,6 +184,19 @@ def test_resume_after_interruption_gives_identical_weights(tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_a_finished_run_trained_further_is_read_back_at_its_latest_epoch(tmp_path):
+    """The final weights of the run as it first ended are dropped once it trains further: eval,
+    predict and export read the checkpoint of its latest epoch, not the older weights."""
+    train("lenet5_d2l", epochs=1, out=tmp_path / "run", **QUICK)
+    train("lenet5_d2l", resume=tmp_path / "run", epochs=3, stop_after_epoch=2)
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+    run = load_run(tmp_path / "run")
+    latest = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert latest["epoch"] == run.history[-1]["epoch"] == 2
+    for key, value in run.model.state_dict().items():
+        assert torch.equal(value, latest["model"][key]), key
 
 
 def test_compile_warm_up_is_never_counted_as_steps_even_across_epochs_and_resumes(

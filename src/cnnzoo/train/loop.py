@@ -398,6 +398,10 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
         with lock:
             if ctx.is_main:
                 write_json(run_dir / CONFIG, config)
+                # a finished run trained further: its final weights no longer describe it, and
+                # eval, predict and export would read them before the checkpoint; the
+                # checkpoint holds the same weights until the run finishes again
+                (run_dir / WEIGHTS).unlink(missing_ok=True)
             reporter.start(dict(config, run_dir=str(run_dir), start_epoch=start_epoch,
                                 parameters=sum(p.numel() for p in net.parameters())))
             setup_seconds = time.perf_counter() - wall_start

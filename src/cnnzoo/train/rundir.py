@@ -4,7 +4,7 @@
     metrics.csv        one row per finished epoch
     curves.png         loss and accuracies against epochs (redrawn at most every 20 s, and at the end)
     checkpoint.pt      model, optimizer, scheduler, epoch and RNG states (weights_only loadable)
-    model.safetensors  the final weights
+    model.safetensors  the final weights (removed while a finished run is trained further)
 
 A lock file keeps two processes from writing one directory at once.
 """
