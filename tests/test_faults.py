@@ -219,6 +219,37 @@ def one_line(capsys) -> str:
     return err
 
 
+@pytest.mark.parametrize("resume", [False, True], ids=["new-run", "resume"])
+def test_a_run_that_finishes_while_another_sets_up_in_its_folder_is_kept(tmp_path, monkeypatch,
+                                                                        capsys, resume):
+    """Two commands on one folder: the second checks the folder, then reads its data while
+    the first trains there to the end and lets go of the lock. The second then refuses, in one
+    line, instead of writing over the first's finished run from what it saw before."""
+    import cnnzoo.data
+    from cnnzoo.train import train
+
+    run = tmp_path / "run"
+    quick = dict(data="synthetic", train_subset=128, batch_size=32, device="cpu", epochs=2)
+    if resume:
+        train("lenet5_d2l", out=run, stop_after_epoch=1, **quick)
+    load_dataset, finished = cnnzoo.data.load_dataset, {}
+
+    def other_run_meanwhile(*args, **kwargs):
+        if not finished:
+            finished["files"] = None
+            train("lenet5_d2l", **(dict(resume=run) if resume else dict(out=run, **quick)))
+            finished["files"] = {path.name: path.read_bytes() for path in run.iterdir()}
+        return load_dataset(*args, **kwargs)
+
+    monkeypatch.setattr(cnnzoo.data, "load_dataset", other_run_meanwhile)
+    second = ["--resume", str(run)] if resume else [
+        "lenet5_d2l", "--data", "synthetic", "--subset", "128", "--batch-size", "32",
+        "--device", "cpu", "--out", str(run)]
+    assert main(["train", *second, "--epochs", "3"]) == 2
+    assert f"another cnnzoo process trained in {run} while this one set up" in one_line(capsys)
+    assert {path.name: path.read_bytes() for path in run.iterdir()} == finished["files"]
+
+
 # --- the lock, without subprocesses --------------------------------------------------------------
 
 def test_a_lock_naming_a_live_but_unrelated_pid_is_taken_over(tmp_path):

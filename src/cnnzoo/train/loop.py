@@ -307,6 +307,9 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
         state = None
         run_dir = _check_out(out, model)
     claim_dir = resume is None and out is None  # a dated name that a run begun alongside may take
+    # the folder as it was checked, compared again once its lock is held: another process may
+    # train in it while this one sets up (a claimed folder is new)
+    seen = _progress_files(run_dir) if not claim_dir else (None,) * len(PROGRESS_FILES)
     rec = Recipe(**config["recipe"]).validated()
     distributed.check_batch_size(ctx, rec.batch_size)
     dev = pick_device(config["device"])
@@ -397,6 +400,9 @@ def train(model: str, data: str = "fashion-mnist", recipe: str | Recipe = "d2l",
         lock = RunLock(run_dir) if ctx.is_main else contextlib.nullcontext()
         with lock:
             if ctx.is_main:
+                if _progress_files(run_dir) != seen:
+                    raise CnnzooError(f"another cnnzoo process trained in {run_dir} while this "
+                                      f"one set up; nothing was written; run the command again")
                 write_json(run_dir / CONFIG, config)
                 # a finished run trained further: its final weights no longer describe it, and
                 # eval, predict and export would read them before the checkpoint; the
@@ -580,6 +586,23 @@ def _save_epoch(run_dir: Path, net, optimizer, scheduler, epoch: int, dev, histo
     # metrics first: a checkpoint never claims an epoch whose row is missing
     write_metrics(run_dir, history)
     save_checkpoint(run_dir / CHECKPOINT, state)
+
+
+PROGRESS_FILES = (METRICS, CHECKPOINT, WEIGHTS)
+
+
+def _progress_files(run_dir: Path) -> tuple:
+    """The identity (inode, modification time) of each file that records a run's progress, None
+    for one that is absent: a new one written in place of the old changes it."""
+    identities = []
+    for name in PROGRESS_FILES:
+        try:
+            stat = (run_dir / name).stat()
+        except OSError:
+            identities.append(None)
+        else:
+            identities.append((stat.st_ino, stat.st_mtime_ns))
+    return tuple(identities)
 
 
 def _check_out(out, model: str) -> Path:
