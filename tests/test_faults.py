@@ -191,6 +191,23 @@ def test_sigkill_leaves_a_loadable_checkpoint_and_resume_matches(tmp_path, refer
     assert [row.split(",")[0] for row in rows] == ["epoch", "1", "2", "3", "4"]
 
 
+def test_sigterm_ends_the_run_as_ctrl_c_does_and_resume_matches(tmp_path, reference):
+    """A batch system's kill (SIGTERM) mid-epoch: one line naming the command that continues,
+    status 143, the lock let go; that command ends with the uninterrupted run's weights."""
+    run = tmp_path / "run"
+    process = start_paused(tmp_path, "step", "step", 2 * STEPS_PER_EPOCH + 7,
+                           [*TRAIN, "--out", run])
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=WAIT) == 128 + signal.SIGTERM
+    hint = f"cnnzoo: terminated; continue with: cnnzoo train --resume {run}\n"
+    assert process.stderr.read() == hint
+    assert load_checkpoint(run / "checkpoint.pt")["epoch"] == 2
+    assert not (run / ".lock").exists() and not list(run.glob(".*.tmp"))
+    resumed = cnnzoo(["train", "--resume", run], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    same_weights(reference, run / "model.safetensors")
+
+
 def test_a_live_run_keeps_a_second_one_out_of_its_directory(tmp_path, reference, capsys):
     run, go = tmp_path / "run", tmp_path / "go"
     first = start_paused(tmp_path, "replace", "checkpoint.pt", 2, [*TRAIN, "--out", run], go=go)

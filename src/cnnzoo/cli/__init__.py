@@ -4,7 +4,8 @@ Each subcommand lives in its own module here with ``register(subparsers)``, whic
 and sets ``func(args) -> int``. A mistake in the arguments, and a ``CnnzooError`` (the user's
 mistake) raised while the command works, print one line starting ``cnnzoo: error:`` and exit
 with status 2; ``cnnzoo`` alone prints its help (status 0), a command group without its
-subcommand (``cnnzoo show``) a line naming the choices (status 2); Ctrl-C exits with 130;
+subcommand (``cnnzoo show``) a line naming the choices (status 2); Ctrl-C exits with 130,
+and SIGTERM (``kill``, a batch system's time limit) likewise with 143, each in one line;
 output into a closed pipe (``cnnzoo models | head``) ends quietly with 141, as a process
 killed by SIGPIPE would; any other refusal of the system (a full disk, standard output on one
 included) is one line and status 1.
@@ -17,7 +18,9 @@ import gc
 import importlib
 import os
 import re
+import signal
 import sys
+import threading
 import warnings
 
 from ..errors import CnnzooError, CnnzooWarning
@@ -76,6 +79,24 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 _python_show_warning = warnings.showwarning
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that the command ends as on Ctrl-C: a file
+    being written is left whole or not at all, a run directory's lock is let go, and a run
+    says how to continue."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+def interrupted(error: KeyboardInterrupt, hint: str = "") -> int:
+    """Say in one line that the command was stopped (Ctrl-C, or SIGTERM), with ``hint``
+    (``"; continue with: ..."``); returns the status of a process stopped by that signal."""
+    terminated = isinstance(error, Terminated)
+    print(f"cnnzoo: {'terminated' if terminated else 'interrupted'}{hint}", file=sys.stderr)
+    return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     parser = build_parser()
@@ -86,16 +107,22 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    # only the main thread may set a handler; main called from Python gets its own back after
+    handles_term = threading.current_thread() is threading.main_thread()
+    if handles_term:
+        on_term = signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.func(args) or 0)
     except CnnzooError as error:
         print(f"cnnzoo: error: {one_line(str(error))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("cnnzoo: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as error:
+        return interrupted(error)
     except OSError as error:
         return _os_error(error)
+    finally:
+        if handles_term:  # None: a handler set outside Python, which cannot be put back
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if on_term is None else on_term)
 
 
 SIGPIPE_STATUS = 128 + 13

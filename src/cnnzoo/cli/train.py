@@ -8,6 +8,7 @@ import time
 
 from ..errors import CnnzooError
 from ..train.recipes import RECIPES
+from . import interrupted
 from ._args import (add_device, add_fast, add_fast_path, parse_assignments, positive_float,
                     positive_int, seed, warn_amp)
 
@@ -198,12 +199,11 @@ def run(args) -> int:
                        fast=args.fast, resume=args.resume,
                        data_dir=args.data_dir, train_subset=args.subset, model_args=model_args,
                        reporter=reporter, **settings)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM
         reporter.close()
         where = reporter.run_dir
-        hint = f"; continue with: cnnzoo train --resume {where}" if where else ""
-        print(f"cnnzoo: interrupted{hint}", file=sys.stderr)
-        return 130
+        return interrupted(error, f"; continue with: cnnzoo train --resume {where}"
+                           if where else "")
     finally:
         reporter.close()
     if result.rank != 0:  # under torchrun, rank 0 speaks for all
