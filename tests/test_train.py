@@ -527,6 +527,34 @@ def test_cli_train_eval_predict_end_to_end(tmp_path, capsys):
     assert str(image) in capsys.readouterr().out
 
 
+def test_eval_of_many_classes_prints_the_largest_confusions_not_a_matrix_too_wide(tmp_path,
+                                                                                  capsys):
+    """Over MATRIX_MAX_CLASSES classes the matrix is left to confusion.png; the largest cells
+    off its diagonal are printed, as the API counts them."""
+    from cnnzoo.cli.eval import MATRIX_MAX_CLASSES, TOP_CONFUSIONS
+
+    names = [f"class {index:02d}" for index in range(MATRIX_MAX_CLASSES + 4)]
+    for label, name in enumerate(names):
+        (tmp_path / "pics" / name).mkdir(parents=True)
+        for index in range(3):
+            Image.new("L", (8, 8), 10 * label + index).save(
+                tmp_path / "pics" / name / f"{index}.png")
+    run = tmp_path / "run"
+    train("lenet5_d2l", data="folder", data_dir=tmp_path / "pics", epochs=1, resize=28,
+          device="cpu", out=run)
+    assert main(["eval", str(run), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "confusion matrix (rows" not in out
+    assert max(len(line) for line in out.splitlines() if str(run) not in line) < 100
+    confusion = evaluate(run, device="cpu", plot=False).confusion
+    largest = sorted((-count, true, predicted) for true, row in enumerate(confusion)
+                     for predicted, count in enumerate(row) if count and true != predicted)
+    assert largest
+    printed = out.split("most frequent confusions")[1].splitlines()[2:2 + TOP_CONFUSIONS]
+    assert printed == [f"  {names[true]}  {names[predicted]:<9}  {-count:>6,}"
+                       for count, true, predicted in largest[:TOP_CONFUSIONS]]
+
+
 def test_a_log_file_sees_progress_within_an_epoch(tmp_path, capsys, monkeypatch):
     """Without a terminal there is no bar; a long epoch still reports, at most every
     LOG_EVERY_SECONDS (here every batch), how far it is, and never after its last batch."""

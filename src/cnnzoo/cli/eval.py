@@ -23,6 +23,30 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+# a wider matrix is no longer read as a table in a terminal (100 classes: 500 columns)
+MATRIX_MAX_CLASSES = 20
+TOP_CONFUSIONS = 10
+
+
+def _print_top_confusions(result, width: int) -> None:
+    """In place of a matrix too wide to print: its largest cells off the diagonal."""
+    pairs = sorted(((count, true, predicted)
+                    for true, row in enumerate(result.confusion)
+                    for predicted, count in enumerate(row) if count and true != predicted),
+                   key=lambda cell: (-cell[0], cell[1], cell[2]))[:TOP_CONFUSIONS]
+    where = f"; the whole matrix: {result.plot}" if result.plot else ""
+    print(f"\nmost frequent confusions ({len(result.classes)} classes{where}):")
+    if not pairs:
+        print("  none: every image was classified correctly")
+        return
+    taken = max(len("predicted"), *(len(result.classes[p]) for _, _, p in pairs))
+    width = max(width, len("true"))
+    print(f"  {'true':<{width}}  {'predicted':<{taken}}  images")
+    for count, true, predicted in pairs:
+        print(f"  {result.classes[true]:<{width}}  {result.classes[predicted]:<{taken}}  "
+              f"{count:>6,}")
+
+
 def run(args) -> int:
     from ..train import evaluate, load_run
     from ..train.loop import pick_device
@@ -41,11 +65,14 @@ def run(args) -> int:
     print("\nper-class accuracy:")
     for name, acc in zip(result.classes, result.per_class):
         print(f"  {name:<{width}}  {acc:.3f}")
-    print("\nconfusion matrix (rows: true, columns: predicted):")
-    cell = max(5, len(str(max(max(r) for r in result.confusion))) + 1)
-    print(" " * (width + 2) + "".join(f"{i:>{cell}}" for i in range(len(result.classes))))
-    for i, (name, row) in enumerate(zip(result.classes, result.confusion)):
-        print(f"  {name:<{width}}" + "".join(f"{v:>{cell}}" for v in row) + f"   ({i})")
+    if len(result.classes) <= MATRIX_MAX_CLASSES:
+        print("\nconfusion matrix (rows: true, columns: predicted):")
+        cell = max(5, len(str(max(max(r) for r in result.confusion))) + 1)
+        print(" " * (width + 2) + "".join(f"{i:>{cell}}" for i in range(len(result.classes))))
+        for i, (name, row) in enumerate(zip(result.classes, result.confusion)):
+            print(f"  {name:<{width}}" + "".join(f"{v:>{cell}}" for v in row) + f"   ({i})")
+    else:
+        _print_top_confusions(result, width)
     if result.plot:
         print(f"\nsaved {result.plot}")
     return 0
