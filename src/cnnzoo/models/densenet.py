@@ -201,8 +201,9 @@ def densenet_d2l(num_classes: int = 10, in_channels: int = 1) -> DenseNetD2L:
     Huang et al. 2017's dense connectivity as d2l builds it: b1 as d2l's ResNet (conv 7x7 s2,
     BN, ReLU, max-pool), four dense blocks of four BN-ReLU-conv 3x3 blocks with growth 32,
     transitions halving channels and size, BN, ReLU, global average pool, fc 248 -> classes.
-    Departures from the paper: no 1x1 bottleneck in the dense layers (DenseNet, not -BC), only
-    16 conv layers, convs with bias, one input channel, 10 classes, 96x96 inputs. PyTorch's
-    default init: d2l's recipe applies Xavier itself.
+    Departures from the paper: no 1x1 bottleneck in the dense layers, with the transitions'
+    compression 0.5 (the paper's DenseNet-C, not the -BC of its ImageNet models); 16 dense
+    layers (DenseNet-121 has 58); convs with bias; one input channel, 10 classes, 96x96 inputs.
+    PyTorch's default init: d2l's recipe applies Xavier itself.
     """
     return DenseNetD2L(num_classes=num_classes, in_channels=in_channels)
