@@ -187,3 +187,21 @@ def test_builder_arguments_take_their_defaults_kind_and_none_where_it_is_the_def
 def test_a_model_name_that_is_not_a_string_is_unknown(name):
     with pytest.raises(UnknownModelError, match="unknown model"):
         cnnzoo.model_info(name)
+
+
+@pytest.mark.parametrize("width_mult, size, params, mult_adds", [
+    # Howard et al. 2017, Table 6 (width multiplier alpha) and Table 7 (resolution multiplier
+    # rho, as the input size), rounded as the paper prints them; the exact figures are in
+    # docs/models.md
+    (0.75, 224, 2.6e6, 325e6), (0.5, 224, 1.3e6, 149e6), (0.25, 224, 0.5e6, 41e6),
+    (1.0, 192, 4.2e6, 418e6), (1.0, 160, 4.2e6, 290e6), (1.0, 128, 4.2e6, 186e6),
+])
+def test_mobilenet_multipliers_give_the_papers_counts(width_mult, size, params, mult_adds):
+    with torch.device("meta"):
+        model = cnnzoo.get_model("mobilenet_v1", width_mult=width_mult)
+    table = cnnzoo.summary(model, input_size=(1, 3, size, size), device="meta")
+    assert abs(table.total_params - params) <= 0.05e6
+    assert abs(table.total_mult_adds - mult_adds) <= 1e6
+    page = MODELS_DOC.read_text()
+    assert f"{table.total_params:,}" in page or width_mult == 1.0
+    assert f"{table.total_mult_adds / 1e6:.1f}" in page

@@ -115,6 +115,7 @@ def mobilenet_v1(num_classes: int = 1000, in_channels: int = 3,
     -> classes. Departures: the 13th block has stride 1 (the table's "s2" contradicts its own
     7x7 sizes); convs have no bias as BatchNorm follows; the paper gives no init, so it is
     torchvision's MobileNet v2 scheme (Kaiming normal fan_out, fc N(0, 0.01)); channels scaled by
-    ``width_mult`` are rounded down.
+    ``width_mult`` (the paper's alpha) are rounded down. The paper's resolution multiplier is
+    the input size: any H, W works (192, 160, 128 give Table 7's mult-adds).
     """
     return MobileNetV1(num_classes=num_classes, in_channels=in_channels, width_mult=width_mult)
