@@ -1,13 +1,15 @@
 """LeNet, AlexNet, VGG and NiN against their sources: the papers' tables and formulas, and the
-reference code of the seeds and d2l rebuilt here as plain ``nn.Sequential`` stacks.
+reference code of the seeds and d2l rebuilt here as plain ``nn.Sequential`` stacks; then d2l's
+GoogLeNet, ResNet-18 and DenseNet and seed 004's two MNIST nets against their code.
 
 Reference stacks get the zoo model's parameters copied over in order; the two must then compute
-the same function.
+the same function (in training mode too where BatchNorm's batch statistics make its place show).
 """
 
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 import cnnzoo
 from cnnzoo.errors import CnnzooError, InputTooSmallError
@@ -18,7 +20,7 @@ def count(model):
     return sum(p.numel() for p in model.parameters())
 
 
-def assert_same_function(model, reference, input_size):
+def assert_same_function(model, reference, input_size, train=False):
     ours = list(model.parameters())
     theirs = list(reference.parameters())
     assert [p.shape for p in ours] == [p.shape for p in theirs]
@@ -29,6 +31,9 @@ def assert_same_function(model, reference, input_size):
     x = torch.rand(3, *input_size)
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference(x))
+        if train:  # normalised by the batch, a BatchNorm on the other side of a ReLU differs
+            model.train(), reference.train()
+            torch.testing.assert_close(model(x), reference(x))
 
 
 # --- LeNet-5, LeCun et al. 1998 ---------------------------------------------------------------
@@ -273,3 +278,153 @@ def test_nin_d2l_is_seed_001():
         d2l_nin_block(384, 10, kernel_size=3, stride=1, padding=1),
         nn.AdaptiveAvgPool2d(1), nn.Flatten())
     assert_same_function(cnnzoo.get_model("nin_d2l"), reference, (1, 224, 224))
+
+
+# --- d2l's GoogLeNet, ResNet-18 and DenseNet; seed 004's MNIST nets -----------------------------
+
+class D2LInception(nn.Module):
+    def __init__(self, in_channels, c1, c2, c3, c4):
+        super().__init__()
+        self.p1_1 = nn.Conv2d(in_channels, c1, kernel_size=1)
+        self.p2_1 = nn.Conv2d(in_channels, c2[0], kernel_size=1)
+        self.p2_2 = nn.Conv2d(c2[0], c2[1], kernel_size=3, padding=1)
+        self.p3_1 = nn.Conv2d(in_channels, c3[0], kernel_size=1)
+        self.p3_2 = nn.Conv2d(c3[0], c3[1], kernel_size=5, padding=2)
+        self.p4_1 = nn.MaxPool2d(kernel_size=3, stride=1, padding=1)
+        self.p4_2 = nn.Conv2d(in_channels, c4, kernel_size=1)
+
+    def forward(self, x):
+        p1 = F.relu(self.p1_1(x))
+        p2 = F.relu(self.p2_2(F.relu(self.p2_1(x))))
+        p3 = F.relu(self.p3_2(F.relu(self.p3_1(x))))
+        p4 = F.relu(self.p4_2(self.p4_1(x)))
+        return torch.cat((p1, p2, p3, p4), dim=1)
+
+
+def d2l_pool():
+    return nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+
+
+def test_googlenet_d2l_is_d2l():
+    reference = nn.Sequential(
+        nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3), nn.ReLU(), d2l_pool(),
+        nn.Conv2d(64, 64, kernel_size=1), nn.ReLU(),
+        nn.Conv2d(64, 192, kernel_size=3, padding=1), nn.ReLU(), d2l_pool(),
+        D2LInception(192, 64, (96, 128), (16, 32), 32),
+        D2LInception(256, 128, (128, 192), (32, 96), 64), d2l_pool(),
+        D2LInception(480, 192, (96, 208), (16, 48), 64),
+        D2LInception(512, 160, (112, 224), (24, 64), 64),
+        D2LInception(512, 128, (128, 256), (24, 64), 64),
+        D2LInception(512, 112, (144, 288), (32, 64), 64),
+        D2LInception(528, 256, (160, 320), (32, 128), 128), d2l_pool(),
+        D2LInception(832, 256, (160, 320), (32, 128), 128),
+        D2LInception(832, 384, (192, 384), (48, 128), 128),
+        nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(1024, 10))
+    assert_same_function(cnnzoo.get_model("googlenet_d2l"), reference, (1, 96, 96))
+
+
+class D2LResidual(nn.Module):
+    def __init__(self, in_channels, channels, use_1x1conv=False, strides=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, channels, kernel_size=3, padding=1, stride=strides)
+        self.conv2 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.conv3 = (nn.Conv2d(in_channels, channels, kernel_size=1, stride=strides)
+                      if use_1x1conv else None)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(y + (self.conv3(x) if self.conv3 else x))
+
+
+def d2l_stem():
+    return [nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3), nn.BatchNorm2d(64), nn.ReLU(),
+            d2l_pool()]
+
+
+def test_resnet18_d2l_is_d2l():
+    blocks = [D2LResidual(64, 64), D2LResidual(64, 64)]
+    for in_channels, channels in ((64, 128), (128, 256), (256, 512)):
+        blocks += [D2LResidual(in_channels, channels, use_1x1conv=True, strides=2),
+                   D2LResidual(channels, channels)]
+    reference = nn.Sequential(*d2l_stem(), *blocks, nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(),
+                              nn.Linear(512, 10))
+    assert_same_function(cnnzoo.get_model("resnet18_d2l"), reference, (1, 96, 96), train=True)
+
+
+class D2LDenseBlock(nn.Module):
+    def __init__(self, num_convs, in_channels, growth):
+        super().__init__()
+        self.net = nn.Sequential(*(
+            nn.Sequential(nn.BatchNorm2d(in_channels + i * growth), nn.ReLU(),
+                          nn.Conv2d(in_channels + i * growth, growth, kernel_size=3, padding=1))
+            for i in range(num_convs)))
+
+    def forward(self, x):
+        for block in self.net:
+            x = torch.cat((x, block(x)), dim=1)
+        return x
+
+
+def test_densenet_d2l_is_d2l():
+    # growth 32, four blocks of four, transitions halving the channels: 64 -> ... -> 248
+    layers, channels = d2l_stem(), 64
+    for index in range(4):
+        layers.append(D2LDenseBlock(4, channels, 32))
+        channels += 4 * 32
+        if index < 3:
+            layers += [nn.BatchNorm2d(channels), nn.ReLU(),
+                       nn.Conv2d(channels, channels // 2, kernel_size=1),
+                       nn.AvgPool2d(kernel_size=2, stride=2)]
+            channels //= 2
+    assert channels == 248
+    reference = nn.Sequential(*layers, nn.BatchNorm2d(channels), nn.ReLU(),
+                              nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(channels, 10))
+    assert_same_function(cnnzoo.get_model("densenet_d2l"), reference, (1, 96, 96), train=True)
+
+
+class Seed004InceptionA(nn.Module):
+    def __init__(self, in_channels):
+        super().__init__()
+        self.branch1x1 = nn.Conv2d(in_channels, 16, kernel_size=1)
+        self.branch5x5_1 = nn.Conv2d(in_channels, 16, kernel_size=1)
+        self.branch5x5_2 = nn.Conv2d(16, 24, kernel_size=5, padding=2)
+        self.branch3x3_1 = nn.Conv2d(in_channels, 16, kernel_size=1)
+        self.branch3x3_2 = nn.Conv2d(16, 24, kernel_size=3, padding=1)
+        self.branch3x3_3 = nn.Conv2d(24, 24, kernel_size=3, padding=1)
+        self.branch_pool = nn.Conv2d(in_channels, 24, kernel_size=1)
+
+    def forward(self, x):
+        branch5x5 = self.branch5x5_2(self.branch5x5_1(x))
+        branch3x3 = self.branch3x3_3(self.branch3x3_2(self.branch3x3_1(x)))
+        branch_pool = self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1))
+        return torch.cat([self.branch1x1(x), branch5x5, branch3x3, branch_pool], dim=1)
+
+
+def test_inception_mnist_is_seed_004():
+    # the seed's forward: relu(mp(conv(x))) before each InceptionA, fc 1408 -> 10
+    reference = nn.Sequential(
+        nn.Conv2d(1, 10, kernel_size=5), nn.MaxPool2d(2), nn.ReLU(), Seed004InceptionA(10),
+        nn.Conv2d(88, 20, kernel_size=5), nn.MaxPool2d(2), nn.ReLU(), Seed004InceptionA(20),
+        nn.Flatten(), nn.Linear(1408, 10))
+    assert_same_function(cnnzoo.get_model("inception_mnist"), reference, (1, 28, 28))
+
+
+class Seed004ResidualBlock(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+
+    def forward(self, x):
+        return F.relu(x + self.conv2(F.relu(self.conv1(x))))
+
+
+def test_residual_mnist_is_seed_004():
+    # the course's code, which seed 004 names but leaves out: mp(relu(conv(x))), fc 512 -> 10
+    reference = nn.Sequential(
+        nn.Conv2d(1, 16, kernel_size=5), nn.ReLU(), nn.MaxPool2d(2), Seed004ResidualBlock(16),
+        nn.Conv2d(16, 32, kernel_size=5), nn.ReLU(), nn.MaxPool2d(2), Seed004ResidualBlock(32),
+        nn.Flatten(), nn.Linear(512, 10))
+    assert_same_function(cnnzoo.get_model("residual_mnist"), reference, (1, 28, 28))
