@@ -157,9 +157,11 @@ _tv = dict(family="resnet", paper=PAPER, year=2015, input_size=(3, 224, 224), nu
 def resnet18(num_classes: int = 1000, in_channels: int = 3) -> ResNet:
     """ResNet-18 (basic blocks 2-2-2-2), torchvision-compatible.
 
-    He et al. 2015, Table 1, with projection shortcuts where the shape changes (option B).
-    Departures: none in the layers; the init is torchvision's Kaiming normal with fan_out (the
-    paper's He init with fan_in) so that training matches torchvision's recipes.
+    He et al. 2015, Table 1, with projection shortcuts where the shape changes (option B, as
+    torchvision has it; the paper's Table 2 figures for 18 and 34 layers used option A, zero
+    padding, which has no weights: 173,824 parameters fewer). Departures: none in the
+    layers; the init is torchvision's Kaiming normal with fan_out (the paper's He init with
+    fan_in) so that training matches torchvision's recipes.
     """
     return _resnet("resnet18", num_classes, in_channels)
 
@@ -168,7 +170,8 @@ def resnet18(num_classes: int = 1000, in_channels: int = 3) -> ResNet:
 def resnet34(num_classes: int = 1000, in_channels: int = 3) -> ResNet:
     """ResNet-34 (basic blocks 3-4-6-3), torchvision-compatible.
 
-    He et al. 2015, Table 1, with projection shortcuts where the shape changes (option B).
+    He et al. 2015, Table 1, with projection shortcuts where the shape changes (option B, as
+    torchvision has it; the paper's Table 2 used option A, zero padding, for 34 layers).
     Departures: none in the layers; the init is torchvision's Kaiming normal with fan_out.
     """
     return _resnet("resnet34", num_classes, in_channels)
