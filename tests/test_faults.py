@@ -425,3 +425,58 @@ def test_written_files_get_the_usual_permissions(tmp_path, one_thread):
     os.umask(umask)
     for name in ("config.json", "metrics.csv", "checkpoint.pt", "model.safetensors"):
         assert (run / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+# --- a run directory on a read-only medium -------------------------------------------------------
+
+READ_ONLY = 'mount --bind -o ro "$0" "$0" && exec "$@"'
+
+
+@pytest.fixture(scope="module")
+def read_only_run(tmp_path_factory) -> Path:
+    """A tiny finished run, for commands that see it on a read-only medium (``on_read_only``);
+    skips where the system lends no mount namespace (no ``unshare``, or user namespaces off)."""
+    try:
+        probe = subprocess.run(["unshare", "--map-root-user", "--mount", "sh", "-c", READ_ONLY,
+                                str(tmp_path_factory.getbasetemp()), "true"],
+                               capture_output=True, timeout=WAIT)
+    except OSError:
+        pytest.skip("no unshare here")
+    if probe.returncode:
+        pytest.skip(f"no read-only mount in a namespace here: {probe.stderr.decode()[-200:]}")
+    run = tmp_path_factory.mktemp("read-only") / "run"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main([*QUICK, "--epochs", "1", "--out", str(run)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return run
+
+
+def on_read_only(folder: Path, args) -> subprocess.CompletedProcess:
+    """``python -m cnnzoo ARGS`` in a process that sees ``folder`` bound read-only over itself in
+    a mount namespace of its own: a read-only medium, which even root cannot write."""
+    return subprocess.run(["unshare", "--map-root-user", "--mount", "sh", "-c", READ_ONLY,
+                           str(folder), sys.executable, "-m", "cnnzoo", *map(str, args)],
+                          env=ENV, capture_output=True, text=True, timeout=WAIT)
+
+
+def test_eval_of_a_read_only_run_prints_its_results_without_the_picture(read_only_run):
+    before = {path.name: path.read_bytes() for path in read_only_run.iterdir()}
+    done = on_read_only(read_only_run, ["eval", read_only_run, "--device", "cpu"])
+    assert done.returncode == 0, done.stderr
+    assert "test accuracy" in done.stdout and "confusion matrix" in done.stdout
+    assert "saved" not in done.stdout
+    assert done.stderr == (f"cnnzoo: warning: confusion.png is not saved: cannot write in "
+                           f"{read_only_run}: Read-only file system\n")
+    assert {path.name: path.read_bytes() for path in read_only_run.iterdir()} == before
+
+
+def test_export_into_a_read_only_run_is_one_line_naming_the_file(read_only_run):
+    before = {path.name: path.read_bytes() for path in read_only_run.iterdir()}
+    done = on_read_only(read_only_run, ["export", read_only_run])
+    assert done.returncode == 2 and not done.stdout
+    assert done.stderr == (f"cnnzoo: error: cannot write {read_only_run / 'model.onnx'}: "
+                           f"Read-only file system\n")
+    assert {path.name: path.read_bytes() for path in read_only_run.iterdir()} == before

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..errors import CnnzooError
+from ..errors import CnnzooError, CnnzooWarning
 from .recipes import Recipe
 from .rundir import Run, data_options, load_run
 
@@ -83,7 +84,8 @@ def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None,
              plot: bool = True, progress=None) -> EvalResult:
     """Evaluate a run's model (a run directory, or a ``Run`` read from one) on its data set's
     ``split``; writes confusion.png (confusion-train.png for the training split) in the run
-    directory unless told not.
+    directory unless told not. A picture that cannot be written (a run directory on a
+    read-only medium) is a ``CnnzooWarning`` and ``plot`` None: the numbers are returned.
 
     The data set and preprocessing (resize, normalisation) are those recorded in the run (for
     a run on a subset of the split, the subset's images), and so is the batch size (the
@@ -125,9 +127,14 @@ def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None,
     if plot:
         from ..plots import plot_confusion
 
-        result.plot = run.path / confusion_file(split)
-        plot_confusion(result.confusion, result.classes, result.plot,
-                       title=f"{run.config['model']}: {split} accuracy {result.accuracy:.4f}")
+        path = run.path / confusion_file(split)
+        try:
+            plot_confusion(result.confusion, result.classes, path,
+                           title=f"{run.config['model']}: {split} accuracy {result.accuracy:.4f}")
+        except CnnzooError as error:  # a run on a read-only medium: the numbers still stand
+            warnings.warn(f"{path.name} is not saved: {error}", CnnzooWarning, stacklevel=2)
+        else:
+            result.plot = path
     return result
 
 
