@@ -94,11 +94,13 @@ def export_model(model: nn.Module, path, format: str = "onnx", input_size=None, 
 
     was_training = model.training
     model.eval()
+    made = False  # whether tmp is ours to remove: on a read-only medium even unlink refuses
     try:
         try:  # before the export: a folder that takes no file is one line, in every format
             tmp.touch()
         except OSError as error:
             raise ExportError(f"cannot write {path}: {error.strerror or error}") from None
+        made = True
         parameter = next(model.parameters(), None)
         device = parameter.device if parameter is not None else torch.device("cpu")
         dtype = parameter.dtype if parameter is not None else torch.float32
@@ -152,7 +154,8 @@ def export_model(model: nn.Module, path, format: str = "onnx", input_size=None, 
         os.replace(tmp, path)
     finally:
         model.train(was_training)
-        tmp.unlink(missing_ok=True)
+        if made:
+            tmp.unlink(missing_ok=True)
     return ExportReport(path, format, size, output_shape, CHECK_BATCHES, worst, tolerance,
                         written_opset)
 
