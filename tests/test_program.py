@@ -146,6 +146,26 @@ def test_every_device_option_is_checked_alike():
     assert {path for path, action in devices.items() if action.type is not _args.device} == set()
 
 
+PATH_OPTIONS = ("--out", "--resume", "--weights", "--results")
+
+
+def test_every_path_option_expands_the_home_folder(tmp_path, monkeypatch):
+    """``--out=~/run``: the shell leaves a ``~`` after ``=`` as it is; cnnzoo makes it the home
+    folder, as for a word of its own, instead of a folder named ``~`` here."""
+    from cnnzoo.cli import _args, build_parser
+
+    options = {(path, action.option_strings[0]): action
+               for path, parser in subparsers_of(build_parser()) for action in parser._actions
+               if set(action.option_strings) & set(PATH_OPTIONS) and action.dest != "out_channels"}
+    assert {("train", "--out"), ("train", "--resume"), ("export", "--weights"),
+            ("show predictions", "--out"), ("bench", "--results")} <= set(options)
+    assert {where for where, action in options.items() if action.type is not _args.user_path
+            } == set()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    args = build_parser().parse_args(["train", "--out=~/run", "--resume=~/old"])
+    assert (args.out, args.resume) == (str(tmp_path / "run"), str(tmp_path / "old"))
+
+
 @pytest.mark.parametrize("argv, message", [
     (["shapes", "lenet5_d2l", "--batch", "0"],
      "cnnzoo: error: shapes: argument --batch: must be 1 or more, not 0 (see cnnzoo shapes --help)"),

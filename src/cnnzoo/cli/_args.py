@@ -2,14 +2,15 @@
 
 ``--input-size`` is parsed in the command's ``run`` rather than by an argparse ``type=``, so a
 bad value gives the one-line ``cnnzoo: error: ...`` of a ``CnnzooError`` instead of argparse's
-usage text; ``positive_int``, ``positive_float``, ``seed`` and ``device`` are plain argparse
-types.
+usage text; ``positive_int``, ``positive_float``, ``seed``, ``device`` and ``user_path`` are
+plain argparse types.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
 import sys
 
@@ -133,6 +134,13 @@ def parse_input_size(text: str | None, *, batch: bool = False,
         raise CnnzooError(f"{option} {text!r}: every size must be 1 or more; give {form}, "
                           f"e.g. {example}")
     return values
+
+
+def user_path(text: str) -> str:
+    """argparse ``type=`` for a file or folder: ``~`` or ``~user`` at its start is that home
+    folder, as the shell makes it of a word of its own but not after ``--out=``, so that no
+    folder named ``~`` is made here (``--data-dir`` is expanded where data sets are found)."""
+    return os.path.expanduser(text)
 
 
 def positive_int(text: str) -> int:

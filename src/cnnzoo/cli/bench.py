@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ._args import add_device, add_fast, add_fast_path, check_fast_path, positive_int
+from ._args import (add_device, add_fast, add_fast_path, check_fast_path, positive_int,
+                    user_path)
 
 
 def register(subparsers) -> None:
@@ -26,7 +27,7 @@ def register(subparsers) -> None:
     add_fast(p)
     p.add_argument("--steps", type=positive_int, default=30, help="timed steps (default 30)")
     p.add_argument("--baseline", action="store_true", help="also time the textbook's way")
-    p.add_argument("--results", default="bench-results.jsonl",
+    p.add_argument("--results", type=user_path, default="bench-results.jsonl",
                    help="JSON lines file the results are appended to (default bench-results.jsonl)")
     p.set_defaults(func=run)
 

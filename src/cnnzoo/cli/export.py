@@ -3,7 +3,7 @@ or a torch.export program, checked against PyTorch before the file is kept."""
 
 from __future__ import annotations
 
-from ._args import add_input_size, parse_input_size, positive_int
+from ._args import add_input_size, parse_input_size, positive_int, user_path
 
 FORMAT_NAMES = {"onnx": "ONNX", "torchscript": "TorchScript",
                 "exported-program": "torch.export ExportedProgram"}
@@ -24,14 +24,14 @@ def register(subparsers) -> None:
                              "`cnnzoo models`; random weights unless --weights)")
     parser.add_argument("--format", choices=tuple(FORMAT_NAMES), default="onnx",
                         help="file format (default onnx)")
-    parser.add_argument("--out", metavar="FILE",
+    parser.add_argument("--out", type=user_path, metavar="FILE",
                         help="output file (default DIR/model.onnx, .pt or .pt2 for a run; "
                              "NAME.onnx, .pt or .pt2 here for a model name; model-fcn.onnx, "
                              "NAME-fcn.onnx, ... with --fully-convolutional)")
     add_input_size(parser)
     parser.add_argument("--num-classes", type=positive_int,
                         help="classes of a model given by name (default: its registry entry's)")
-    parser.add_argument("--weights", metavar="FILE",
+    parser.add_argument("--weights", type=user_path, metavar="FILE",
                         help="a state_dict (.pth or .safetensors, e.g. torchvision's) to load "
                              "into a model given by name")
     parser.add_argument("--fully-convolutional", action="store_true",

@@ -6,7 +6,8 @@ import platform
 import shlex
 
 from ..train.recipes import RECIPES
-from ._args import add_device, add_fast, add_fast_path, check_fast_path, positive_int
+from ._args import (add_device, add_fast, add_fast_path, check_fast_path, positive_int,
+                    user_path)
 
 
 def register(subparsers) -> None:
@@ -22,7 +23,8 @@ def register(subparsers) -> None:
                    help="registry patterns, comma-separated, e.g. 'lenet5*,resnet18_d2l' "
                         "(default: the book's nine models)")
     add_device(p)
-    p.add_argument("--out", default="leaderboard", help="output folder (default leaderboard)")
+    p.add_argument("--out", type=user_path,
+                   default="leaderboard", help="output folder (default leaderboard)")
     p.add_argument("--epochs", type=positive_int, help="epochs instead of the recipe's (labelled)")
     p.add_argument("--resize", type=positive_int, help="another input size (labelled)")
     p.add_argument("--subset", type=positive_int, metavar="N",

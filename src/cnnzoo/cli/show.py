@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from ..errors import CnnzooError
 from ..show.limits import MAX_COUNT, MAX_DEPTH, MAX_PER_CLASS
-from ._args import add_input_size, add_subcommands, parse_input_size, positive_int
+from ._args import (add_input_size, add_subcommands, parse_input_size, positive_int,
+                    user_path)
 
 OUT_HELP = ("the picture to write, in the format its name ends in: .png, .svg, .pdf or .jpg "
             "(default: {})")
@@ -34,7 +35,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="which random images (default 0)")
     p.add_argument("--download", action="store_true",
                    help="download the data set from its authors' mirrors if it is missing")
-    p.add_argument("--out", metavar="FILE", help=OUT_HELP.format("data-NAME.png here"))
+    p.add_argument("--out", type=user_path,
+                   metavar="FILE", help=OUT_HELP.format("data-NAME.png here"))
     p.set_defaults(func=_data)
 
     p = pictures.add_parser("filters", help="a convolution layer's kernels",
@@ -43,7 +45,8 @@ def register(subparsers) -> None:
                                         "centred on zero.")
     p.add_argument("run_dir", metavar="DIR", help="a run directory written by cnnzoo train")
     p.add_argument("--layer", help="the convolution's module name (default: the first)")
-    p.add_argument("--out", metavar="FILE", help=OUT_HELP.format("DIR/filters-LAYER.png"))
+    p.add_argument("--out", type=user_path,
+                   metavar="FILE", help=OUT_HELP.format("DIR/filters-LAYER.png"))
     p.set_defaults(func=_filters)
 
     p = pictures.add_parser("features", help="the feature maps of one input, layer by layer",
@@ -59,7 +62,8 @@ def register(subparsers) -> None:
                    help="maps per layer (default 8 per stage, 64 with --layer)")
     p.add_argument("--data-dir", metavar="DIR",
                    help="where the data set's files are, for --index (the run's by default)")
-    p.add_argument("--out", metavar="FILE", help=OUT_HELP.format("DIR/features-IMAGE.png"))
+    p.add_argument("--out", type=user_path,
+                   metavar="FILE", help=OUT_HELP.format("DIR/features-IMAGE.png"))
     p.set_defaults(func=_features)
 
     p = pictures.add_parser("predictions", help="test images with predicted and true labels",
@@ -74,7 +78,8 @@ def register(subparsers) -> None:
     p.add_argument("--mistakes", action="store_true", help="show only misclassified images")
     p.add_argument("--data-dir", metavar="DIR",
                    help="where the data set's files are (the run's by default)")
-    p.add_argument("--out", metavar="FILE", help=OUT_HELP.format("DIR/predictions.png"))
+    p.add_argument("--out", type=user_path,
+                   metavar="FILE", help=OUT_HELP.format("DIR/predictions.png"))
     p.set_defaults(func=_predictions)
 
     p = pictures.add_parser("receptive-field", help="the input region one output unit sees",
@@ -93,7 +98,7 @@ def register(subparsers) -> None:
                                                       "run directory: the run's by default)")
     p.add_argument("--index", type=int, default=0, metavar="N",
                    help="which test image (default 0)")
-    p.add_argument("--out", metavar="FILE",
+    p.add_argument("--out", type=user_path, metavar="FILE",
                    help=OUT_HELP.format("receptive-field-NAME-LAYER.png here, or "
                                         "DIR/receptive-field-LAYER.png"))
     p.set_defaults(func=_receptive_field)
@@ -109,7 +114,8 @@ def register(subparsers) -> None:
                    help=f"3x3 layers in the compared stacks (default 30, at most {MAX_DEPTH}; "
                         f"not with NAME)")
     p.add_argument("--seed", type=int, default=0, help="initialisation and batch (default 0)")
-    p.add_argument("--out", metavar="FILE", help=OUT_HELP.format("gradients[-NAME].png here"))
+    p.add_argument("--out", type=user_path,
+                   metavar="FILE", help=OUT_HELP.format("gradients[-NAME].png here"))
     p.set_defaults(func=_gradients)
 
     p = pictures.add_parser("architecture", help="a block diagram of a model",
@@ -120,7 +126,8 @@ def register(subparsers) -> None:
     p.add_argument("--depth", type=positive_int, metavar="D",
                    help="open every block down to this depth of the module tree (default: "
                         "open containers while the diagram stays readable)")
-    p.add_argument("--out", metavar="FILE", help=OUT_HELP.format("architecture-NAME.png here"))
+    p.add_argument("--out", type=user_path,
+                   metavar="FILE", help=OUT_HELP.format("architecture-NAME.png here"))
     p.set_defaults(func=_architecture)
 
 

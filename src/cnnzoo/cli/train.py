@@ -10,7 +10,7 @@ from ..errors import CnnzooError
 from ..train.recipes import RECIPES
 from . import interrupted
 from ._args import (add_device, add_fast, add_fast_path, parse_assignments, positive_float,
-                    positive_int, seed, warn_amp)
+                    positive_int, seed, user_path, warn_amp)
 
 
 def register(subparsers) -> None:
@@ -35,10 +35,11 @@ def register(subparsers) -> None:
     p.add_argument("--resize", type=positive_int, help="resize images to SxS before the model")
     add_device(p)
     p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
-    p.add_argument("--out", help="run directory (default runs/MODEL-DATE-TIME)")
+    p.add_argument("--out", type=user_path, help="run directory (default runs/MODEL-DATE-TIME)")
     add_fast_path(p)
     add_fast(p)
-    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    p.add_argument("--resume", type=user_path,
+                   metavar="DIR", help="continue the run in DIR from its last checkpoint")
     p.add_argument("--subset", type=positive_int, metavar="N",
                    help="train on a stratified subset of N images (quick runs)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", dest="settings",
