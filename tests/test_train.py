@@ -452,6 +452,29 @@ def test_bad_flags_give_one_line_errors(argv, message, capsys, tmp_path):
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
 
 
+@pytest.mark.parametrize("gpus, name, message", [
+    (0, "cuda:1", "device cuda:1 asked for, but no CUDA GPU is available here; use cpu or auto"),
+    (1, "cuda:1", "device cuda:1 asked for, but this machine has 1 CUDA GPU; use cpu, cuda, "
+                  "cuda:0 or auto"),
+    (2, "cuda:2", "device cuda:2 asked for, but this machine has 2 CUDA GPUs; use cpu, cuda, "
+                  "cuda:0, cuda:1 or auto"),
+])
+def test_a_device_this_machine_lacks_is_one_line_naming_those_it_has(monkeypatch, gpus, name,
+                                                                     message):
+    """A GPU number beyond the machine's is refused where the command starts, not by CUDA in the
+    middle of its work; the message lists what --device may be here."""
+    from cnnzoo.train import loop
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(loop, "_has_mps", lambda: False)
+    with pytest.raises(CnnzooError) as refused:
+        loop.pick_device(name)
+    assert str(refused.value) == message
+    if gpus:
+        assert loop.pick_device(f"cuda:{gpus - 1}") == torch.device("cuda", gpus - 1)
+
+
 def test_predict_on_png_files_matches_the_model_on_the_same_images(tmp_path):
     result = train("lenet5_d2l", epochs=1, out=tmp_path / "run", **QUICK)
     from cnnzoo.data import load_dataset

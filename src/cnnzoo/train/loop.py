@@ -109,23 +109,34 @@ def chance_warning(history: list[dict], num_classes: int, lr: float,
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then MPS, then the CPU; an unavailable device is a clear error."""
+    """``auto`` picks CUDA, then MPS, then the CPU; a device this machine lacks (``cuda:1`` on a
+    machine with one GPU included) is a one-line ``CnnzooError`` naming those it has."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        if _has_mps():
             return torch.device("mps")
         return torch.device("cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
         raise CnnzooError(f"unknown device {name!r}; use auto, cpu, cuda or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CnnzooError("device cuda asked for, but no CUDA GPU is available here")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None)
-                                     and torch.backends.mps.is_available()):
-        raise CnnzooError("device mps asked for, but MPS is not available here")
-    return device
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and not gpus:
+        problem = "no CUDA GPU is available here"
+    elif device.type == "cuda" and device.index is not None and device.index >= gpus:
+        problem = f"this machine has {gpus} CUDA GPU{'s' if gpus > 1 else ''}"
+    elif device.type == "mps" and not _has_mps():
+        problem = "MPS is not available here"
+    else:
+        return device
+    here = ["cpu"] + (["cuda"] + [f"cuda:{index}" for index in range(gpus)] if gpus else []) \
+        + (["mps"] if _has_mps() else [])
+    raise CnnzooError(f"device {name} asked for, but {problem}; use {', '.join(here)} or auto")
+
+
+def _has_mps() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
 def cpu_has_fast_bf16() -> bool | None:
