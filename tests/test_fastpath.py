@@ -94,6 +94,20 @@ def test_the_probe_steps_at_the_runs_own_batch_and_says_so_before_measuring(tmp_
     assert again.notes == []  # remembered: nothing to wait for
 
 
+def test_a_cache_that_cannot_be_written_is_said_in_one_warning(tmp_path, monkeypatch):
+    """The run goes on with its measurement; the user hears why the next one measures again."""
+    from cnnzoo.errors import CnnzooWarning
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("CNNZOO_DATA", str(blocker / "cache"))
+    with pytest.warns(CnnzooWarning, match=f"not remembered in {blocker}/cache/fast-path.json "
+                                           f"\\(Not a directory\\): the next run measures"):
+        result = train("lenet5_d2l", out=tmp_path / "run", fast=True, **dict(QUICK, epochs=1))
+    assert not result.config["fast_path"]["remembered"]
+    assert blocker.read_text() == "not a folder"
+
+
 def test_a_damaged_cache_is_measured_over(tmp_path, cache):
     cache.parent.mkdir(parents=True)
     cache.write_text('{"truncated": ')

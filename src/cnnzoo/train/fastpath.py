@@ -21,10 +21,12 @@ on the same machine starts at once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,7 +35,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..errors import CnnzooError
+from ..errors import CnnzooError, CnnzooWarning
 
 CACHE_FILE = "fast-path.json"
 ROUNDS = 3               # the candidates take turns this many times; each keeps its best
@@ -185,8 +187,13 @@ def choose(config: dict, recipe, device: torch.device, *, batch_size: int | None
                     datetime.now(timezone.utc).isoformat(timespec="seconds"), remembered=False,
                     seconds=time.perf_counter() - start)
     if cache:
-        _remember(path, key, dict(flags=vars(best), examples_per_sec=choice.examples_per_sec,
-                                  measured=choice.measured))
+        problem = _remember(path, key, dict(flags=vars(best),
+                                            examples_per_sec=choice.examples_per_sec,
+                                            measured=choice.measured))
+        if problem:
+            warnings.warn(f"--fast: the measurement is not remembered in {path} ({problem}): "
+                          f"the next run measures again; set CNNZOO_DATA to a folder that can "
+                          f"be written", CnnzooWarning, stacklevel=2)
     return choice
 
 
@@ -259,14 +266,18 @@ def _read(path: Path) -> dict:
     return known if isinstance(known, dict) else {}
 
 
-def _remember(path: Path, key: str, entry: dict) -> None:
-    """Add an entry to the cache; a cache that cannot be written is no error."""
+def _remember(path: Path, key: str, entry: dict) -> str | None:
+    """Add an entry to the cache; a cache that cannot be written is no error: returns why (None
+    when written), and leaves no temporary file."""
     known = _read(path)
     known[key] = entry
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}")
         temporary.write_text(json.dumps(known, indent=1))
         os.replace(temporary, path)
-    except OSError:
-        pass
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        return error.strerror or str(error)
+    return None
