@@ -9,11 +9,14 @@ cifar.html: a label byte, then 1024 red, 1024 green and 1024 blue bytes, each pl
 from __future__ import annotations
 
 import dataclasses
+import errno
 import gzip
 import hashlib
+import os
 import re
 import struct
 import tarfile
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -251,6 +254,29 @@ def test_download_into_a_folder_that_is_a_file_is_one_line_error(tmp_path, monke
     with pytest.raises(DataSetNotFoundError) as error:
         load_dataset("mnist", "train", data_dir=data_dir, download=True)
     assert f"download failed (cannot make the folder {target} (" in one_line(error)
+
+
+def test_download_into_a_folder_that_takes_no_file_is_one_line_error(tmp_path, monkeypatch,
+                                                                     private_cache):
+    """The cache folder is there but refuses new files (a read-only medium): the message that
+    says where to put the files by hand, not the OSError of a temporary file."""
+    make_idx_set(tmp_path / "mirror", suffixes=(".gz", ".gz"))
+    mirror_of(tmp_path / "mirror", catalog.MNIST, monkeypatch)
+    (private_cache / "mnist").mkdir(parents=True)
+    real_mkstemp = tempfile.mkstemp
+
+    def read_only(*args, **kwargs):
+        if kwargs.get("suffix") == ".part":
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(DataSetNotFoundError) as error:
+        load_dataset("mnist", "train", download=True)
+    message = one_line(error)
+    assert (f"download failed (cannot write in {private_cache / 'mnist'} (Read-only file "
+            f"system)); put train-images-idx3-ubyte.gz") in message
+    assert list((private_cache / "mnist").iterdir()) == []
 
 
 def test_published_fashion_mnist_checksums_match_debian_copy_of_the_readme():

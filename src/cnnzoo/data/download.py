@@ -62,8 +62,12 @@ def download(urls: Sequence[str], destination: str | Path, md5: str,
                              f"({error.strerror or error})") from None
     failures = []
     for url in urls:
-        handle, temporary = tempfile.mkstemp(dir=destination.parent, suffix=".part",
-                                             prefix=f".{destination.name}.")
+        try:
+            handle, temporary = tempfile.mkstemp(dir=destination.parent, suffix=".part",
+                                                 prefix=f".{destination.name}.")
+        except OSError as error:  # a folder that takes no file: a read-only medium, no permission
+            raise DownloadFailed(f"cannot write in {destination.parent} "
+                                 f"({error.strerror or error})") from None
         try:
             digest = hashlib.md5()
             with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as r:
