@@ -197,7 +197,7 @@ def test_features_title_the_prediction_eval_makes_for_a_run_that_evaluates_flipp
     import json
     import shutil
 
-    from cnnzoo.show._common import run_dataset
+    from cnnzoo.train.evaluation import run_dataset
     from cnnzoo.show.features import run_features
     from cnnzoo.train.checkpoint import save_weights
     from cnnzoo.train.evaluation import preprocess, run_logits
@@ -266,7 +266,7 @@ def test_predictions_mark_the_mistakes():
 
 
 def test_predicted_labels_agree_with_evaluate(run_dir):
-    from cnnzoo.show._common import run_dataset
+    from cnnzoo.train.evaluation import run_dataset
     from cnnzoo.show.predictions import predict_images
 
     run = load_run(run_dir)

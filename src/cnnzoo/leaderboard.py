@@ -104,7 +104,7 @@ def run_leaderboard(recipe: str = "d2l", models: list[str] | None = None, *, out
     for name in models:
         base = recipe_for(name, recipe)
         entry = Entry(name, recipe, 0, epochs or base.epochs, resize or base.resize,
-                      train_subset, list(range(seeds)))
+                      train_subset, list(range(seeds)), data=data)
         notes = []
         if epochs and epochs != base.epochs:
             notes.append(f"{epochs} epoch{'s' * (epochs != 1)}, not {base.epochs}")
@@ -115,7 +115,6 @@ def run_leaderboard(recipe: str = "d2l", models: list[str] | None = None, *, out
         if test_subset:
             notes.append(f"tested on {test_subset:,} images")
         entry.reduced = "; ".join(notes)
-        entry.data = data
         for seed in entry.seeds:
             run_dir = _run_dir(out, name, recipe, seed)
             result = train(name, data, recipe, epochs=epochs, resize=resize, device=device,

@@ -46,10 +46,10 @@ def use_fallback_fonts() -> list[str]:
             except (OSError, RuntimeError, ValueError):  # a file matplotlib cannot read
                 pass
     installed = {font.name for font in font_manager.fontManager.ttflist}
+    available = [name for name in FALLBACK_FONTS if name in installed]
     family = list(matplotlib.rcParams["font.family"])
-    extra = [name for name in FALLBACK_FONTS if name in installed and name not in family]
-    matplotlib.rcParams["font.family"] = family + extra
-    return [name for name in FALLBACK_FONTS if name in installed]
+    matplotlib.rcParams["font.family"] = family + [n for n in available if n not in family]
+    return available
 
 
 use_fallback_fonts()
@@ -57,17 +57,17 @@ use_fallback_fonts()
 # matplotlib's business, not the user's.
 logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
 # A character no font has draws as a box; matplotlib warns of it on every drawing (two lines
-# each). cnnzoo notes it once instead, when a figure is rendered (rendered).
+# each). cnnzoo notes it once instead, when a figure is rendered (_figure_bytes).
 warnings.filterwarnings("ignore", message=_MISSING_GLYPH.pattern, category=UserWarning)
 
 
-def rendered(render):
-    """``render()``'s result (a function that draws a figure and returns its bytes), with the
-    characters of its text that no font has noted once per process in a ``CnnzooWarning``
-    instead of matplotlib's warnings at every drawing."""
+def _figure_bytes(fig, format: str, dpi: int) -> bytes:
+    """The figure rendered in ``format``, the characters of its text that no font has noted
+    once per process in a ``CnnzooWarning`` instead of matplotlib's warnings at every drawing."""
+    buffer = io.BytesIO()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = render()
+        fig.savefig(buffer, format=format, dpi=dpi, bbox_inches="tight")
     missing = []
     for warning in caught:
         found = _MISSING_GLYPH.match(str(warning.message))
@@ -83,7 +83,7 @@ def rendered(render):
                       f"({shown}): they are drawn as empty boxes; install a font that has "
                       f"them (for Chinese, Japanese or Korean, Debian's fonts-noto-cjk) and "
                       f"cnnzoo uses it", CnnzooWarning, stacklevel=3)
-    return result
+    return buffer.getvalue()
 
 
 def output_file(out, option: str = "--out") -> Path | None:
@@ -115,7 +115,7 @@ def save_figure(fig, path: Path, dpi: int = 110) -> None:
     """Write a figure atomically in the format ``path`` ends in (``figure_file``) and close it."""
     try:
         path = figure_file(path)
-        data = rendered(lambda: _figure_bytes(fig, FORMATS[path.suffix.lower()], dpi))
+        data = _figure_bytes(fig, FORMATS[path.suffix.lower()], dpi)
     finally:
         plt.close(fig)
     atomic_write_bytes(path, data)
@@ -164,12 +164,7 @@ def plot_confusion(matrix, classes: list[str], path: Path, title: str = "") -> N
 def figure_png(fig, dpi: int = 110) -> bytes:
     """A figure as PNG bytes, rendered as ``save_figure`` renders it, and closed."""
     try:
-        return rendered(lambda: _figure_bytes(fig, "png", dpi))
+        return _figure_bytes(fig, "png", dpi)
     finally:
         plt.close(fig)
 
-
-def _figure_bytes(fig, format: str, dpi: int) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format=format, dpi=dpi, bbox_inches="tight")
-    return buffer.getvalue()

@@ -120,18 +120,3 @@ def default_out(folder, stem: str) -> Path:
     do not belong in a file name replaced."""
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem)
     return Path(folder) / f"{safe}.png"
-
-
-def run_dataset(run, split: str = "test", data_dir=None):
-    """The ``split`` of the data set a run was trained on (a ``DataSet``), from the run's data
-    directory unless ``data_dir`` is given; its classes must be those of the run."""
-    from ..data import load_dataset
-    from ..train.rundir import data_options
-
-    dataset = load_dataset(run.config["data"], split=split,
-                           data_dir=data_dir or run.config.get("data_dir"),
-                           **data_options(run.config))
-    if list(dataset.classes) != list(run.classes):
-        raise CnnzooError(f"the {run.config['data']} classes found differ from those the run "
-                          f"was trained on; give the run's data with --data-dir")
-    return dataset

@@ -9,8 +9,9 @@ import numpy as np
 import torch
 
 from ..errors import CnnzooError
-from ._common import (as_picture, capture, default_out, map_layers, pick_layer, run_dataset,
-                      scaled_each, shape_text, tile)
+from ..train.evaluation import run_dataset
+from ._common import (as_picture, capture, default_out, map_layers, pick_layer, scaled_each,
+                      shape_text, tile)
 from .architecture import layer_boxes
 
 MAX_ROWS = 10  # layers drawn when no layer is named

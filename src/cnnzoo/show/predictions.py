@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 from ..errors import CnnzooError
-from ._common import as_picture, default_out, run_dataset
+from ..train.evaluation import run_dataset
+from ._common import as_picture, default_out
 from .limits import MAX_COUNT, check_limit
 
 RIGHT, WRONG = "#1a7f37", "#cf222e"

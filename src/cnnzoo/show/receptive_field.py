@@ -206,7 +206,7 @@ def show_receptive_field(name: str, layer: str, *, unit=None, data: str | None =
                               f"({name}'s test image --index); --data is for a model name")
         from ..train import load_run
         from ..train.evaluation import preprocess
-        from ._common import run_dataset
+        from ..train.evaluation import run_dataset
 
         run = load_run(name)
         dataset = run_dataset(run, data_dir=data_dir)

@@ -74,6 +74,21 @@ def preprocess(run: Run, images: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def run_dataset(run: Run, split: str = "test", data_dir=None):
+    """The whole ``split`` of the data set a run was trained on (a ``DataSet``), loaded as the
+    run loaded it, from the run's data directory unless ``data_dir`` is given; its classes must
+    be those of the run."""
+    from ..data import load_dataset
+
+    dataset = load_dataset(run.config["data"], split=split,
+                           data_dir=data_dir or run.config.get("data_dir"),
+                           **data_options(run.config))
+    if list(dataset.classes) != list(run.classes):
+        raise CnnzooError(f"the {run.config['data']} classes found differ from those the run "
+                          f"was trained on; give the run's data with --data-dir")
+    return dataset
+
+
 def confusion_file(split: str) -> str:
     """The picture of a split's confusion matrix: each split its own, the test split's plain."""
     return CONFUSION if split == "test" else f"confusion-{split}.png"
@@ -95,7 +110,6 @@ def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None,
     then the one the run recorded. ``progress(total)``, if given, is called once with the
     number of batches and returns what to call after each batch (a progress bar's update).
     """
-    from ..data import load_dataset
     from . import allocator
     from .loop import evaluate_batches, memory_format, pick_device
 
@@ -106,11 +120,7 @@ def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None,
         batch_size = run.config.get("recipe", {}).get("eval_batch_size", Recipe.eval_batch_size)
     if dev.type == "cpu":
         allocator.keep_freed_memory()  # reuse activation memory from batch to batch
-    dataset = load_dataset(run.config["data"], split=split,
-                           data_dir=data_dir or run.config.get("data_dir"),
-                           **data_options(run.config))
-    if list(dataset.classes) != list(run.classes):
-        raise CnnzooError("the data set's classes differ from those the run was trained on")
+    dataset = run_dataset(run, split, data_dir)
     subset = run.config.get(f"{split}_subset")  # a run on a subset: the images it used
     if subset:
         dataset = dataset.subset(subset, seed=run.config["seed"])

@@ -74,9 +74,9 @@ class TrainStep:
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, weight: float = 1.0) -> None:
         """One step on (x, y); ``weight`` scales the loss that is differentiated (not the one
-        summed): a rank's share of a short batch under torchrun. A weighted step runs eagerly,
-        as a short batch does."""
-        full = len(y) == self.batch_size and weight == 1
+        summed): a rank's share of a short batch under torchrun, which runs eagerly as every
+        short batch does (a full one has weight 1)."""
+        full = len(y) == self.batch_size
         self.seen += len(y)
         if not (self.use_graph and full):
             self._eager(self.net if full else self.eager_net, x, y, weight)
