@@ -72,7 +72,7 @@ def make_step(model: str, device: torch.device, batch_size: int | None, amp: boo
     """The fast path's eager step for ``model`` with its d2l recipe, on synthetic data, set up
     as ``cnnzoo bench`` sets it up (seeded model, Xavier initialisation, cnnzoo's optimiser)."""
     from cnnzoo.bench import _Setup
-    from cnnzoo.train.step import TrainStep
+    from cnnzoo.training.step import TrainStep
 
     setup = _Setup.make(model, "synthetic", None, batch_size, str(device), None, 1, 0, 0)
     net, optimizer = setup.fresh(channels_last)
@@ -85,7 +85,7 @@ def make_step(model: str, device: torch.device, batch_size: int | None, amp: boo
 
 
 def profile_model(model: str, args, device: torch.device) -> dict:
-    from cnnzoo.train.loop import synchronize
+    from cnnzoo.device import synchronize
 
     step, x, y, batch, input_size = make_step(model, device, args.batch_size, args.amp,
                                               args.channels_last)
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
             parser.error(f"{name} must be at least 1, not {value}")
     if args.warmup < 0 or (args.batch_size is not None and args.batch_size < 1):
         parser.error("--warmup must be 0 or more and --batch-size at least 1")
-    from cnnzoo.train.loop import pick_device
+    from cnnzoo.device import pick_device
 
     from cnnzoo.bench import check_results_file
 

@@ -75,7 +75,7 @@ def main(argv=None) -> int:
         parser.error(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
     if args.steps < 1:
         parser.error(f"--steps must be at least 1, not {args.steps}")
-    from cnnzoo.train.loop import pick_device
+    from cnnzoo.device import pick_device
 
     try:
         device = pick_device(args.device)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cnnzoo.train import train
+from cnnzoo.training import train
 
 
 @pytest.fixture(scope="module")

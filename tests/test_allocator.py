@@ -8,14 +8,14 @@ import textwrap
 
 import pytest
 
-from cnnzoo.train import allocator
+from cnnzoo.training import allocator
 
 STEPS = textwrap.dedent("""
     import resource, sys, torch
     from torch import nn
     torch.set_num_threads(1)
     if sys.argv[1] == "keep":
-        from cnnzoo.train import allocator
+        from cnnzoo.training import allocator
         assert allocator.keep_freed_memory() and allocator.in_force()
     from cnnzoo.models import get_model
     torch.manual_seed(0)
@@ -61,7 +61,7 @@ def test_kept_memory_stops_page_faults_in_training_steps():
 
 LARGE = textwrap.dedent("""
     import ctypes, resource
-    from cnnzoo.train import allocator
+    from cnnzoo.training import allocator
     assert allocator.keep_freed_memory()
     libc = ctypes.CDLL("libc.so.6")
     libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
@@ -108,12 +108,12 @@ def test_evaluating_on_the_cpu_keeps_freed_memory_too(tmp_path):
     # `cnnzoo eval` of a 224-px model frees and re-allocates activations of hundreds of MiB per
     # batch; a fresh process (the test process may have applied the settings already) shows
     # that evaluate() applies them itself
-    from cnnzoo.train import train
+    from cnnzoo.training import train
 
     run = train("lenet5_d2l", data="synthetic", epochs=1, train_subset=64, test_subset=64,
                 device="cpu", out=tmp_path / "run").run_dir
     code = textwrap.dedent(f"""
-        from cnnzoo.train import allocator, evaluate
+        from cnnzoo.training import allocator, evaluate
         before = allocator.in_force()
         evaluate({str(run)!r}, device="cpu", plot=False)
         print(before, allocator.in_force())

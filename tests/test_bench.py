@@ -26,7 +26,7 @@ def test_bench_runs_end_to_end_and_appends_json(tmp_path, capsys):
 
 
 def test_bench_fast_times_the_flags_it_chose(tmp_path, capsys, monkeypatch):
-    from cnnzoo.train import fastpath
+    from cnnzoo.training import fastpath
 
     monkeypatch.setenv("CNNZOO_DATA", str(tmp_path / "cache"))
     monkeypatch.setattr(fastpath, "MIN_SECONDS", 0.02)
@@ -107,13 +107,12 @@ def test_the_kernel_profile_accounts_for_the_steps_operators(tmp_path, capsys):
 def test_the_peak_is_measured_in_the_arithmetic_the_device_really_has(monkeypatch):
     import torch
 
-    from cnnzoo import bench
-    from cnnzoo.train import loop
+    from cnnzoo import bench, device
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     for fast, expected in ((True, torch.bfloat16), (False, torch.float32),
                            (None, torch.bfloat16)):
-        monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda fast=fast: fast)
+        monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda fast=fast: fast)
         assert bench.peak_dtype(cpu, amp=True) == expected
         assert bench.peak_dtype(cpu, amp=False) == torch.float32
         assert bench.peak_dtype(cuda, amp=True) == torch.bfloat16

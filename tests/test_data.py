@@ -274,8 +274,9 @@ def test_download_into_a_folder_that_takes_no_file_is_one_line_error(tmp_path, m
     with pytest.raises(DataSetNotFoundError) as error:
         load_dataset("mnist", "train", download=True)
     message = one_line(error)
-    assert (f"download failed (cannot write in {private_cache / 'mnist'} (Read-only file "
-            f"system)); put train-images-idx3-ubyte.gz") in message
+    assert (f"download failed (cannot write {private_cache / 'mnist'}/"
+            f"train-images-idx3-ubyte.gz: Read-only file system); put "
+            f"train-images-idx3-ubyte.gz") in message
     assert list((private_cache / "mnist").iterdir()) == []
 
 
@@ -486,7 +487,7 @@ def test_folder_mixed_sizes_is_an_error_unless_resized(tmp_path):
     message = one_line(error)
     assert "differ in size" in message and "odd.png is 10x10" in message and "9 of 8x6" in message
     # what to do from the command line, where image_size cannot be given
-    assert "train with --resize S to read each at SxS" in message
+    assert "train with resize=S to read each at SxS" in message
     assert "resize the files to one size, e.g. all to 8x6" in message
     data = load_dataset("folder", "train", data_dir=root, image_size=(5, 5))
     assert data.image_size == (3, 5, 5)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from cnnzoo.train import train
+from cnnzoo.training import train
 
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which(
     "torchrun")
@@ -64,7 +64,7 @@ def test_two_process_gloo_run_matches_one_process(tmp_path, single):
 @needs_torchrun
 def test_a_two_process_run_stopped_after_an_epoch_resumes_in_one_process(tmp_path, single):
     script = tmp_path / "stop.py"
-    script.write_text("import sys\nfrom cnnzoo.train import train\n"
+    script.write_text("import sys\nfrom cnnzoo.training import train\n"
                       f"train('lenet5_d2l', out=sys.argv[1], stop_after_epoch=1, **{SINGLE!r})\n")
     out = tmp_path / "ddp"
     done = torchrun(str(script), str(out))
@@ -99,8 +99,8 @@ def test_a_last_batch_with_too_few_images_for_the_processes_is_one_line(monkeypa
 
 def test_each_rank_takes_its_own_slice_of_every_global_batch():
     from cnnzoo.data import BatchIterator, load_dataset
-    from cnnzoo.train.distributed import Context
-    from cnnzoo.train.loop import _shard
+    from cnnzoo.training.distributed import Context
+    from cnnzoo.training.loop import _shard
 
     data = load_dataset("synthetic", split="train").subset(256)
     batches = BatchIterator(data, 64, seed=3, drop_last=True)
@@ -124,8 +124,8 @@ def test_a_test_set_smaller_than_the_processes_is_one_line(monkeypatch, tmp_path
 
 
 def test_a_short_batch_splits_into_slices_one_image_apart():
-    from cnnzoo.train.distributed import Context
-    from cnnzoo.train.loop import _slice
+    from cnnzoo.training.distributed import Context
+    from cnnzoo.training.loop import _slice
 
     x, y = torch.arange(27.0)[:, None], torch.arange(27)
     parts = [_slice(Context(rank, 2), x, y) for rank in (0, 1)]

@@ -212,7 +212,7 @@ def test_bad_requests_give_one_line_errors(tmp_path):
 
 def test_cli_exports_a_trained_run_to_onnx(tmp_path, capsys):
     onnxruntime = pytest.importorskip("onnxruntime", reason="ONNX export needs onnxruntime")
-    from cnnzoo.train import load_run, train
+    from cnnzoo.training import load_run, train
 
     run_dir = train("lenet5_d2l", data="synthetic", epochs=1, out=tmp_path / "run",
                     device="cpu", train_subset=256, test_subset=64).run_dir
@@ -254,8 +254,8 @@ def test_cli_exports_a_trained_run_to_onnx(tmp_path, capsys):
 
 def test_a_run_evaluated_with_flips_exports_the_flip_average(tmp_path, capsys):
     onnxruntime = pytest.importorskip("onnxruntime", reason="ONNX export needs onnxruntime")
-    from cnnzoo.train import load_run, train
-    from cnnzoo.train.evaluation import run_logits
+    from cnnzoo.training import load_run, train
+    from cnnzoo.training.evaluation import run_logits
 
     run_dir = train("lenet5_d2l", data="synthetic", epochs=1, out=tmp_path / "run",
                     device="cpu", train_subset=256, test_subset=64, eval_flip=True).run_dir

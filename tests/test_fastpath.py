@@ -8,9 +8,9 @@ from safetensors.torch import load_file
 
 from cnnzoo.cli import main
 from cnnzoo.errors import CnnzooError
-from cnnzoo.train import fastpath, load_run, recipe_for, train
-from cnnzoo.train.fastpath import Flags
-from cnnzoo.train.rundir import build_model
+from cnnzoo.training import fastpath, load_run, recipe_for, train
+from cnnzoo.training.fastpath import Flags
+from cnnzoo.training.rundir import build_model
 
 QUICK = dict(data="synthetic", train_subset=256, test_subset=100, batch_size=32, device="cpu",
              epochs=2, lr=0.1)
@@ -71,7 +71,7 @@ def test_a_measurement_is_remembered_per_model_and_batch(tmp_path, cache, monkey
 
 
 def test_the_probe_steps_at_the_runs_own_batch_and_says_so_before_measuring(tmp_path, cache):
-    from cnnzoo.train import Reporter
+    from cnnzoo.training import Reporter
 
     class Notes(Reporter):
         def __init__(self):
@@ -86,7 +86,7 @@ def test_the_probe_steps_at_the_runs_own_batch_and_says_so_before_measuring(tmp_
           **dict(QUICK, train_subset=64, batch_size=100_000))
     assert [key.split("|")[-2] for key in json.loads(cache.read_text())] == ["batch 64"]
     count = len(fastpath.candidates(torch.device("cpu")))
-    assert heard.notes == [f"--fast: timing {count} sets of flags for lenet5_d2l on cpu "
+    assert heard.notes == [f"fast=True: timing {count} sets of flags for lenet5_d2l on cpu "
                            f"(remembered for the next run)"]
     again = Notes()
     train("lenet5_d2l", out=tmp_path / "b", fast=True, reporter=again,
@@ -129,7 +129,7 @@ def test_a_damaged_cache_is_measured_over(tmp_path, cache):
 
 @pytest.mark.parametrize("fast_bf16", [False, True])
 def test_candidates_on_the_cpu_follow_its_bf16_arithmetic(monkeypatch, fast_bf16):
-    from cnnzoo.train import loop
+    from cnnzoo import device as loop
 
     monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda: fast_bf16)
     names = [str(f) for f in fastpath.candidates(torch.device("cpu"))]

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,8 @@ from safetensors.torch import load_file
 
 from cnnzoo.cli import main
 from cnnzoo.errors import CnnzooError
-from cnnzoo.train.checkpoint import load_checkpoint
-from cnnzoo.train.rundir import RunLock
+from cnnzoo.training.checkpoint import load_checkpoint
+from cnnzoo.training.rundir import RunLock
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL and flock are POSIX")
 
@@ -97,7 +98,7 @@ elif point == "write":
         return Torn(handle) if reached(stem) else handle
     tempfile.mkstemp, os.fdopen = mkstemp, fdopen
 elif point == "step":
-    from cnnzoo.train import optim
+    from cnnzoo.training import optim
     real_step = optim.SGD.step
     def step(self, *args, **kwargs):
         if reached("step"):
@@ -243,7 +244,7 @@ def test_a_run_that_finishes_while_another_sets_up_in_its_folder_is_kept(tmp_pat
     the first trains there to the end and lets go of the lock. The second then refuses, in one
     line, instead of writing over the first's finished run from what it saw before."""
     import cnnzoo.data
-    from cnnzoo.train import train
+    from cnnzoo.training import train
 
     run = tmp_path / "run"
     quick = dict(data="synthetic", train_subset=128, batch_size=32, device="cpu", epochs=2)
@@ -254,7 +255,10 @@ def test_a_run_that_finishes_while_another_sets_up_in_its_folder_is_kept(tmp_pat
     def other_run_meanwhile(*args, **kwargs):
         if not finished:
             finished["files"] = None
-            train("lenet5_d2l", **(dict(resume=run) if resume else dict(out=run, **quick)))
+            with warnings.catch_warnings():  # the other run's, not the command's
+                warnings.simplefilter("ignore")
+                train("lenet5_d2l", progress=False,
+                      **(dict(resume=run) if resume else dict(out=run, **quick)))
             finished["files"] = {path.name: path.read_bytes() for path in run.iterdir()}
         return load_dataset(*args, **kwargs)
 
@@ -468,8 +472,8 @@ def test_eval_of_a_read_only_run_prints_its_results_without_the_picture(read_onl
     assert done.returncode == 0, done.stderr
     assert "test accuracy" in done.stdout and "confusion matrix" in done.stdout
     assert "saved" not in done.stdout
-    assert done.stderr == (f"cnnzoo: warning: confusion.png is not saved: cannot write in "
-                           f"{read_only_run}: Read-only file system\n")
+    assert done.stderr == (f"cnnzoo: warning: confusion.png is not saved: cannot write "
+                           f"{read_only_run / 'confusion.png'}: Read-only file system\n")
     assert {path.name: path.read_bytes() for path in read_only_run.iterdir()} == before
 
 

@@ -44,7 +44,7 @@ def test_leaderboard_two_tiny_models_end_to_end(tmp_path, capsys):
 
 
 def test_a_fast_board_says_what_each_model_ran_with(tmp_path, monkeypatch):
-    from cnnzoo.train import fastpath
+    from cnnzoo.training import fastpath
 
     monkeypatch.setenv("CNNZOO_DATA", str(tmp_path / "cache"))
     monkeypatch.setattr(fastpath, "MIN_SECONDS", 0.02)
@@ -115,7 +115,7 @@ def test_several_patterns_keep_their_order_without_repeats():
 
 def test_an_interrupted_board_names_what_it_lacks_and_is_never_run_over(tmp_path, capsys,
                                                                        monkeypatch):
-    from cnnzoo.cli.train import ProgressReporter
+    from cnnzoo.training.progress import TextReporter as ProgressReporter
 
     started = []
     start = ProgressReporter.start

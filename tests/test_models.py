@@ -110,10 +110,25 @@ def test_registering_twice_is_an_error():
 
 
 def test_model_info_metadata():
+    from cnnzoo.models import registry
+
     info = cnnzoo.model_info("alexnet")
     assert info.year == 2012 and info.input_size == (3, 227, 227) and info.num_classes == 1000
-    assert {cnnzoo.model_info(n).source for n in cnnzoo.list_models()} <= {
-        "paper", "d2l", "seed", "torchvision", "cnnzoo"}
+    # every zoo entry names a real origin, never the files cnnzoo was written from
+    origins = {registry.FROM_PAPER, registry.FROM_D2L, registry.FROM_D2L_PYTORCH,
+               registry.FROM_LIU_ER, registry.FROM_TORCHVISION, registry.FROM_CNNZOO}
+    sources = {cnnzoo.model_info(n).source for n in cnnzoo.list_models()} - {registry.FROM_USER}
+    assert sources == origins
+    assert not any("seed" in source.lower() for source in sources)
+
+
+def test_fixed_head_is_stated_for_exactly_the_builders_sized_by_input_size():
+    import inspect
+
+    for name in cnnzoo.list_models():
+        info = cnnzoo.model_info(name)
+        takes = "input_size" in inspect.signature(info.builder).parameters
+        assert info.fixed_head == takes, name
 
 
 def test_fixed_head_takes_input_size_at_construction():
@@ -152,15 +167,18 @@ def test_the_models_page_gives_each_models_counts_as_summary_computes_them(name)
         assert f"{table.total_mult_adds:,}" in page, (name, table.total_mult_adds)
 
 
+SIZE_FORMS = r"input_size=.*give S, \(H, W\) or \(C, H, W\)"  # a fixed head's sizes
+
+
 @pytest.mark.parametrize("name, kwargs, message", [
     ("lenet5_d2l", dict(num_classes=0), "num_classes must be a whole number of at least 1"),
     ("resnet18_d2l", dict(num_classes=-1), "num_classes must be a whole number of at least 1"),
     ("mobilenet_v1", dict(num_classes=2.5), "num_classes must be a whole number"),
     ("resnet18_d2l", dict(in_channels=True), "in_channels must be a whole number"),
     ("lenet5_d2l", dict(in_channels=0), "in_channels must be a whole number"),
-    ("lenet5_d2l", dict(input_size=(0, 28, 28)), "input_size must be"),
-    ("vgg11_d2l", dict(input_size=32.5), "input_size must be"),
-    ("lenet5_d2l", dict(input_size=True), "input_size must be"),
+    ("lenet5_d2l", dict(input_size=(0, 28, 28)), SIZE_FORMS),
+    ("vgg11_d2l", dict(input_size=32.5), SIZE_FORMS),
+    ("lenet5_d2l", dict(input_size=True), SIZE_FORMS),
     ("resnet9_fmnist", dict(width=2.5), "width must be a whole number"),
     ("mobilenet_v1", dict(width_mult="1"), "width_mult must be a number"),
     ("googlenet", dict(aux_logits="no"), "aux_logits must be True or False"),

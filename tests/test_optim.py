@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from cnnzoo.errors import CnnzooError
-from cnnzoo.train import recipe_for
-from cnnzoo.train.optim import SGD, AdamW, Schedule, make_optimizer
+from cnnzoo.training import recipe_for
+from cnnzoo.training.optim import SGD, AdamW, Schedule, make_optimizer
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -107,7 +107,7 @@ def test_the_schedule_sets_the_rates_lambdalr_would(recipe):
     net = small_net("cpu")
     ours = make_optimizer(rec, net, torch.device("cpu"))
     schedule = Schedule(ours, rec, total)
-    from cnnzoo.train.optim import lr_factor
+    from cnnzoo.training.optim import lr_factor
 
     reference = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=rec.lr)
     lambdalr = torch.optim.lr_scheduler.LambdaLR(reference,

@@ -6,8 +6,8 @@ from torch import nn
 
 import cnnzoo
 from cnnzoo.models.lenet import Subsampling
-from cnnzoo.train.pooling import TiledAvgPool2d, tiles, use_tiled_pooling
-from cnnzoo.train.step import TrainStep
+from cnnzoo.training.pooling import TiledAvgPool2d, tiles, use_tiled_pooling
+from cnnzoo.training.step import TrainStep
 
 
 def _grads(pool: nn.Module, x: torch.Tensor, grad: torch.Tensor):

@@ -19,7 +19,7 @@ from cnnzoo.cli import main
 from cnnzoo.errors import CnnzooError
 from cnnzoo.show.limits import MAX_COUNT
 from conftest import train_tiny_run
-from cnnzoo.train import evaluate
+from cnnzoo.training import evaluate
 
 PICTURES = {"training curves", "confusion matrix", "predictions", "architecture", "filters",
             "feature maps"}
@@ -132,7 +132,7 @@ def test_report_shows_the_runs_numbers(report, run_dir):
 
 def test_report_of_a_small_image_folder_names_its_classes_and_images_as_they_are(tmp_path):
     from cnnzoo.report import write_report
-    from cnnzoo.train import train
+    from cnnzoo.training import train
 
     # a folder data set may have any class names; one test image of each class is held out
     classes = ['a <b> & "c"', "ünïcødé x'y"]

@@ -22,7 +22,7 @@ from cnnzoo.inspect.shapes import build_for_input
 from cnnzoo.show import (compare_stacks, draw_data, draw_features, draw_filters,
                          draw_predictions, layer_boxes, layer_gradient_norms, receptive_region)
 from cnnzoo.show.limits import MAX_COUNT, MAX_DEPTH, MAX_PER_CLASS
-from cnnzoo.train import evaluate, load_run
+from cnnzoo.training import evaluate, load_run
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -197,11 +197,11 @@ def test_features_title_the_prediction_eval_makes_for_a_run_that_evaluates_flipp
     import json
     import shutil
 
-    from cnnzoo.train.evaluation import run_dataset
+    from cnnzoo.training.evaluation import run_dataset
     from cnnzoo.show.features import run_features
-    from cnnzoo.train.checkpoint import save_weights
-    from cnnzoo.train.evaluation import preprocess, run_logits
-    from cnnzoo.train.rundir import build_model
+    from cnnzoo.training.checkpoint import save_weights
+    from cnnzoo.training.evaluation import preprocess, run_logits
+    from cnnzoo.training.rundir import build_model
 
     # the run made to evaluate each image with its mirror image, and given weights large
     # enough (the tiny run's own predict one class for every image) that for some test images
@@ -266,7 +266,7 @@ def test_predictions_mark_the_mistakes():
 
 
 def test_predicted_labels_agree_with_evaluate(run_dir):
-    from cnnzoo.train.evaluation import run_dataset
+    from cnnzoo.training.evaluation import run_dataset
     from cnnzoo.show.predictions import predict_images
 
     run = load_run(run_dir)
@@ -420,7 +420,7 @@ def test_blocks_with_shortcuts_stay_closed_unless_a_depth_is_asked():
 
 
 def test_pictures_of_a_run_whose_data_moved_read_it_from_data_dir(capsys, tmp_path):
-    from cnnzoo.train import train
+    from cnnzoo.training import train
 
     gray_folder(tmp_path / "pics")
     run = tmp_path / "run"
@@ -502,7 +502,7 @@ def test_characters_no_font_has_are_one_warning_line_per_process_not_matplotlibs
     font has (here Egyptian hieroglyphs) are noted once in one line, not two lines of
     matplotlib's per character and drawing."""
     from cnnzoo import plots
-    from cnnzoo.train import train
+    from cnnzoo.training import train
 
     names = ("cat \U00013080", "dog \U00013081\U00013082")
     gray_folder(tmp_path / "pics", names)
@@ -538,6 +538,8 @@ def test_a_font_installed_after_matplotlib_listed_the_systems_is_a_fallback(monk
     monkeypatch.setattr(font_manager, "findSystemFonts", lambda: [serif[0].fname])
     monkeypatch.setattr(plots, "FALLBACK_FONTS", ("DejaVu Serif",))
     monkeypatch.setitem(matplotlib.rcParams, "font.family", ["sans-serif"])
-    assert plots.use_fallback_fonts() == ["DejaVu Serif"]
-    assert matplotlib.rcParams["font.family"] == ["sans-serif", "DejaVu Serif"]
+    monkeypatch.setattr(plots, "_fallbacks", None)
+    assert plots.installed_fallbacks() == ["DejaVu Serif"]
+    assert plots.font_families() == ["sans-serif", "DejaVu Serif"]
+    assert matplotlib.rcParams["font.family"] == ["sans-serif"]  # the process's setting stays
     assert any(font.name == "DejaVu Serif" for font in font_manager.fontManager.ttflist)

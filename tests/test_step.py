@@ -5,9 +5,9 @@ import torch
 
 from cnnzoo.cli import main
 from cnnzoo.errors import CnnzooError
-from cnnzoo.train import recipe_for, train
-from cnnzoo.train.optim import Schedule, lr_factor, make_optimizer
-from cnnzoo.train.step import TrainStep, check_graphs
+from cnnzoo.training import recipe_for, train
+from cnnzoo.training.optim import Schedule, lr_factor, make_optimizer
+from cnnzoo.training.step import TrainStep, check_graphs
 
 CUDA = torch.cuda.is_available()
 
@@ -30,7 +30,7 @@ def test_a_graphable_optimiser_keeps_one_rate_tensor_that_the_schedule_fills(rec
 
 def test_graphs_are_refused_off_cuda(tmp_path, capsys):
     net = torch.nn.Linear(4, 2)
-    with pytest.raises(CnnzooError, match="--cuda-graphs needs a CUDA device"):
+    with pytest.raises(CnnzooError, match="cuda_graphs=True needs a CUDA device"):
         TrainStep(net, net, torch.optim.SGD(net.parameters()), torch.nn.CrossEntropyLoss(),
                   batch_size=8, device=torch.device("cpu"), graph=True)
     for command in (["train", "--data", "synthetic"], ["bench", "lenet5_d2l"],

@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 
 from cnnzoo.cli import main
 from cnnzoo.errors import CnnzooError
-from cnnzoo.train import TrainingDiverged, evaluate, load_run, predict, recipe_for, train
-from cnnzoo.train.checkpoint import load_checkpoint
+from cnnzoo.training import TrainingDiverged, evaluate, load_run, predict, recipe_for, train
+from cnnzoo.training.checkpoint import load_checkpoint
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 QUICK = dict(data="synthetic", train_subset=512, test_subset=200, batch_size=32, device="cpu")
@@ -271,7 +271,7 @@ def test_divergence_stops_the_run_naming_the_epoch(tmp_path):
 
 
 def test_a_run_at_chance_is_told_so_once_and_at_its_end():
-    from cnnzoo.train.loop import chance_warning
+    from cnnzoo.training.loop import chance_warning
 
     def history(*losses_and_accs):
         return [dict(epoch=i, train_loss=loss, train_acc=acc)
@@ -286,7 +286,7 @@ def test_a_run_at_chance_is_told_so_once_and_at_its_end():
     assert said(history((2.255, 0.162)), 1) == [None]
     stuck = said(history(*[(2.31, 0.1)] * 5), 6)
     assert stuck[:2] == [None, None] and stuck[3:] == [None, None]
-    assert stuck[2].startswith("still at chance after 3 epochs") and "--lr 0.01" in stuck[2]
+    assert stuck[2].startswith("still at chance after 3 epochs") and "lr=0.01" in stuck[2]
     # a loss far above ln 10 (weights blown up but finite) is no better than chance
     final = said(history((2.31, 0.1), (31.8, 0.1)), 2)
     assert final[0] is None and final[1].startswith("the run ended at chance")
@@ -312,7 +312,7 @@ def test_a_finished_run_is_not_overwritten(tmp_path):
 
 
 def test_out_takes_a_new_empty_or_unstarted_folder_but_not_one_of_other_files(tmp_path):
-    with pytest.raises(CnnzooError, match="--out is empty"):
+    with pytest.raises(CnnzooError, match="out='' is empty"):
         train("lenet5_d2l", epochs=1, out="", **QUICK)
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "cat.png").write_bytes(b"not a run")
@@ -351,7 +351,7 @@ def test_runs_begun_in_the_same_second_get_folders_of_their_own(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     first = train("lenet5_d2l", epochs=1, **QUICK).run_dir
     # the dated name is taken (as by a run begun alongside, in the same second)
-    monkeypatch.setattr("cnnzoo.train.loop._check_out", lambda out, model: first)
+    monkeypatch.setattr("cnnzoo.training.loop.check_out", lambda out, model: first)
     second = train("lenet5_d2l", epochs=1, **QUICK).run_dir
     assert second == first.with_name(first.name + "-2")
     assert (first / "model.safetensors").exists() and (second / "model.safetensors").exists()
@@ -390,11 +390,12 @@ def test_a_metrics_file_without_its_header_is_damaged_not_empty(tmp_path):
 
 
 @pytest.mark.parametrize("setting, message", [
-    (dict(lr=1e308), "learning rate must be a positive number float32 can hold"),
-    (dict(weight_decay=1e308), "weight decay must be a number >= 0 that float32 can hold"),
-    (dict(lr=float("inf")), "learning rate"),
-    (dict(crop_padding=1_000_000), "crop padding 1000000 is too large for the 28x28 input"),
-    (dict(crop_padding=28), "crop padding 28 is too large for the 28x28 input.*at most 27"),
+    (dict(lr=1e308), "lr=1e\\+308: lr must be a positive number float32 can hold"),
+    (dict(weight_decay=1e308), "weight_decay=1e\\+308: weight_decay must be a number >= 0 "
+                               "that float32 can hold"),
+    (dict(lr=float("inf")), "lr=inf: lr must be a positive number"),
+    (dict(crop_padding=1_000_000), "crop_padding=1000000 is too large for the 28x28 input"),
+    (dict(crop_padding=28), "crop_padding=28 is too large for the 28x28 input.*at most 27"),
 ])
 def test_settings_the_run_cannot_use_are_refused_before_it_starts(tmp_path, setting, message):
     with pytest.raises(CnnzooError, match=message):
@@ -409,7 +410,7 @@ def test_recipes_are_the_books_and_flags_override_fields():
     assert (alexnet.lr, alexnet.batch_size, alexnet.resize) == (0.01, 128, 224)
     assert recipe_for("lenet5_d2l", "modern").epochs <= 10
     assert lenet.replace(lr=0.1, epochs=None).lr == 0.1
-    with pytest.raises(CnnzooError, match="learning rate"):
+    with pytest.raises(CnnzooError, match="lr=-1.0: lr must be a positive number"):
         lenet.replace(lr=-1.0)
     with pytest.raises(CnnzooError, match="unknown recipe field"):
         lenet.replace(nonsense=1)
@@ -463,7 +464,7 @@ def test_a_device_this_machine_lacks_is_one_line_naming_those_it_has(monkeypatch
                                                                      message):
     """A GPU number beyond the machine's is refused where the command starts, not by CUDA in the
     middle of its work; the message lists what --device may be here."""
-    from cnnzoo.train import loop
+    from cnnzoo import device as loop
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
@@ -525,7 +526,7 @@ def test_predict_runs_the_model_in_batches_of_the_recipes_eval_batch_size(tmp_pa
 
 def test_predict_scales_a_16_bit_png_to_8_bits_as_the_folder_data_set_does(tmp_path):
     from cnnzoo.data.folder import _pixels
-    from cnnzoo.train.evaluation import load_image
+    from cnnzoo.training.evaluation import load_image
 
     ramp = np.tile(np.linspace(0, 65535, 28).astype(np.uint16), (28, 1))
     path = tmp_path / "ramp16.png"
@@ -564,7 +565,7 @@ def test_eval_of_many_classes_prints_the_largest_confusions_not_a_matrix_too_wid
                 tmp_path / "pics" / name / f"{index}.png")
     run = tmp_path / "run"
     train("lenet5_d2l", data="folder", data_dir=tmp_path / "pics", epochs=1, resize=28,
-          device="cpu", out=run)
+          device="cpu", out=run, progress=False)
     assert main(["eval", str(run), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "confusion matrix (rows" not in out
@@ -581,7 +582,7 @@ def test_eval_of_many_classes_prints_the_largest_confusions_not_a_matrix_too_wid
 def test_a_log_file_sees_progress_within_an_epoch(tmp_path, capsys, monkeypatch):
     """Without a terminal there is no bar; a long epoch still reports, at most every
     LOG_EVERY_SECONDS (here every batch), how far it is, and never after its last batch."""
-    from cnnzoo.cli.train import ProgressReporter
+    from cnnzoo.training.progress import TextReporter as ProgressReporter
 
     tiny = ["lenet5_d2l", "--data", "synthetic", "--subset", "256", "--batch-size", "64",
             "--device", "cpu"]
@@ -658,11 +659,12 @@ def test_model_args_outside_the_builder_are_refused_by_the_api(tmp_path):
 @pytest.mark.parametrize("fast_bf16", [False, True])
 def test_amp_on_a_cpu_without_bf16_is_one_warning_per_process(tmp_path, capsys, monkeypatch,
                                                               fast_bf16):
+    import cnnzoo.cli
+    from cnnzoo import device as loop
     from cnnzoo.cli import _args
-    from cnnzoo.train import loop
 
     monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda: fast_bf16)
-    monkeypatch.setattr(_args, "_WARNED", set())
+    monkeypatch.setattr(cnnzoo.cli, "_warned", set())
     run_dir = tmp_path / "run"
     tiny = ["--data", "synthetic", "--subset", "256", "--device", "cpu"]
     assert main(["train", "lenet5_d2l", *tiny, "--epochs", "1", "--amp",
@@ -678,14 +680,14 @@ def test_amp_on_a_cpu_without_bf16_is_one_warning_per_process(tmp_path, capsys, 
     if fast_bf16:
         assert warnings == []
     else:
-        assert len(warnings) == 1 and "leave --amp out" in warnings[0], err
-        monkeypatch.setattr(_args, "_WARNED", set())  # a resumed run keeps its --amp
+        assert len(warnings) == 1 and "leave out --amp" in warnings[0], err
+        monkeypatch.setattr(cnnzoo.cli, "_warned", set())  # a resumed run keeps its --amp
         assert main(["train", "--resume", str(run_dir), "--epochs", "3",
                      "--device", "cpu"]) == 0
-        assert "leave --amp out" in capsys.readouterr().err
+        assert "leave out --amp" in capsys.readouterr().err
     # evaluating the run computes as it trained, under bf16 autocast, unless told --fp32
     for flags, warned in (([], not fast_bf16), (["--fp32"], False)):
-        monkeypatch.setattr(_args, "_WARNED", set())
+        monkeypatch.setattr(cnnzoo.cli, "_warned", set())
         assert main(["eval", str(run_dir), "--device", "cpu", *flags]) == 0
         out, err = capsys.readouterr()
         assert ("pass --fp32" in err) == warned, err

@@ -31,9 +31,9 @@ import cnnzoo
 from cnnzoo.cli import main
 from cnnzoo.data import CorruptDataError, load_dataset
 from cnnzoo.errors import CnnzooError
-from cnnzoo.train import load_run, train
-from cnnzoo.train.checkpoint import load_checkpoint
-from cnnzoo.train.evaluation import load_image
+from cnnzoo.training import load_run, train
+from cnnzoo.training.checkpoint import load_checkpoint
+from cnnzoo.training.evaluation import load_image
 
 PACKAGE = Path(cnnzoo.__file__).parent
 PILLOW_DEFAULT_LIMIT = 89_478_485  # Image.MAX_IMAGE_PIXELS as Pillow ships it: 1024 * 1024 * 1024 // 4 // 3

@@ -1,6 +1,8 @@
 """cnnzoo: the classic convolutional networks, faithfully built, inspected and trained fast.
 
-The public names are imported on first use, so ``import cnnzoo`` stays light.
+The public names are imported on first use, so ``import cnnzoo`` stays light. None of them is
+also the name of a subpackage or module (the training code lives in ``cnnzoo.training``), so
+``cnnzoo.train`` is the function whatever else has been imported.
 """
 
 from __future__ import annotations
@@ -26,10 +28,15 @@ _EXPORTS = {
     "load_dataset": "cnnzoo.data",
     "DataSet": "cnnzoo.data",
     "BatchIterator": "cnnzoo.data",
-    "train": "cnnzoo.train",
-    "Recipe": "cnnzoo.train",
-    "evaluate": "cnnzoo.train",
-    "predict": "cnnzoo.train",
+    "train": "cnnzoo.training",
+    "TrainResult": "cnnzoo.training",
+    "Recipe": "cnnzoo.training",
+    "Reporter": "cnnzoo.training",
+    "Run": "cnnzoo.training",
+    "load_run": "cnnzoo.training",
+    "evaluate": "cnnzoo.training",
+    "EvalResult": "cnnzoo.training",
+    "predict": "cnnzoo.training",
     "to_fully_convolutional": "cnnzoo.models.convert",
     "export_model": "cnnzoo.export",
 }

@@ -4,7 +4,7 @@
 
 - ours: the data set on the device, batches sliced from a permutation and resized as one tensor
   op, no host synchronisation inside the timed steps, freed memory kept in the process on the
-  CPU (``train.allocator``); optionally compiled, bf16 autocast, channels-last;
+  CPU (``training.allocator``); optionally compiled, bf16 autocast, channels-last;
 - the textbook's (``baseline=True``): a ``torch.utils.data.DataLoader`` over per-sample PIL
   resize + to-tensor transforms with 4 worker processes and a host sync every step for the
   running metrics, as d2l's ``load_data_fashion_mnist`` and ``train_ch6`` do; eager, fp32, and
@@ -35,8 +35,8 @@ from torch import nn
 
 from . import __version__
 from .errors import CnnzooError
-from .train.loop import synchronize
-from .train.step import GRAPH_WARMUP_STEPS, TrainStep, check_graphs
+from .device import synchronize
+from .training.step import GRAPH_WARMUP_STEPS, TrainStep, check_graphs
 
 TEXTBOOK_WORKERS = 4  # d2l's get_dataloader_workers()
 
@@ -67,7 +67,7 @@ class BenchResult:
     baseline_final_loss: float | None = None
     baseline_host_allocator: str | None = None
     speedup: float | None = None
-    fast_path: dict | None = None      # with ``fast``: what ``train.fastpath`` chose, and why
+    fast_path: dict | None = None      # with ``fast``: what ``training.fastpath`` chose, and why
     machine: dict = field(default_factory=dict)
 
 
@@ -102,7 +102,7 @@ def peak_dtype(device: torch.device, amp: bool) -> torch.dtype:
     """The arithmetic the steps' peak is measured in: bf16 with ``amp``, except on a CPU that
     would only emulate it, where fp32 is the fastest arithmetic there is (and an emulated bf16
     peak would put the steps above 100 % of it)."""
-    from .train.loop import bf16_emulated
+    from .device import bf16_emulated
 
     return torch.bfloat16 if amp and not bf16_emulated(device) else torch.float32
 
@@ -201,8 +201,8 @@ class _Setup:
 
     @classmethod
     def make(cls, name, data, resize, batch_size, device, data_dir, steps, warmup, seed):
-        from .train.loop import pick_device
-        from .train.recipes import recipe_for
+        from .device import pick_device
+        from .training.recipes import recipe_for
 
         if steps < 1:
             raise CnnzooError(f"steps must be at least 1, not {steps}")
@@ -221,19 +221,20 @@ class _Setup:
     def model(self) -> nn.Module:
         """The model, built for the data's classes and input size (on the CPU, the model's own
         initialisation); an input size it cannot take is a one-line ``CnnzooError``."""
-        from .train.loop import _check_input
-        from .train.rundir import build_model
+        from .training.prepare import check_fits
+        from .training.rundir import build_model
 
         net = build_model(dict(model=self.name, classes=list(self.train_set.classes),
                                input_size=self.input_size))
-        _check_input(net, self.name, self.input_size)
+        check_fits(net, self.name, self.input_size, len(self.train_set.classes))
         return net
 
     def fresh(self, channels_last: bool = False, graph: bool = False, textbook: bool = False):
         """The model with d2l's Xavier init, seeded, on the device, and its optimiser: cnnzoo's,
         or with ``textbook`` the book's ``torch.optim.SGD``."""
-        from .train.loop import memory_format, xavier_init
-        from .train.optim import make_optimizer
+        from .device import memory_format
+        from .training.optim import make_optimizer
+        from .training.prepare import xavier_init
 
         torch.manual_seed(self.seed)
         net = self.model()
@@ -312,7 +313,7 @@ def check_results_file(path) -> None:
 
 
 def _allocator_state() -> str:
-    from .train import allocator
+    from .training import allocator
 
     return "keeps freed memory" if allocator.in_force() else "default"
 
@@ -353,15 +354,15 @@ def bench_model(name: str, *, data: str = "synthetic", resize: int | None = None
     """Time ``steps`` training steps of a zoo model with its d2l recipe (lr, batch, resize).
 
     ``compile``, ``amp``, ``channels_last`` and ``cuda_graphs`` choose our fast path (the same
-    ``train.step.TrainStep`` as training runs); on the CPU it also keeps
-    freed memory in the process (``train.allocator``). With ``baseline=True`` the same model,
+    ``training.step.TrainStep`` as training runs); on the CPU it also keeps
+    freed memory in the process (``training.allocator``). With ``baseline=True`` the same model,
     recipe and data are first trained the textbook's way (``bench_textbook``) in this process,
     and ``speedup`` is ours / the textbook's in examples per second; a ``TextbookResult``
-    measured earlier may be passed instead. ``fast`` lets ``train.fastpath`` choose ``amp``,
+    measured earlier may be passed instead. ``fast`` lets ``training.fastpath`` choose ``amp``,
     ``channels_last`` and ``cuda_graphs`` for this model, as ``cnnzoo train --fast`` does.
     """
     from .data import BatchIterator
-    from .train import allocator
+    from .training import allocator
 
     setup = _Setup.make(name, data, resize, batch_size, device, data_dir, steps, warmup, seed)
     if baseline is True:
@@ -371,7 +372,7 @@ def bench_model(name: str, *, data: str = "synthetic", resize: int | None = None
     dev = setup.dev
     choice = None
     if fast:
-        from .train import fastpath
+        from .training import fastpath
 
         fastpath.check(dict(compile=compile, amp=amp, channels_last=channels_last,
                             cuda_graphs=cuda_graphs), 1)

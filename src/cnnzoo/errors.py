@@ -22,6 +22,10 @@ class UnknownModelError(CnnzooError, LookupError):
     """A model name that is not in the registry."""
 
 
+class SizeError(CnnzooError, ValueError):
+    """A size given in the wrong form: not whole numbers, too few or too many, below 1."""
+
+
 class InputTooSmallError(CnnzooError, ValueError):
     """An input whose spatial size reaches zero somewhere inside a model; ``smallest`` is the
     smallest input (C, H, W) that works, where the code that raised it knows it."""
@@ -54,4 +58,4 @@ def out_of_memory_as(message: str):
     except (RuntimeError, MemoryError, TypeError) as error:
         if not refused_memory(error):
             raise
-        raise CnnzooError(message) from None
+        raise CnnzooError(message) from error

@@ -11,8 +11,8 @@ under a temporary name and moved into place only when its check passes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
-import inspect
 import logging
 import math
 import os
@@ -23,7 +23,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ._io import atomic_file
 from .errors import CnnzooError, InputTooSmallError, out_of_memory_as, refused_memory
+from .geometry import parse_size
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "exported-program": ".pt2"}
 # torch.onnx translates into opset 18 and up; lower ones are reached with onnx's version
@@ -74,8 +76,6 @@ def export_model(model: nn.Module, path, format: str = "onnx", input_size=None, 
     """
     if format not in FORMATS:
         raise ExportError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
-    from .inspect.shapes import input_too_large
-
     if opset is not None:
         if format != "onnx":
             raise ExportError(f"an opset applies to ONNX files only, not to {format}")
@@ -89,81 +89,87 @@ def export_model(model: nn.Module, path, format: str = "onnx", input_size=None, 
     if format == "exported-program" and path.suffix != ".pt2":
         raise ExportError(f"an ExportedProgram file must end in .pt2 (torch.export.load refuses "
                           f"others), not {path.name}")
-    # the same suffix: torch.export.save and load insist on ".pt2"
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-
     was_training = model.training
     model.eval()
-    made = False  # whether tmp is ours to remove: on a read-only medium even unlink refuses
     try:
-        try:  # before the export: a folder that takes no file is one line, in every format
-            tmp.touch()
-        except OSError as error:
-            raise ExportError(f"cannot write {path}: {error.strerror or error}") from None
-        made = True
-        parameter = next(model.parameters(), None)
-        device = parameter.device if parameter is not None else torch.device("cpu")
-        dtype = parameter.dtype if parameter is not None else torch.float32
-        generator = torch.Generator().manual_seed(0)
-
-        def batch(n: int) -> torch.Tensor:
-            with out_of_memory_as(input_too_large((n, *size), device)):
-                return torch.randn(n, *size, generator=generator, dtype=dtype).to(device)
-
-        example = batch(TRACE_BATCH)
-        try:
-            with torch.no_grad():
-                model(example)
-        except Exception as error:
-            if refused_memory(error):
-                raise ExportError(f"the model's forward pass on a {_fmt(example.shape)} input "
-                                  f"does not fit in memory; try a smaller input size") from None
-            from .inspect.shapes import too_small_for
-
-            reason = too_small_for(model, size)
-            raise ExportError(str(reason) if reason else
-                              f"the model does not run on a {_fmt(size)} input: "
-                              f"{_first_line(error)}") from None
-
-        written_opset = None
-        with _quiet():
-            if format == "onnx":
-                written_opset = _export_onnx(model, example, tmp, opset, optimize)
-            elif format == "torchscript":
-                _export_torchscript(model, example, tmp)
-            else:
-                torch.export.save(_torch_export(model, example), str(tmp))
-            run = _load_back(format, tmp, device)
-
-            worst = 0.0
-            for n in CHECK_BATCHES:
-                x = batch(n)
-                with torch.no_grad():
-                    expected = model(x)
-                try:
-                    got = run(x)
-                except Exception as error:
-                    raise ExportError(f"the exported {format} file fails on a batch of {n}: "
-                                      f"{_first_line(error)}") from None
-                worst = max(worst, _max_abs_diff(expected, got))
-                output_shape = tuple(_tensors(expected)[0].shape[1:])
-        if not worst <= tolerance:
-            raise ExportError(
-                f"the exported {format} file disagrees with the model: max abs difference "
-                f"{worst:.3g} > {tolerance:g} on random {_fmt(size)} batches")
-        os.replace(tmp, path)
+        # made before the export (a folder that takes no file is one line, in every format),
+        # moved into place only when the check passes; the same suffix: torch.export.save and
+        # load insist on ".pt2"
+        with atomic_file(path, suffix=f".tmp{path.suffix}") as (handle, tmp):
+            handle.close()  # the exporters write by name
+            report = _export_checked(model, tmp, format, size, tolerance, opset, optimize)
+    except ExportError:
+        raise
+    except CnnzooError as error:  # the file could not be made, or moved into place
+        raise ExportError(str(error)) from error
     finally:
         model.train(was_training)
-        if made:
-            tmp.unlink(missing_ok=True)
-    return ExportReport(path, format, size, output_shape, CHECK_BATCHES, worst, tolerance,
+    return dataclasses.replace(report, path=path)
+
+
+def _export_checked(model: nn.Module, tmp: Path, format: str, size, tolerance: float,
+                    opset: int | None, optimize: bool) -> ExportReport:
+    """Export the evaluating ``model`` into ``tmp`` and check the file (``export_model``)."""
+    from .inspect.shapes import input_too_large
+
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    dtype = parameter.dtype if parameter is not None else torch.float32
+    generator = torch.Generator().manual_seed(0)
+
+    def batch(n: int) -> torch.Tensor:
+        with out_of_memory_as(input_too_large((n, *size), device)):
+            return torch.randn(n, *size, generator=generator, dtype=dtype).to(device)
+
+    example = batch(TRACE_BATCH)
+    try:
+        with torch.no_grad():
+            model(example)
+    except Exception as error:
+        if refused_memory(error):
+            raise ExportError(f"the model's forward pass on a {_fmt(example.shape)} input "
+                              f"does not fit in memory; try a smaller input size") from error
+        from .inspect.shapes import too_small_for
+
+        reason = too_small_for(model, size)
+        raise ExportError(str(reason) if reason else
+                          f"the model does not run on a {_fmt(size)} input: "
+                          f"{_first_line(error)}") from error
+
+    written_opset = None
+    with _quiet():
+        if format == "onnx":
+            written_opset = _export_onnx(model, example, tmp, opset, optimize)
+        elif format == "torchscript":
+            _export_torchscript(model, example, tmp)
+        else:
+            torch.export.save(_torch_export(model, example), str(tmp))
+        run = _load_back(format, tmp, device)
+
+        worst = 0.0
+        for n in CHECK_BATCHES:
+            x = batch(n)
+            with torch.no_grad():
+                expected = model(x)
+            try:
+                got = run(x)
+            except Exception as error:
+                raise ExportError(f"the exported {format} file fails on a batch of {n}: "
+                                  f"{_first_line(error)}") from error
+            worst = max(worst, _max_abs_diff(expected, got))
+            output_shape = tuple(_tensors(expected)[0].shape[1:])
+    if not worst <= tolerance:
+        raise ExportError(
+            f"the exported {format} file disagrees with the model: max abs difference "
+            f"{worst:.3g} > {tolerance:g} on random {_fmt(size)} batches")
+    return ExportReport(tmp, format, size, output_shape, CHECK_BATCHES, worst, tolerance,
                         written_opset)
 
 
 class FlipAveraged(nn.Module):
     """A model evaluated with flip test-time augmentation, as a run trained with ``eval_flip``
-    is evaluated (``train.loop.test_logits``): the mean of its output for each image (N, C, H, W)
-    and for the image mirrored left-right. A map of class scores (N, K, h, w), from a fully
+    is evaluated (``training.evaluation.test_logits``): the mean of its output for each image
+    (N, C, H, W) and for the image mirrored left-right. A map of class scores (N, K, h, w), from a fully
     convolutional head, is mirrored back before the mean."""
 
     def __init__(self, model: nn.Module):
@@ -203,8 +209,8 @@ def load_for_export(source, input_size=None, *, num_classes: int | None = None, 
         if num_classes is not None or weights is not None:
             raise CnnzooError("num_classes and weights apply to a model name, not to a run "
                               "directory (its config and weights are used)")
-        from .train import load_run
-        from .train.evaluation import evaluates_flipped
+        from .training import load_run
+        from .training.evaluation import evaluates_flipped
 
         run = load_run(folder)
         name, model, stem = run.config["model"], run.model, folder / "model"
@@ -218,20 +224,17 @@ def load_for_export(source, input_size=None, *, num_classes: int | None = None, 
         info = model_info(str(source))  # an unknown name fails here, with suggestions
         name, stem, flip = info.name, Path(info.name), False
         # a head to convert is built for the registry's size; the export may take a larger one
-        built = info.input_size if input_size is None else _as_size(input_size)
+        built = info.default_input_size() if input_size is None else _as_size(input_size)
         if fully_convolutional:
-            built = (built[0], *info.input_size[1:])
+            built = (built[0], *info.default_input_size()[1:])
         kwargs = {} if num_classes is None else {"num_classes": num_classes}
-        if _has_fixed_head(name):
-            kwargs["input_size"] = built
-        elif built[0] != info.input_size[0]:
-            kwargs["in_channels"] = built[0]
+        kwargs.update(info.sized_for(built))
         try:
             model = get_model(name, weights=weights, **kwargs)
         except InputTooSmallError as error:
             from .inspect.shapes import with_minimum
 
-            raise with_minimum(error, name, built[0]) from None
+            raise with_minimum(error, name, built[0]) from error
 
     size = built if input_size is None else _as_size(input_size)
     where = f" in {folder}" if folder.is_dir() else ""
@@ -241,7 +244,7 @@ def load_for_export(source, input_size=None, *, num_classes: int | None = None, 
     if fully_convolutional:
         model = to_fully_convolutional(model, input_size=built)
         stem = stem.with_name(stem.name + "-fcn")
-    elif size != built and _has_fixed_head(name):
+    elif size != built and model_info(name).fixed_head:
         raise CnnzooError(f"{name}{where} was built for {_fmt(built)} inputs and cannot take "
                           f"{_fmt(size)}; made fully convolutional, it slides over larger inputs")
     return (FlipAveraged(model) if flip else model), size, stem
@@ -258,7 +261,8 @@ def _torch_export(model: nn.Module, example: torch.Tensor) -> torch.export.Expor
     try:
         return torch.export.export(model, (example,), dynamic_shapes=_batch_dims())
     except Exception as error:
-        raise ExportError(f"torch.export cannot capture this model: {_first_line(error)}") from None
+        raise ExportError(f"torch.export cannot capture this model: {_first_line(error)}"
+                          ) from error
 
 
 def _export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> None:
@@ -266,7 +270,7 @@ def _export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> 
         traced = torch.jit.trace(model, example, check_trace=False)
     except Exception as error:
         raise ExportError(f"torch.jit.trace cannot trace this model: {_first_line(error)}"
-                          ) from None
+                          ) from error
     torch.jit.save(traced, str(path))
 
 
@@ -308,7 +312,7 @@ def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int
             # the zoo's largest model (VGG-19) is under 0.6 GB, far from protobuf's 2 GB limit
             onnx_program.save(str(path), external_data=False)
     except Exception as error:
-        raise ExportError(f"the ONNX exporter failed: {_first_line(error)}") from None
+        raise ExportError(f"the ONNX exporter failed: {_first_line(error)}") from error
     if opset is not None and opset < NATIVE_OPSET:
         # torch.onnx would try the same converter and, failing, keep opset 18 with a log line
         try:
@@ -318,7 +322,7 @@ def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int
             reason = _first_line(error).split("failed: ")[-1]
             raise ExportError(f"onnx's version converter cannot lower this model to opset "
                               f"{opset} ({reason}); opsets {NATIVE_OPSET} and up suit every "
-                              f"model") from None
+                              f"model") from error
         onnx.save(lowered, str(path))
     written = _onnx_opset(path)
     if opset is not None and written != opset:
@@ -380,7 +384,7 @@ def _load_back(format: str, path: Path, device: torch.device):
         return _torch_runner(torch.export.load(str(path)).module())
     except Exception as error:
         raise ExportError(f"the exported {format} file cannot be loaded back: "
-                          f"{_first_line(error)}") from None
+                          f"{_first_line(error)}") from error
 
 
 def _onnx_runner(path: Path):
@@ -460,17 +464,7 @@ def _input_size(model: nn.Module, input_size) -> tuple[int, int, int]:
 
 
 def _as_size(input_size) -> tuple[int, int, int]:
-    size = tuple(int(v) for v in input_size)
-    if len(size) != 3 or min(size) < 1:
-        raise CnnzooError(f"input size must be (C, H, W) of positive numbers, not {input_size}")
-    return size
-
-
-def _has_fixed_head(name: str) -> bool:
-    from .models import model_info
-
-    # the registry's convention: builders of models with a fixed-size head take input_size
-    return "input_size" in inspect.signature(model_info(name).builder).parameters
+    return parse_size(input_size)
 
 
 def _fmt(size) -> str:

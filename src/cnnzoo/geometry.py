@@ -1,17 +1,91 @@
-"""The shape arithmetic of convolution and pooling (seed 000: hout = (hin + 2p - k) / s + 1).
+"""The shape arithmetic of convolution and pooling (hout = (hin + 2p - k) / s + 1, as the
+study notes on LeNet-5 and AlexNet write it), and the one reading of a size a user gives.
 
 Pure functions of integers, used by models with a fixed-size head (to size their first linear
 layer at construction, without Lazy layers), by the shape trace and by the minimum-input search.
+``parse_size`` reads every size cnnzoo is given (an input size, an image size, a resize), from
+Python or, through ``parse_size_text``, from the command line. Torch is imported only by the
+functions that look at layers, so the command line's argument checks run without it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Iterable
+import numbers
+from typing import TYPE_CHECKING, Iterable
 
-from torch import nn
+from .errors import InputTooSmallError, SizeError
 
-from .errors import InputTooSmallError
+if TYPE_CHECKING:
+    from torch import nn
+
+# the names of a size's axes, by how many it has
+AXES = {2: "H, W", 3: "C, H, W", 4: "N, C, H, W"}
+EXAMPLES = {2: (224, 224), 3: (3, 224, 224), 4: (8, 3, 224, 224)}
+
+
+def whole_number(value) -> bool:
+    """Whether ``value`` is an int (numpy's included), not a bool, a float or a string."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def parse_size(value, lengths=(3,), *, name: str = "input_size", square: bool = False
+               ) -> tuple[int, ...]:
+    """``value`` as a tuple of whole numbers of at least 1, with one of ``lengths`` axes
+    (``None``: any number of them): (C, H, W) for ``lengths=(3,)``, (H, W) or (C, H, W) for
+    ``(2, 3)``. With ``square``, one whole number ``S`` is the square ``(S, S)``.
+
+    Anything else is one ``SizeError`` line (a ``CnnzooError`` and a ``ValueError``) that
+    names ``name`` (the parameter, or the flag where the command line passes one) and shows
+    the expected form.
+    """
+    if square and whole_number(value):
+        value = (value, value)
+    parts = tuple(value) if isinstance(value, (tuple, list)) else None
+    shown = f"{name}{' ' if name.startswith('--') else '='}{value!r}"
+    return _checked(parts, lengths, shown, text=False, square=square)
+
+
+def parse_size_text(text: str, lengths=(3,), *, name: str = "--input-size") -> tuple[int, ...]:
+    """A size written as the command line takes it, ``3,224,224``: ``parse_size`` of its
+    comma-separated numbers, its errors quoting the text as typed."""
+    parts = tuple(part.strip() for part in text.split(","))
+    return _checked(parts, lengths, f"{name} {text!r}", text=True)
+
+
+def _checked(parts, lengths, shown: str, *, text: bool, square: bool = False
+             ) -> tuple[int, ...]:
+    counts = tuple(lengths) if lengths else ()
+    if counts:
+        forms = [",".join(AXES[n].split(", ")) if text else f"({AXES[n]})" for n in counts]
+        if square:
+            forms.insert(0, "S")
+        form = ", ".join(forms[:-1]) + " or " + forms[-1] if len(forms) > 1 else forms[0]
+        example = EXAMPLES[3 if 3 in counts else counts[0]]
+        example = ",".join(map(str, example)) if text else str(example)
+        give = f"give {form}, e.g. {example}"
+    else:
+        give = "give whole numbers, batch first"
+    if parts is None:
+        raise SizeError(f"{shown} is not a size; {give}")
+    if counts and len(parts) not in counts:
+        raise SizeError(f"{shown}: give {' or '.join(map(str, counts))} numbers, not "
+                          f"{len(parts)}; {give}")
+    if not parts:
+        raise SizeError(f"{shown} is empty; {give}")
+    values = []
+    for part in parts:
+        if text:
+            try:  # "²" passes str.isdigit but not int(), so ask int() itself
+                part = int(part)
+            except ValueError as error:
+                raise SizeError(f"{shown}: {part!r} is not a whole number; {give}") from error
+        elif not whole_number(part):
+            raise SizeError(f"{shown}: {part!r} is not a whole number; {give}")
+        values.append(int(part))
+    if min(values) < 1:
+        raise SizeError(f"{shown}: every size must be 1 or more; {give}")
+    return tuple(values)
 
 
 def _pair(value) -> tuple[int, int]:
@@ -43,6 +117,8 @@ def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0,
 def window_of(module: nn.Module):
     """(kernel, stride, padding, dilation, ceil_mode) of a conv or pool layer, each a (h, w) pair;
     None for any other layer (adaptive pools included: their output size is fixed)."""
+    from torch import nn
+
     if isinstance(module, nn.modules.conv._ConvNd) and module.weight.dim() == 4:
         return (_pair(module.kernel_size), _pair(module.stride), _pair(module.padding),
                 _pair(module.dilation), False)
@@ -105,6 +181,8 @@ def sequential_output_shape(layers: Iterable[tuple[str, nn.Module]], input_size)
 def _chain_shape(layers, input_size):
     """((C, H, W), None) after the chain, or (None, (where, hw, out)) at its first layer that
     leaves no map."""
+    from torch import nn
+
     channels, height, width = input_size
     for name, module in layers:
         if isinstance(module, nn.Sequential):

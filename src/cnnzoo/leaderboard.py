@@ -65,7 +65,7 @@ def select_models(pattern: str | None, recipe: str) -> list[str]:
     separated by commas, in their order), or by default the book's nine (the ``best`` recipe:
     its own model)."""
     from .models import list_models
-    from .train.recipes import BEST_MODELS
+    from .training.recipes import BEST_MODELS
 
     if pattern is None:
         return list(BEST_MODELS if recipe == "best" else BOOK_MODELS)
@@ -90,11 +90,11 @@ def run_leaderboard(recipe: str = "d2l", models: list[str] | None = None, *, out
     ``epochs``, ``resize``, ``train_subset`` and ``test_subset`` shrink the runs for a machine
     without a GPU; the entries say so. ``compile``, ``amp`` and ``channels_last`` pick the fast path (the recipe
     is unchanged), as does ``cuda_graphs``; ``fast`` has each run measure which of them pay
-    (``train.fastpath``). ``on_entry(entry)`` is called as each model finishes.
+    (``training.fastpath``). ``on_entry(entry)`` is called as each model finishes.
     """
     from .data.catalog import canonical_name
-    from .train import recipe_for, train
-    from .train.loop import at_chance
+    from .training import recipe_for, train
+    from .training.loop import at_chance
 
     data = canonical_name(data)
     out = Path(out)
@@ -123,7 +123,7 @@ def run_leaderboard(recipe: str = "d2l", models: list[str] | None = None, *, out
                            channels_last=channels_last, cuda_graphs=cuda_graphs, fast=fast,
                            reporter=reporter_factory() if reporter_factory else None)
             final = result.final
-            entry.parameters = _count(result.run_dir)
+            entry.parameters = sum(p.numel() for p in result.model.parameters())
             entry.train_loss.append(final["train_loss"])
             entry.train_acc.append(final["train_acc"])
             entry.test_acc.append(final["test_acc"])
@@ -150,20 +150,14 @@ def _check_runs_free(out: Path, models: list[str], recipe: str, seeds: int) -> N
     """Refuse, before anything trains, a board whose run directories already hold runs (an
     earlier board of these models and recipe, or one interrupted after its first epochs): a
     board is trained afresh, never merged with or resumed from older runs."""
-    from .train.rundir import holds_run
+    from .training.rundir import holds_run
 
     taken = [run_dir for name in models for seed in range(seeds)
              if holds_run(run_dir := _run_dir(out, name, recipe, seed))]
     if taken:
         more = f" and {len(taken) - 1} more" if len(taken) > 1 else ""
         raise CnnzooError(f"{out} already holds runs of this board ({taken[0]}{more}); choose "
-                          f"another --out, or remove them to train the board afresh")
-
-
-def _count(run_dir) -> int:
-    from .train import load_run
-
-    return sum(p.numel() for p in load_run(run_dir).model.parameters())
+                          f"another out=, or remove them to train the board afresh")
 
 
 def _pm(values, digits=3) -> str:
@@ -179,7 +173,7 @@ def board_markdown(entries: list[Entry], machine: str = "", command: str = "",
     """RESULTS.md: one row per model, the book's figures beside ours and the difference;
     ``pending`` names the models of the command not trained yet (a board in progress, or one
     that was interrupted)."""
-    from .train.rundir import rate_text
+    from .training.progress import rate_text
 
     lines = []
     if machine or command:
@@ -210,10 +204,22 @@ def board_markdown(entries: list[Entry], machine: str = "", command: str = "",
 
 
 def plot_board(entries: list[Entry], path: Path, title: str = "") -> None:
-    """Test accuracy against parameters and against training seconds, one point per model."""
-    from .plots import plt, save_figure
+    """``board_figure`` written to ``path``."""
+    from .plots import save_figure
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    save_figure(board_figure(entries, title), path)
+
+
+def board_figure(entries: list[Entry], title: str = ""):
+    """Test accuracy against parameters and against training seconds, one point per model."""
+    from .plots import fonts, new_figure
+
+    with fonts():
+        return _draw_board(entries, title, new_figure(figsize=(11, 4.2)))
+
+
+def _draw_board(entries: list[Entry], title: str, fig):
+    axes = fig.subplots(1, 2, sharey=True)
     for e in entries:
         acc = Entry.mean(e.test_acc)
         for ax, x in zip(axes, (e.parameters, Entry.mean(e.train_seconds))):
@@ -228,7 +234,7 @@ def plot_board(entries: list[Entry], path: Path, title: str = "") -> None:
         ax.grid(alpha=0.3, which="both")
     if title:
         fig.suptitle(title, fontsize=10)
-    save_figure(fig, path)
+    return fig
 
 
 def write_board(entries: list[Entry], out, machine: str = "", command: str = "",
@@ -237,7 +243,7 @@ def write_board(entries: list[Entry], out, machine: str = "", command: str = "",
     ``pending``: the models still to train, named in RESULTS.md (``board_markdown``)."""
     import json
 
-    from .train.checkpoint import atomic_write_text
+    from ._io import atomic_write_text
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,17 @@
-"""Pictures of a run, drawn headless with matplotlib: training curves and a confusion matrix;
-and how any figure is written to a file, in the format its name ends in."""
+"""Pictures of a run (training curves, a confusion matrix), and how every figure of cnnzoo is
+made, shown and written.
+
+The library draws on ``matplotlib.figure.Figure`` objects of its own (``Picture``), never
+through ``pyplot``: nothing here selects a backend or changes matplotlib's settings for the
+process, so a notebook's own ``plt.plot(); plt.show()`` keeps working beside cnnzoo, and a
+picture returned as a cell's value shows as an image (``Picture._repr_png_``). The ``cnnzoo``
+program chooses the headless backend itself.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
 import logging
 import re
@@ -11,16 +20,15 @@ from pathlib import Path
 
 import matplotlib
 import matplotlib.ticker
+from matplotlib import font_manager
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # headless: no display is needed or used
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib import font_manager  # noqa: E402
-
-from .errors import CnnzooError, CnnzooWarning  # noqa: E402
-from .train.checkpoint import atomic_write_bytes  # noqa: E402
+from ._io import atomic_write_bytes
+from .errors import CnnzooError, CnnzooWarning
 
 # a file name's ending -> matplotlib's format (JPEG through Pillow)
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".jpg": "jpeg", ".jpeg": "jpeg"}
+DPI = 110  # of written pictures and of those shown in a notebook
 
 # Fonts a label's characters fall back to, glyph by glyph, where matplotlib's DejaVu Sans has
 # none (a folder data set's classes may be named in any script); those installed are used.
@@ -32,12 +40,20 @@ FALLBACK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK TC", "N
                   "Noto Sans Thai")
 _MISSING_GLYPH = re.compile(r"Glyph (\d+) .*missing from font")
 _noted_missing: set[str] = set()
+_fallbacks: list[str] | None = None  # installed_fallbacks(), once per process
 
 
-def use_fallback_fonts() -> list[str]:
-    """Put the installed ``FALLBACK_FONTS`` after matplotlib's own in ``font.family`` (for the
-    figures made from now on); returns them. Font files that matplotlib's list of the system's
-    lacks (it keeps the list from its first run) are added to it first."""
+class Picture(Figure):
+    """A matplotlib figure that shows itself as a PNG image where IPython displays it (the
+    last expression of a notebook cell), rendered as ``save_figure`` writes it."""
+
+    def _repr_png_(self) -> bytes:
+        return _figure_bytes(self, "png", DPI)
+
+
+def installed_fallbacks() -> list[str]:
+    """The ``FALLBACK_FONTS`` installed here. Font files that matplotlib's list of the
+    system's lacks (it keeps the list from its first run) are added to it first."""
     known = {font.fname for font in font_manager.fontManager.ttflist}
     for path in font_manager.findSystemFonts():
         if path not in known:
@@ -46,26 +62,60 @@ def use_fallback_fonts() -> list[str]:
             except (OSError, RuntimeError, ValueError):  # a file matplotlib cannot read
                 pass
     installed = {font.name for font in font_manager.fontManager.ttflist}
-    available = [name for name in FALLBACK_FONTS if name in installed]
+    return [name for name in FALLBACK_FONTS if name in installed]
+
+
+def font_families() -> list[str]:
+    """matplotlib's ``font.family`` followed by the installed fallback fonts."""
+    global _fallbacks
+    if _fallbacks is None:
+        _fallbacks = installed_fallbacks()
     family = list(matplotlib.rcParams["font.family"])
-    matplotlib.rcParams["font.family"] = family + [n for n in available if n not in family]
-    return available
+    return family + [name for name in _fallbacks if name not in family]
 
 
-use_fallback_fonts()
-# Its notes of a fallback font's nearest weight (a Medium font for the normal weight) are
-# matplotlib's business, not the user's.
-logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
-# A character no font has draws as a box; matplotlib warns of it on every drawing (two lines
-# each). cnnzoo notes it once instead, when a figure is rendered (_figure_bytes).
-warnings.filterwarnings("ignore", message=_MISSING_GLYPH.pattern, category=UserWarning)
+@contextlib.contextmanager
+def fonts():
+    """Within the block, new text takes the fallback fonts too (each text's font is fixed when
+    it is made, so the setting need not outlive the drawing); matplotlib's settings are as they
+    were afterwards."""
+    with matplotlib.rc_context({"font.family": font_families()}):
+        yield
+
+
+def drawing(draw):
+    """Decorate a function that makes a figure, so that it draws within ``fonts()``."""
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        with fonts():
+            return draw(*args, **kwargs)
+    return wrapper
+
+
+def new_figure(**kwargs) -> Picture:
+    """A ``Picture`` (``Figure``'s arguments: ``figsize``, ``layout``, ...)."""
+    return Picture(**kwargs)
+
+
+@contextlib.contextmanager
+def _quiet_font_manager():
+    """matplotlib's notes of a fallback font's nearest weight (a Medium font for the normal
+    weight) are its business, not the user's: hushed while cnnzoo renders."""
+    logger = logging.getLogger("matplotlib.font_manager")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _figure_bytes(fig, format: str, dpi: int) -> bytes:
     """The figure rendered in ``format``, the characters of its text that no font has noted
-    once per process in a ``CnnzooWarning`` instead of matplotlib's warnings at every drawing."""
+    once per process in a ``CnnzooWarning`` instead of matplotlib's two lines per character
+    and drawing."""
     buffer = io.BytesIO()
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, _quiet_font_manager():
         warnings.simplefilter("always")
         fig.savefig(buffer, format=format, dpi=dpi, bbox_inches="tight")
     missing = []
@@ -86,7 +136,7 @@ def _figure_bytes(fig, format: str, dpi: int) -> bytes:
     return buffer.getvalue()
 
 
-def output_file(out, option: str = "--out") -> Path | None:
+def output_file(out, option: str = "out") -> Path | None:
     """``out`` as a ``Path`` (None or empty: None); a one-line ``CnnzooError`` when it is an
     existing folder or lies in a folder that does not exist, so that a command refuses it
     before its work rather than when it writes."""
@@ -94,37 +144,42 @@ def output_file(out, option: str = "--out") -> Path | None:
         return None
     path = Path(out)
     if path.is_dir():
-        raise CnnzooError(f"{option} {path} is a directory; give the name of a file to write")
+        raise CnnzooError(f"{option}={str(path)!r} is a directory; give the name of a file "
+                          f"to write")
     if not path.parent.is_dir():
-        raise CnnzooError(f"{option} {path}: there is no folder {path.parent}; create it or "
-                          f"write elsewhere")
+        raise CnnzooError(f"{option}={str(path)!r}: there is no folder {path.parent}; create "
+                          f"it or write elsewhere")
     return path
 
 
-def figure_file(out, option: str = "--out") -> Path | None:
+def figure_file(out, option: str = "out") -> Path | None:
     """``output_file(out)`` for a picture, whose name must end in .png, .svg, .pdf or .jpg (the
     format it is written in); any other ending is a one-line ``CnnzooError``."""
     path = output_file(out, option)
     if path is not None and path.suffix.lower() not in FORMATS:
-        raise CnnzooError(f"{option} {path}: end the file name in .png, .svg, .pdf or .jpg, the "
-                          f"format the picture is written in")
+        raise CnnzooError(f"{option}={str(path)!r}: end the file name in .png, .svg, .pdf or "
+                          f".jpg, the format the picture is written in")
     return path
 
 
-def save_figure(fig, path: Path, dpi: int = 110) -> None:
-    """Write a figure atomically in the format ``path`` ends in (``figure_file``) and close it."""
-    try:
-        path = figure_file(path)
-        data = _figure_bytes(fig, FORMATS[path.suffix.lower()], dpi)
-    finally:
-        plt.close(fig)
-    atomic_write_bytes(path, data)
+def save_figure(fig, path: Path, dpi: int = DPI) -> None:
+    """Write a figure atomically in the format ``path`` ends in (``figure_file``)."""
+    path = figure_file(path)
+    atomic_write_bytes(path, _figure_bytes(fig, FORMATS[path.suffix.lower()], dpi))
 
 
 def plot_curves(history: list[dict], path: Path, title: str = "") -> None:
-    """Train loss, train accuracy and test accuracy against epochs (d2l's Animator picture)."""
+    """``curves_figure`` written to ``path``."""
+    save_figure(curves_figure(history, title), path)
+
+
+@drawing
+def curves_figure(history: list[dict], title: str = "") -> Picture:
+    """Train loss, train accuracy and test accuracy against epochs (the book's ``Animator``
+    picture), from rows of ``metrics.csv``."""
     epochs = [row["epoch"] for row in history]
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig = new_figure(figsize=(5.5, 3.8))
+    ax = fig.subplots()
     ax.plot(epochs, [row["train_loss"] for row in history], "-o", ms=3, label="train loss")
     ax.plot(epochs, [row["train_acc"] for row in history], "--s", ms=3, label="train acc")
     ax.plot(epochs, [row["test_acc"] for row in history], "-.^", ms=3, label="test acc")
@@ -135,16 +190,23 @@ def plot_curves(history: list[dict], path: Path, title: str = "") -> None:
     ax.legend(loc="best")
     if title:
         ax.set_title(title, fontsize=10)
-    save_figure(fig, path)
+    return fig
 
 
 def plot_confusion(matrix, classes: list[str], path: Path, title: str = "") -> None:
+    """``confusion_figure`` written to ``path``."""
+    save_figure(confusion_figure(matrix, classes, title), path)
+
+
+@drawing
+def confusion_figure(matrix, classes: list[str], title: str = "") -> Picture:
     """A confusion matrix (rows: true class, columns: predicted), counts written in the cells."""
     import numpy as np
 
     matrix = np.asarray(matrix)
     size = max(4.0, 0.55 * len(classes) + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig = new_figure(figsize=(size + 1, size))
+    ax = fig.subplots()
     image = ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(classes)), classes, fontsize=8)
@@ -158,13 +220,10 @@ def plot_confusion(matrix, classes: list[str], path: Path, title: str = "") -> N
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     if title:
         ax.set_title(title, fontsize=10)
-    save_figure(fig, path)
+    return fig
 
 
-def figure_png(fig, dpi: int = 110) -> bytes:
-    """A figure as PNG bytes, rendered as ``save_figure`` renders it, and closed."""
-    try:
-        return _figure_bytes(fig, "png", dpi)
-    finally:
-        plt.close(fig)
+def figure_png(fig, dpi: int = DPI) -> bytes:
+    """A figure as PNG bytes, rendered as ``save_figure`` renders it."""
+    return _figure_bytes(fig, "png", dpi)
 

@@ -9,14 +9,11 @@ is inline, so the file opens anywhere, offline, and can be mailed or archived as
 from __future__ import annotations
 
 import base64
-import csv
-import html
-import io
 import json
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._html import escape, html_table
 from .errors import CnnzooError
 
 REPORT = "report.html"
@@ -68,8 +65,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
 
-def _e(value) -> str:
-    return html.escape(str(value), quote=True)
+_e = escape
 
 
 def png_data_uri(png: bytes) -> str:
@@ -99,18 +95,7 @@ class _Page:
 
 
 def _table(header, rows, numeric=(), names: bool = False) -> str:
-    """An HTML table; columns whose index is in ``numeric`` align right, and with ``names`` the
-    first column is set in a fixed-width font that keeps its indentation."""
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = []
-    for row in rows:
-        cells = []
-        for index, value in enumerate(row):
-            css = (' class="num"' if index in numeric
-                   else ' class="name"' if names and index == 0 else "")
-            cells.append(f"<td{css}>{_e(value)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return html_table(header, rows, numeric, names)
 
 
 def _flatten(config: dict, prefix: str = "") -> list[tuple[str, str]]:
@@ -128,26 +113,19 @@ def _flatten(config: dict, prefix: str = "") -> list[tuple[str, str]]:
 
 
 def _curve_png(history, title: str) -> bytes:
-    from .plots import plot_curves
+    from .plots import curves_figure, figure_png
 
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "curves.png"
-        plot_curves(history, path, title=title)
-        return path.read_bytes()
+    return figure_png(curves_figure(history, title=title))
 
 
 def _confusion_png(result, title: str) -> bytes:
-    from .plots import plot_confusion
+    from .plots import confusion_figure, figure_png
 
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "confusion.png"
-        plot_confusion(result.confusion, result.classes, path, title=title)
-        return path.read_bytes()
+    return figure_png(confusion_figure(result.confusion, result.classes, title=title))
 
 
 def _summary_section(page: _Page, run) -> None:
     from .inspect.summary import summary
-    from .inspect.table import summary_lines
 
     size = tuple(run.config["input_size"])
     result = summary(run.model, input_size=(1, *size), columns=SUMMARY_COLUMNS)
@@ -156,31 +134,9 @@ def _summary_section(page: _Page, run) -> None:
         if sum(row.depth <= level for row in result.layers) > SUMMARY_ROWS:
             break
         depth = level
-    lines = list(csv.reader(io.StringIO(result.table("csv", depth=depth))))
-    header, rows = lines[0], lines[1:]
-    titles = ["layer"] + [_column_title(name) for name in header[4:]]
-    body = []
-    for row in rows:
-        name, class_name, level = row[0], row[1], int(row[2])
-        label = ("  " * max(level - 1, 0)) + (f"{name} ({class_name})" if name else class_name)
-        values = [_count(v) for v in row[4:]]
-        body.append([label] + [v if v != "" else "--" for v in values])
-    table = _table(titles, body, numeric=range(1, len(titles)), names=True)
+    table, totals = result.html(depth, inline=False)
     page.add(f'<div class="scroll">{table}</div>')
-    totals = [("Mult-adds (torchinfo's count)", f"{result.total_mult_adds:,}")]
-    totals += summary_lines(result)
-    page.add('<ul class="totals">' + "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>"
-                                              for k, v in totals) + "</ul>")
-
-
-def _column_title(name: str) -> str:
-    from .inspect.table import COLUMNS
-
-    return COLUMNS[name].title
-
-
-def _count(text: str) -> str:
-    return f"{int(text):,}" if text.isdigit() else text
+    page.add(totals)
 
 
 def build_report(run_dir, *, device: str = "auto", count: int = 16, data_dir=None,
@@ -198,8 +154,9 @@ def build_report(run_dir, *, device: str = "auto", count: int = 16, data_dir=Non
     from .show.features import run_features
     from .show.filters import draw_filters
     from .show.predictions import check_count, run_predictions
-    from .train import evaluate, load_run, pick_device
-    from .train.rundir import rate_text
+    from .device import pick_device
+    from .training import evaluate, load_run
+    from .training.progress import rate_text
 
     check_count(count)
     pick_device(device)
@@ -321,7 +278,7 @@ def write_report(run_dir, out=None, *, device: str = "auto", count: int = 16, da
     ``RUN_DIR/report.html``) atomically; returns the path and the ``Report``. An ``out`` that is
     a folder is refused before the report is built."""
     from .plots import output_file
-    from .train.checkpoint import atomic_write_text
+    from ._io import atomic_write_text
 
     out = output_file(out)
     report = build_report(run_dir, device=device, count=count, data_dir=data_dir,

@@ -19,10 +19,10 @@ def load_torch_file(path) -> object:
     """What ``torch.save`` wrote to ``path``, read with ``weights_only=True``."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CnnzooError(f"{path} is missing") from None
+    except FileNotFoundError as error:
+        raise CnnzooError(f"{path} is missing") from error
     except Exception as error:  # UnpicklingError for unsafe content, others for corrupt files
-        raise CnnzooError(_load_failure(Path(path), error)) from None
+        raise CnnzooError(_load_failure(Path(path), error)) from error
 
 
 def load_safetensors(path) -> dict[str, torch.Tensor]:
@@ -31,10 +31,10 @@ def load_safetensors(path) -> dict[str, torch.Tensor]:
 
     try:
         return load_file(str(path))
-    except FileNotFoundError:
-        raise CnnzooError(f"{path} is missing") from None
+    except FileNotFoundError as error:
+        raise CnnzooError(f"{path} is missing") from error
     except Exception as error:  # safetensors raises its own error types for corrupt headers
-        raise CnnzooError(f"{path} is not a valid safetensors file ({error})") from None
+        raise CnnzooError(f"{path} is not a valid safetensors file ({error})") from error
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

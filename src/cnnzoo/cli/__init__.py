@@ -65,18 +65,63 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(subparsers)
+    _FLAGS.update(_option_strings(parser))
     return parser
 
 
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    """Every ``--flag`` of ``parser`` and of its subcommands."""
+    flags = set()
+    for action in parser._actions:
+        flags.update(o for o in action.option_strings if o.startswith("--"))
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                flags |= _option_strings(sub)
+    return flags
+
+
+# The library names its parameters (``lr=``, ``resume=``); the command line says its flags.
+# A parameter whose flag has another name, and the recipe fields, which --set changes:
+_FLAGS: set[str] = set()
+RENAMED = {"train_subset": "--subset", "model_args": "--model-arg", "model": "NAME"}
+_PARAMETER = re.compile(r"(?<![\w./-])(?<!--set )([a-z][a-z0-9_]*)="
+                        r"('[^']*'|\"[^\"]*\"|[^\s;,)]*)")
+
+
+def as_flags(text: str) -> str:
+    """A library message in the command line's words: ``lr=0.09`` is ``--lr 0.09``,
+    ``fast=True`` is ``--fast``, ``resume=`` is ``--resume``, a recipe field
+    ``crop_padding=30`` is ``--set crop_padding=30``; other words stay as they are."""
+    from ..training.recipes import Recipe
+
+    fields = set(Recipe.__dataclass_fields__)
+
+    def flag(match: re.Match) -> str:
+        name, value = match.group(1), match.group(2)
+        option = RENAMED.get(name) or f"--{name.replace('_', '-')}"
+        if name not in RENAMED and option not in _FLAGS:
+            return f"--set {name}={value or '...'}" if name in fields else match.group(0)
+        if value[:1] in "'\"" and not any(c.isspace() for c in value):
+            value = value[1:-1]  # a path quoted in Python's words needs no quotes in a shell's
+        return option if value in ("", "True") else f"{option} {value}"
+
+    return _PARAMETER.sub(flag, text)
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    """cnnzoo's own warnings as one line, ``cnnzoo: warning: ...``; others as Python shows them."""
+    """cnnzoo's own warnings as one line, ``cnnzoo: warning: ...``, each once per process and
+    in the command line's words; others as Python shows them."""
     if issubclass(category, CnnzooWarning):
-        print(f"cnnzoo: warning: {one_line(str(message))}", file=file or sys.stderr, flush=True)
+        text = one_line(as_flags(str(message)))
+        if text not in _warned:
+            _warned.add(text)
+            print(f"cnnzoo: warning: {text}", file=file or sys.stderr, flush=True)
     else:
         _python_show_warning(message, category, filename, lineno, file, line)
 
 
 _python_show_warning = warnings.showwarning
+_warned: set[str] = set()
 
 
 class Terminated(KeyboardInterrupt):
@@ -111,16 +156,22 @@ def main(argv: list[str] | None = None) -> int:
     handles_term = threading.current_thread() is threading.main_thread()
     if handles_term:
         on_term = signal.signal(signal.SIGTERM, _terminate)
+    # the program draws into files only: matplotlib's headless backend, unless the user chose
+    # one (main called from Python gets its own setting back)
+    backend = os.environ.get("MPLBACKEND")
+    os.environ.setdefault("MPLBACKEND", "Agg")
     try:
         return int(args.func(args) or 0)
     except CnnzooError as error:
-        print(f"cnnzoo: error: {one_line(str(error))}", file=sys.stderr)
+        print(f"cnnzoo: error: {one_line(as_flags(str(error)))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as error:
         return interrupted(error)
     except OSError as error:
         return _os_error(error)
     finally:
+        if backend is None:
+            os.environ.pop("MPLBACKEND", None)
         if handles_term:  # None: a handler set outside Python, which cannot be put back
             signal.signal(signal.SIGTERM, signal.SIG_DFL if on_term is None else on_term)
 

@@ -69,39 +69,41 @@ def add_fast_path(parser) -> None:
 
 
 def add_fast(parser) -> None:
-    """``--fast``: the fast-path flags chosen by measurement (``train.fastpath``)."""
+    """``--fast``: the fast-path flags chosen by measurement (``training.fastpath``)."""
     parser.add_argument("--fast", action="store_true",
                         help="choose --amp, --channels-last (and --cuda-graphs on a GPU) by "
                              "timing a few steps of each candidate with this model on this "
                              "device; remembered per machine and model")
 
 
-_WARNED = set()  # the warnings said in this process: each once, however many runs follow
 
 
 def warn_amp(device, *, evaluating: bool = False) -> None:
-    """Say on standard error, in one line, when bf16 autocast would be emulated here."""
+    """Warn (a ``CnnzooWarning``: one line, once per process) when bf16 autocast would be
+    emulated here."""
+    import warnings
+
     import torch
 
-    from ..train.loop import amp_warning
+    from ..device import amp_warning
+    from ..errors import CnnzooWarning
 
     warning = amp_warning(torch.device(device), evaluating=evaluating)
-    if warning and warning not in _WARNED:
-        _WARNED.add(warning)
-        print(f"cnnzoo: warning: {warning}", file=sys.stderr, flush=True)
+    if warning:
+        warnings.warn(warning, CnnzooWarning, stacklevel=2)
 
 
 def check_fast_path(args, device) -> None:
     """Refuse, before any work starts, fast-path flags that cannot go together or that the
     device cannot use; warn of those that would slow it down."""
     if getattr(args, "fast", False):
-        from ..train.fastpath import check
+        from ..training.fastpath import check
 
         check(vars(args), 1)
     if args.amp:
         warn_amp(device)
     if args.cuda_graphs:
-        from ..train.step import check_graphs
+        from ..training.step import check_graphs
 
         check_graphs(device, args.compile)
 
@@ -115,25 +117,9 @@ def parse_input_size(text: str | None, *, batch: bool = False,
     """
     if text is None:
         return None
-    form = "C,H,W or N,C,H,W" if batch else "C,H,W"
-    example = "3,224,224"
-    parts = [part.strip() for part in text.split(",")]
-    counts = (3, 4) if batch else (3,)
-    if len(parts) not in counts:
-        raise CnnzooError(f"{option} {text!r}: give {' or '.join(map(str, counts))} numbers "
-                          f"({form}), e.g. {example}")
-    values = []
-    for part in parts:
-        try:
-            values.append(int(part))
-        except ValueError:  # "²" passes str.isdigit but not int(), so ask int() itself
-            raise CnnzooError(f"{option} {text!r}: {part!r} is not a whole number; give {form}, "
-                              f"e.g. {example}") from None
-    values = tuple(values)
-    if min(values) < 1:
-        raise CnnzooError(f"{option} {text!r}: every size must be 1 or more; give {form}, "
-                          f"e.g. {example}")
-    return values
+    from ..geometry import parse_size_text
+
+    return parse_size_text(text, (3, 4) if batch else (3,), name=option)
 
 
 def user_path(text: str) -> str:

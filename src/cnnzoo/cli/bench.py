@@ -36,7 +36,7 @@ def run(args) -> int:
     from ..bench import (append_results, bench_model, bench_textbook, check_bench,
                          check_results_file, matmul_peak, peak_dtype)
     from ..models import model_info
-    from ..train.loop import pick_device
+    from ..device import pick_device
 
     for name in args.models:  # every name is checked before any measuring starts
         model_info(name)
@@ -76,7 +76,7 @@ def run(args) -> int:
             line += f"{r.baseline_examples_per_sec:>15,.0f}{r.speedup:>9.1f}x"
         print(line, flush=True)
         if r.fast_path:
-            from ..train.fastpath import describe
+            from ..training.fastpath import describe
 
             print(f"  --fast: {describe(r.fast_path)}")
         if r.warmup_seconds > 1:

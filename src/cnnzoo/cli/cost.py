@@ -16,8 +16,8 @@ def register(subparsers) -> None:
         description="Cost of a KERNEL x KERNEL convolution (stride 1, 'same' padding) on a "
                     "SIZE x SIZE map from IN to OUT channels, against a 1x1 bottleneck first "
                     "(--bottleneck) and a depthwise separable convolution (--depthwise). "
-                    "Example (seed 002, Inception's trick): --size 28 --in 192 --out 32 "
-                    "--kernel 5 --bottleneck 16.")
+                    "Example (Inception's trick, as the notes on classic networks work it): "
+                    "--size 28 --in 192 --out 32 --kernel 5 --bottleneck 16.")
     conv.add_argument("--size", type=int, required=True, help="height = width of the map")
     conv.add_argument("--in", dest="in_channels", type=int, required=True,
                       help="input channels")

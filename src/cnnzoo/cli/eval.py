@@ -48,8 +48,8 @@ def _print_top_confusions(result, width: int) -> None:
 
 
 def run(args) -> int:
-    from ..train import evaluate, load_run
-    from ..train.loop import pick_device
+    from ..training import evaluate, load_run
+    from ..device import pick_device
     from ._args import progress_bars, warn_amp
 
     run = load_run(args.run_dir)

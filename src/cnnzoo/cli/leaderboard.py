@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import shlex
 
-from ..train.recipes import RECIPES
+from ..training.recipes import RECIPES
 from ._args import (add_device, add_fast, add_fast_path, check_fast_path, positive_int,
                     user_path)
 
@@ -41,9 +41,10 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import torch
 
+    from ..device import pick_device
     from ..leaderboard import run_leaderboard, select_models, write_board
-    from ..train import pick_device
-    from .train import ProgressReporter
+    from ..training.progress import TextReporter
+    from . import as_flags
 
     models = select_models(args.models, args.recipe)
     print(f"leaderboard: {len(models)} model(s) with the {args.recipe} recipe: "
@@ -69,7 +70,7 @@ def run(args) -> int:
                               compile=args.compile, amp=args.amp,
                               channels_last=args.channels_last,
                               cuda_graphs=args.cuda_graphs, fast=args.fast,
-                              reporter_factory=ProgressReporter)
+                              reporter_factory=lambda: TextReporter(as_flags, results=False))
     table, picture = write_board(entries, args.out, machine, command)
     print(table.read_text())
     print(f"wrote {table} and {picture}")

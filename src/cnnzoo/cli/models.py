@@ -24,8 +24,9 @@ def run(args) -> int:
         raise CnnzooError(f"no model matches {args.pattern!r}; `cnnzoo models` lists them all")
     header = ("name", "family", "year", "input", "classes", "parameters", "source")
     table = [header] + [
-        (row.name, row.family, str(row.year), "x".join(map(str, row.input_size)),
-         str(row.num_classes), f"{row.params:,}", row.source) for row in rows]
+        (row.name, row.family, _text(row.year),
+         "x".join(map(str, row.input_size)) if row.input_size else "—", _text(row.num_classes),
+         f"{row.params:,}", row.source) for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     numeric = {2, 4, 5}
     for line in table:
@@ -33,3 +34,7 @@ def run(args) -> int:
                  for i, (cell, width) in enumerate(zip(line, widths))]
         print("  ".join(cells).rstrip())
     return 0
+
+
+def _text(value) -> str:
+    return "—" if value is None else str(value)

@@ -19,7 +19,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..train import predict
+    from ..training import predict
 
     for prediction in predict(args.run_dir, args.images, topk=args.topk, device=args.device):
         ranked = ", ".join(f"{name} {p:.1%}" for name, p in prediction.top)

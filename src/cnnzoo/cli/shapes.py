@@ -19,28 +19,12 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _shape(shape) -> str:
-    return str(list(shape)) if shape is not None else "--"
-
-
 def run(args) -> int:
     from ..inspect.shapes import build_for_input, trace_shapes
     from ..models import model_info
 
-    size = parse_input_size(args.input_size) or model_info(args.name).input_size
-    batch = args.batch
-    model = build_for_input(args.name, size)
-    rows = trace_shapes(model, size, batch=batch)
-    titles = [("  " * row.depth) + (f"{row.class_name} ({row.name})" if row.name
-                                     else f"{args.name}: {row.class_name}") for row in rows]
-    width = max(len(title) for title in titles)
-    print(f"input shape: {[batch, *size]}")
-    for title, row in zip(titles, rows):
-        if row.output_shape is None and row.input_shape is None:
-            print(f"{title:<{width}}  (container, not called itself)")
-            continue
-        line = f"{title:<{width}}  output shape: {_shape(row.output_shape)}"
-        if row.window:
-            line = f"{line:<{width + 36}}  {row.window}"
-        print(line.rstrip())
+    size = parse_input_size(args.input_size) or model_info(args.name).default_input_size()
+    trace = trace_shapes(build_for_input(args.name, size), size, batch=args.batch)
+    trace.name = args.name
+    print(trace)
     return 0

@@ -21,8 +21,9 @@ def register(subparsers) -> None:
     parser.add_argument("--depth", default="3", help="deepest level of blocks shown (default 3)")
     parser.add_argument("--columns", default=",".join(DEFAULT_COLUMNS),
                         help="comma-separated columns (default %(default)s), e.g. "
-                             "output_size,num_params,receptive_field,jump,macs or, as seed 002 "
-                             "tabulates VGG-16, output_size,activations,weights")
+                             "output_size,num_params,receptive_field,jump,macs or, as the "
+                             "notes on classic networks tabulate VGG-16, "
+                             "output_size,activations,weights")
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format")
     parser.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default="sgd",
                         help="optimizer whose state the memory estimate includes")
@@ -39,7 +40,7 @@ def run(args) -> int:
     from ..inspect.shapes import build_for_input
     from ..inspect.summary import summary
     from ..models import model_info
-    from ..train import pick_device
+    from ..device import pick_device
 
     size = parse_input_size(args.input_size, batch=True) or model_info(args.name).input_size
     batch, size = (size[0], size[1:]) if len(size) == 4 else (1, size)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..geometry import parse_size
 from .dataset import DataSet
 
 ERASE_SCALE = (0.02, 0.33)  # area fraction of the erased rectangle (Zhong et al. 2017)
@@ -194,10 +195,7 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 def _output_size(resize, native: tuple[int, int]) -> tuple[int, int]:
     if resize is None:
         return tuple(native)
-    size = (resize, resize) if isinstance(resize, int) else tuple(resize)
-    if len(size) != 2 or not all(isinstance(n, int) and n > 0 for n in size):
-        raise ValueError(f"resize must be a positive int or (H, W), not {resize!r}")
-    return size
+    return parse_size(resize, (2,), name="resize", square=True)
 
 
 def _normalization(normalize, dataset: DataSet):

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .dataset import DataSet
 
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "folder", "synthetic")
+IN_MEMORY = "in-memory"  # what a run records of data given from Python as tensors or arrays
 SPLITS = ("train", "test")
 
 
@@ -124,6 +125,9 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
     from .synthetic import make_synthetic
 
     key = canonical_name(name)
+    if key == IN_MEMORY:
+        raise CnnzooError("the run trained on images given from Python, which it does not "
+                          "keep; pass them again: evaluate(run, data=(images, labels))")
     if split not in SPLITS:
         raise CnnzooError(f"unknown split {split!r}; use one of: {', '.join(SPLITS)}")
     unknown = sorted(set(options) - set(_OPTIONS.get(key, ())))
@@ -134,7 +138,7 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
         data_dir = existing_folder(data_dir, "data directory")
     if key == "folder":
         if data_dir is None:
-            raise CnnzooError("the folder data set needs data_dir (--data-dir): a directory with "
+            raise CnnzooError("the folder data set needs data_dir=: a directory with "
                               "one subfolder of images per class")
         images, labels, classes, source = load_folder(data_dir, split, **options)
     elif key == "synthetic":
@@ -154,7 +158,7 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
 def canonical_name(name: str) -> str:
     """The entry of ``DATASETS`` that ``name`` means, ignoring case and punctuation
     ("FashionMNIST", "fashion_mnist", "CIFAR-10"); a ``CnnzooError`` suggesting one otherwise."""
-    squashed = {re.sub(r"[^a-z0-9]", "", n): n for n in DATASETS}
+    squashed = {re.sub(r"[^a-z0-9]", "", n): n for n in (*DATASETS, IN_MEMORY)}
     key = squashed.get(re.sub(r"[^a-z0-9]", "", str(name).lower()))
     if key is None:
         close = difflib.get_close_matches(str(name).lower(), DATASETS, n=1)
@@ -169,13 +173,13 @@ def existing_folder(path: str | Path, what: str) -> Path:
     the usual places, which would read another copy of the data than the one asked for."""
     if not str(path):  # Path("") is the working folder: an unset variable would read it
         raise DataSetNotFoundError(f"{what} is an empty path; give the folder that holds the "
-                                   f"data set's files (--data-dir DIR)")
+                                   f"data set's files (data_dir=DIR)")
     path = Path(path).expanduser()
     if path.is_dir():
         return path
     problem = "is a file, not a folder" if path.exists() else "does not exist"
     raise DataSetNotFoundError(f"{what} {path} {problem}; give the folder that holds the data "
-                               f"set's files (--data-dir DIR)")
+                               f"set's files (data_dir=DIR)")
 
 
 def search_dirs(name: str, data_dir: str | Path | None, system_dirs=(), alias_dirs=()) -> list:
@@ -214,7 +218,7 @@ def _locate_idx(spec: IdxSource, split: str, data_dir, download: bool):
             partial.append(f"{directory} lacks {', '.join(missing)}")
     target = download_dir(spec.name, data_dir)
     names = [f"{stem}.gz" for stem in stems]
-    problem = "downloading was not asked for (download=True; --download on the command line)"
+    problem = "downloading was not asked for (download=True)"
     if download:
         try:
             for file_name in names:
@@ -251,7 +255,7 @@ def _locate_cifar(spec: CifarSource, data_dir, download: bool) -> Path:
             partial.append(f"{directory.parent / 'cifar-10-batches-py'} is the pickle version, "
                            "which cnnzoo does not read")
     target = download_dir(spec.name, data_dir)
-    problem = "downloading was not asked for (download=True; --download on the command line)"
+    problem = "downloading was not asked for (download=True)"
     if download and (target / spec.folder).exists():
         problem = f"{target / spec.folder} is incomplete: remove it to download again"
     elif download:

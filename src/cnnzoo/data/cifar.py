@@ -35,7 +35,7 @@ def read_cifar_batch(path: str | Path,
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as error:
-        raise CorruptDataError(f"{path}: cannot be read ({error.strerror or error})") from None
+        raise CorruptDataError(f"{path}: cannot be read ({error.strerror or error})") from error
     if data.size == 0 or data.size % RECORD_BYTES:
         raise CorruptDataError(
             f"{path}: {data.size:,} bytes is not a whole number of {RECORD_BYTES:,}-byte records "
@@ -54,7 +54,7 @@ def read_cifar_classes(path: str | Path) -> tuple[str, ...]:
     try:
         text = path.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as error:
-        raise CorruptDataError(f"{path}: cannot be read as text ({error})") from None
+        raise CorruptDataError(f"{path}: cannot be read as text ({error})") from error
     names = tuple(line.strip() for line in text.splitlines() if line.strip())
     if len(names) != len(CLASSES):
         raise CorruptDataError(f"{path}: names {len(names)} classes where CIFAR-10 has "

@@ -39,6 +39,52 @@ class DataSet:
             raise ValueError("images and labels must be on one device")
         self.classes = tuple(self.classes)
 
+    @classmethod
+    def from_tensors(cls, images, labels, classes=None, name: str = "in-memory") -> DataSet:
+        """A data set from images and labels given as tensors or NumPy arrays.
+
+        ``images``: uint8 (N, C, H, W) or (N, H, W) (one channel), or floats in [0, 1] (as
+        ``ToTensor`` makes them), scaled to uint8; ``labels``: whole numbers (N,) from 0.
+        ``classes`` names the classes (default "0", "1", ...: as many as the largest label
+        needs). A value of another form is one ``CnnzooError`` line naming it.
+        """
+        from ..errors import CnnzooError
+
+        try:
+            images = torch.as_tensor(images)
+            labels = torch.as_tensor(labels)
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise CnnzooError(f"images and labels must be tensors or arrays: {error}") from error
+        if images.dim() == 3:
+            images = images.unsqueeze(1)
+        if images.dim() != 4:
+            raise CnnzooError(f"images must be (N, C, H, W) or (N, H, W), not "
+                              f"{tuple(images.shape)}")
+        if images.is_floating_point():
+            if images.numel() and not (0 <= float(images.min()) and float(images.max()) <= 1):
+                raise CnnzooError("float images must lie in [0, 1] (as ToTensor makes them); "
+                                  "give uint8 pixels otherwise")
+            images = (images * 255).round().to(torch.uint8)
+        elif images.dtype != torch.uint8:
+            if images.numel() and not (0 <= int(images.min()) and int(images.max()) <= 255):
+                raise CnnzooError(f"{images.dtype} images must hold pixels from 0 to 255")
+            images = images.to(torch.uint8)
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            raise CnnzooError(f"labels must be whole numbers, not {labels.dtype}")
+        labels = labels.reshape(-1).to(torch.int64)
+        if len(labels) != len(images):
+            raise CnnzooError(f"{len(images)} images but {len(labels)} labels")
+        if len(labels) and int(labels.min()) < 0:
+            raise CnnzooError("labels must be 0 or more (class indices)")
+        count = int(labels.max()) + 1 if len(labels) else 0
+        if classes is None:
+            classes = tuple(str(index) for index in range(count))
+        classes = tuple(str(c) for c in classes)
+        if count > len(classes):
+            raise CnnzooError(f"a label is {count - 1} but there are {len(classes)} classes")
+        return cls(images.contiguous(), labels.to(images.device), classes, name,
+                   f"{len(images)} images given from Python")
+
     def __len__(self) -> int:
         return self.images.shape[0]
 

@@ -19,6 +19,8 @@ import zlib
 from pathlib import Path
 from typing import Sequence
 
+from .._io import atomic_file
+from ..errors import CnnzooError
 from .errors import CorruptDataError
 
 TIMEOUT_S = 30.0
@@ -59,33 +61,31 @@ def download(urls: Sequence[str], destination: str | Path, md5: str,
         destination.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:  # a file where the folder, or one above it, should be
         raise DownloadFailed(f"cannot make the folder {destination.parent} "
-                             f"({error.strerror or error})") from None
+                             f"({error.strerror or error})") from error
     failures = []
     for url in urls:
         try:
-            handle, temporary = tempfile.mkstemp(dir=destination.parent, suffix=".part",
-                                                 prefix=f".{destination.name}.")
-        except OSError as error:  # a folder that takes no file: a read-only medium, no permission
-            raise DownloadFailed(f"cannot write in {destination.parent} "
-                                 f"({error.strerror or error})") from None
-        try:
-            digest = hashlib.md5()
-            with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as r:
-                while chunk := r.read(_CHUNK):
-                    digest.update(chunk)
-                    out.write(chunk)
-            if digest.hexdigest() != md5:
-                failures.append(f"{url}: MD5 {digest.hexdigest()}, expected {md5}")
-                continue
-            os.replace(temporary, destination)
+            with atomic_file(destination, suffix=".part") as (out, _):
+                digest = hashlib.md5()
+                with urllib.request.urlopen(url, timeout=timeout) as response:
+                    while chunk := response.read(_CHUNK):
+                        digest.update(chunk)
+                        out.write(chunk)
+                if digest.hexdigest() != md5:  # not kept: the temporary file goes
+                    raise _Mismatch(f"{url}: MD5 {digest.hexdigest()}, expected {md5}")
             return destination
+        except _Mismatch as mismatch:
+            failures.append(str(mismatch))
+        except CnnzooError as error:  # a folder that takes no file: a read-only medium
+            raise DownloadFailed(str(error)) from error
         except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
             reason = getattr(error, "reason", None) or error
             failures.append(f"{url}: {reason}")
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
     raise DownloadFailed("; ".join(failures))
+
+
+class _Mismatch(Exception):
+    """A download whose MD5 is not the published one."""
 
 
 def extract_members(archive: str | Path, prefix: str, names: Sequence[str],
@@ -105,8 +105,8 @@ def extract_members(archive: str | Path, prefix: str, names: Sequence[str],
             for name in names:
                 try:
                     member = tar.getmember(f"{prefix}/{name}")
-                except KeyError:
-                    raise CorruptDataError(f"{archive}: has no file {prefix}/{name}") from None
+                except KeyError as error:
+                    raise CorruptDataError(f"{archive}: has no file {prefix}/{name}") from error
                 if not member.isfile():
                     raise CorruptDataError(f"{archive}: {prefix}/{name} is not a regular file")
                 with tar.extractfile(member) as source, open(staging / name, "wb") as out:
@@ -114,6 +114,6 @@ def extract_members(archive: str | Path, prefix: str, names: Sequence[str],
         os.replace(staging, target)
         return target
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
-        raise CorruptDataError(f"{archive}: cannot be unpacked ({error})") from None
+        raise CorruptDataError(f"{archive}: cannot be unpacked ({error})") from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -149,11 +149,11 @@ def _open(path: Path) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # palette transparency notes
             image = Image.open(path)
-    except Image.DecompressionBombError:
+    except Image.DecompressionBombError as error:
         raise CorruptDataError(f"{path}: larger than Pillow's decompression-bomb limit "
-                               f"({Image.MAX_IMAGE_PIXELS:,} pixels)") from None
+                               f"({Image.MAX_IMAGE_PIXELS:,} pixels)") from error
     except (OSError, ValueError, SyntaxError) as error:
-        raise CorruptDataError(f"{path}: not a readable image ({error})") from None
+        raise CorruptDataError(f"{path}: not a readable image ({error})") from error
     if image.format not in _OPENED_FORMATS:
         image.close()
         raise CorruptDataError(f"{path}: a {image.format} image; cnnzoo reads PNG and JPEG")
@@ -175,7 +175,7 @@ def _common_size(root: Path, files, headers) -> tuple[int, int]:
     counts = ", ".join(f"{n} of {h}x{w}" for (h, w), n in sizes.most_common())
     raise CorruptDataError(
         f"{root}: images differ in size ({counts}; e.g. {example} is {odd[0]}x{odd[1]}, most are "
-        f"{common[0]}x{common[1]}); train with --resize S to read each at SxS, or resize the "
+        f"{common[0]}x{common[1]}); train with resize=S to read each at SxS, or resize the "
         f"files to one size, e.g. all to {common[0]}x{common[1]} (from Python: "
         f"load_dataset(..., image_size=(H, W)))")
 
@@ -204,5 +204,5 @@ def _pixels(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
     except CorruptDataError:
         raise
     except (OSError, ValueError, SyntaxError) as error:
-        raise CorruptDataError(f"{path}: not a readable image ({error})") from None
+        raise CorruptDataError(f"{path}: not a readable image ({error})") from error
     return array[None] if channels == 1 else array.transpose(2, 0, 1)

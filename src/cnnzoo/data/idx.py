@@ -49,14 +49,14 @@ def read_idx(path: str | Path, ndim: int) -> torch.Tensor:
                 raise CorruptDataError(
                     f"{path}: {extra:,} bytes follow the {expected:,} bytes of data its header "
                     f"promises ({_shape(dims)}); it is not a single IDX array")
-    except EOFError:
+    except EOFError as error:
         raise CorruptDataError(f"{path}: the gzip stream is truncated (the download or copy "
-                               "was cut short)") from None
+                               "was cut short)") from error
     except zlib.error as error:
         reason = "CRC check failed" if "data check" in str(error) else str(error)
-        raise CorruptDataError(f"{path}: damaged gzip data ({reason})") from None
+        raise CorruptDataError(f"{path}: damaged gzip data ({reason})") from error
     except OSError as error:
-        raise CorruptDataError(f"{path}: cannot be read ({error.strerror or error})") from None
+        raise CorruptDataError(f"{path}: cannot be read ({error.strerror or error})") from error
     array = np.frombuffer(payload, dtype=np.uint8).reshape(dims)
     return torch.from_numpy(array)
 

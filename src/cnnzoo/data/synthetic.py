@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import CnnzooError
+from ..geometry import parse_size
 
 NOISE_STD = 0.1  # per pixel, in [0, 1] units
 AMPLITUDE = 0.2  # of the grating around the class's background brightness
@@ -29,7 +30,7 @@ def make_synthetic(split: str, *, num_samples: int | None = None,
     ``num_samples`` defaults to 1,000 for train and 200 for test; the same arguments always give
     the same tensors.
     """
-    channels, height, width = _check_size(image_size)
+    channels, height, width = parse_size(image_size, name="image_size")
     if not (isinstance(num_classes, int) and num_classes >= 2):
         raise CnnzooError(f"synthetic: num_classes must be an int >= 2, not {num_classes!r}")
     count = DEFAULT_NUM_SAMPLES[split] if num_samples is None else num_samples
@@ -64,14 +65,6 @@ def make_synthetic(split: str, *, num_samples: int | None = None,
     source = (f"synthetic: {num_classes} classes of oriented gratings, {count} {split} samples "
               f"of {channels}x{height}x{width}, seed {seed}")
     return images, labels, classes, source
-
-
-def _check_size(image_size) -> tuple[int, int, int]:
-    size = tuple(image_size) if isinstance(image_size, (tuple, list)) else ()
-    if len(size) != 3 or not all(isinstance(n, int) and n > 0 for n in size):
-        raise CnnzooError(f"synthetic: image_size must be three positive ints (C, H, W), not "
-                          f"{image_size!r}")
-    return size
 
 
 def _mix(seed: int, split: str) -> int:

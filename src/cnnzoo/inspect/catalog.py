@@ -14,9 +14,9 @@ class CatalogRow:
 
     name: str
     family: str
-    year: int
-    input_size: tuple[int, int, int]
-    num_classes: int
+    year: int | None
+    input_size: tuple[int, int, int] | None  # None: a user's model that records none
+    num_classes: int | None
     params: int
     source: str
 
@@ -62,6 +62,7 @@ def catalog(pattern: str | None = None) -> list[CatalogRow]:
     rows = []
     for name in list_models(pattern):
         info = model_info(name)
-        rows.append(CatalogRow(name, info.family, info.year, tuple(info.input_size),
+        rows.append(CatalogRow(name, info.family, info.year,
+                               tuple(info.input_size) if info.input_size else None,
                                info.num_classes, parameter_count(name), info.source))
     return rows

@@ -1,7 +1,7 @@
 """The shape of every layer's output, in the order the layers run, and the smallest input a model
 takes.
 
-``trace_shapes`` is seed 003's loop (``for layer in net: X = layer(X); print(...)``) made to work
+``trace_shapes`` is d2l's loop (``for layer in net: X = layer(X); print(...)``) made to work
 for any model: it follows nested blocks, branches and functional code, because it records the
 forward pass instead of replaying a flat list of layers. ``minimum_input_size`` searches for the
 smallest square input whose feature maps never shrink below one pixel, with shape-only passes on
@@ -10,7 +10,6 @@ the meta device where it can.
 
 from __future__ import annotations
 
-import inspect as pyinspect
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -18,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import CnnzooError, InputTooSmallError, out_of_memory_as
-from ..geometry import window_of
+from ..geometry import parse_size, whole_number, window_of
 from .field import format_pair
 from .recording import record_forward
 
@@ -50,19 +49,56 @@ class ShapeRow:
                 f"padding {format_pair(self.padding)}")
 
 
+class ShapeTrace(list):
+    """``trace_shapes``' rows (a list of ``ShapeRow``) that print as ``cnnzoo shapes`` does:
+    ``str()`` and ``repr()`` are the indented table, and a notebook shows it as HTML."""
+
+    def __init__(self, rows, input_shape: tuple[int, ...], name: str):
+        super().__init__(rows)
+        self.input_shape, self.name = tuple(input_shape), name
+
+    def lines(self) -> list[str]:
+        """The table: the input shape, then one line per call, blocks indented."""
+        titles = [("  " * row.depth) + (f"{row.class_name} ({row.name})" if row.name
+                                         else f"{self.name}: {row.class_name}") for row in self]
+        width = max((len(title) for title in titles), default=0)
+        lines = [f"input shape: {list(self.input_shape)}"]
+        for title, row in zip(titles, self):
+            if row.output_shape is None and row.input_shape is None:
+                lines.append(f"{title:<{width}}  (container, not called itself)")
+                continue
+            line = f"{title:<{width}}  output shape: {_shape(row.output_shape)}"
+            if row.window:
+                line = f"{line:<{width + 36}}  {row.window}"
+            lines.append(line.rstrip())
+        return lines
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        from .._html import html_table
+
+        rows = [[("  " * row.depth) + (f"{row.name} ({row.class_name})" if row.name
+                                        else f"{self.name}: {row.class_name}"),
+                 _shape(row.output_shape), row.window] for row in self]
+        return html_table(["layer", "output shape", "window"], rows, names=True,
+                          caption=f"input shape {list(self.input_shape)}", inline=True)
+
+
+def _shape(shape) -> str:
+    return str(list(shape)) if shape is not None else "--"
+
+
 def batched_size(input_size, batch: int = 1) -> tuple[int, int, int, int]:
     """(N, C, H, W) from (C, H, W) and ``batch``, or from (N, C, H, W) as given."""
-    batch_note = ""
-    try:
-        size = tuple(int(s) for s in input_size)
-        if len(size) == 3:
-            batch_note = f" with batch {batch!r}"
-            size = (int(batch),) + size
-    except (TypeError, ValueError, OverflowError):  # not numbers at all: the same answer
-        size = ()
-    if len(size) != 4 or min(size) < 1:
-        raise CnnzooError(f"input size must be (C, H, W) or (N, C, H, W) of positive numbers, "
-                          f"not {input_size!r}{batch_note}")
+    size = parse_size(input_size, (3, 4))
+    if len(size) == 3:
+        if not (whole_number(batch) and batch >= 1):
+            raise CnnzooError(f"batch={batch!r}: give a whole number of at least 1")
+        size = (batch, *size)
     return size
 
 
@@ -79,8 +115,9 @@ def _model_dtype_device(model: nn.Module):
     return torch.get_default_dtype(), torch.device("cpu")
 
 
-def trace_shapes(model: nn.Module, input_size, batch: int = 1) -> list[ShapeRow]:
-    """Every module call's output shape, in call order, for a random input of ``input_size``.
+def trace_shapes(model: nn.Module, input_size, batch: int = 1) -> ShapeTrace:
+    """Every module call's output shape, in call order, for a random input of ``input_size``:
+    a list of ``ShapeRow`` that prints as a table (``ShapeTrace``).
 
     ``input_size`` is (C, H, W) (``batch`` is prepended) or (N, C, H, W). The model runs once in
     eval mode without gradients on its own device and dtype, and is left as it was. An input too
@@ -95,7 +132,7 @@ def trace_shapes(model: nn.Module, input_size, batch: int = 1) -> list[ShapeRow]
     try:
         recording = record_forward(model, (x,))
     except InputTooSmallError as error:
-        raise with_minimum(error, model, size[1]) from None
+        raise with_minimum(error, model, size[1]) from error
     rows = []
     for call in recording.calls:
         window = window_of(call.module)
@@ -106,7 +143,7 @@ def trace_shapes(model: nn.Module, input_size, batch: int = 1) -> list[ShapeRow]
                              call.input_shapes[0] if call.input_shapes else None,
                              call.output_shapes[0] if call.output_shapes else None,
                              kernel, stride, padding))
-    return rows
+    return ShapeTrace(rows, size, type(model).__name__)
 
 
 def too_small_for(model: nn.Module, input_size) -> InputTooSmallError | None:
@@ -122,10 +159,6 @@ def too_small_for(model: nn.Module, input_size) -> InputTooSmallError | None:
     return None
 
 
-def _takes_input_size(builder) -> bool:
-    return "input_size" in pyinspect.signature(builder).parameters
-
-
 def build_for_input(name: str, input_size=None, device=None) -> nn.Module:
     """Build the registered model ``name`` for an input of (C, H, W).
 
@@ -136,19 +169,12 @@ def build_for_input(name: str, input_size=None, device=None) -> nn.Module:
     from ..models import get_model, model_info
 
     info = model_info(name)
-    size = tuple(info.input_size if input_size is None else input_size)
-    if len(size) != 3 or min(size) < 1:
-        raise CnnzooError(f"input size must be (C, H, W) of positive numbers, not {size}")
-    kwargs = {}
-    if _takes_input_size(info.builder):
-        kwargs["input_size"] = size
-    elif size[0] != info.input_size[0]:
-        kwargs["in_channels"] = size[0]
+    size = parse_size(info.default_input_size() if input_size is None else input_size)
     try:
         with torch.device(device) if device is not None else nullcontext():
-            return get_model(name, **kwargs)
+            return get_model(name, **info.sized_for(size))
     except InputTooSmallError as error:
-        raise with_minimum(error, name, size[0]) from None
+        raise with_minimum(error, name, size[0]) from error
 
 
 def with_minimum(error: InputTooSmallError, model_or_name, in_channels: int
@@ -178,7 +204,7 @@ def minimum_input_size(model_or_name, in_channels: int | None = None, *,
     if isinstance(model_or_name, str):
         from ..models import model_info
 
-        channels = in_channels or model_info(model_or_name).input_size[0]
+        channels = in_channels or model_info(model_or_name).default_input_size()[0]
         fits = _name_prober(model_or_name, channels)
     else:
         channels = in_channels or _guess_channels(model_or_name)
@@ -209,12 +235,10 @@ def _name_prober(name: str, channels: int):
     from ..models import get_model, model_info
 
     info = model_info(name)
-    takes_size = _takes_input_size(info.builder)
     on_meta = [True]
 
     def fits(size: int) -> bool:
-        kwargs = {"input_size": (channels, size, size)} if takes_size else (
-            {"in_channels": channels} if channels != info.input_size[0] else {})
+        kwargs = info.sized_for((channels, size, size))
         device = torch.device("meta") if on_meta[0] else torch.device("cpu")
         try:
             with torch.device(device):

@@ -1,8 +1,8 @@
 """A torchinfo-compatible model summary, and what torchinfo leaves out.
 
-``summary(model, input_size=(10, 1, 32, 32))`` prints the table seed 000 shows, number for number
-(torchinfo 1.8.0's conventions: parameters per layer, mult-adds as weight elements times output
-positions, the forward/backward size as twice the outputs of layers with parameters). Beyond that
+``summary(model, input_size=(10, 1, 32, 32))`` prints the table of the Chinese study notes on
+LeNet-5 and AlexNet, number for number (torchinfo 1.8.0's conventions: parameters per layer,
+mult-adds as weight elements times output positions, the forward/backward size as twice the outputs of layers with parameters). Beyond that
 it knows each layer's kernel, stride and padding, the receptive field and jump of every output,
 MACs and FLOPs of convolutions and matrix products (what ``FlopCounterMode`` counts), each
 layer's share, trainable and frozen parameters with shared ones counted once, and what training
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import CnnzooError, InputTooSmallError, out_of_memory_as, refused_memory
-from ..geometry import window_of
+from ..geometry import parse_size, window_of
 from .recording import Call, _first_line, record_forward
 from .shapes import input_too_large, with_minimum
 from .table import (COLUMNS, DEFAULT_COLUMNS, render_csv, render_markdown, render_table,
@@ -86,10 +86,11 @@ class TrainingMemory:
         return self.parameters + self.gradients + self.optimizer_state + self.activations
 
 
-@dataclass
+@dataclass(repr=False)
 class ModelSummary:
-    """What ``summary`` found. ``str()`` is the torchinfo-style table; ``table(fmt)`` renders it
-    as 'table', 'markdown', 'json' or 'csv'; ``details()`` adds MACs, FLOPs and memory."""
+    """What ``summary`` found. ``str()`` and ``repr()`` are the torchinfo-style table;
+    ``table(fmt)`` renders it as 'table', 'markdown', 'json' or 'csv'; ``html()`` as an HTML
+    table (what a notebook shows); ``details()`` adds MACs, FLOPs and memory."""
 
     model_name: str
     input_shapes: list[tuple[int, ...]]
@@ -169,6 +170,37 @@ class ModelSummary:
     def __str__(self) -> str:
         return self.table()
 
+    __repr__ = __str__
+
+    def html(self, depth: int | None = None, *, inline: bool = True) -> str:
+        """The table and its totals as HTML (two strings), each layer's name indented by its
+        depth; ``inline`` styles each cell itself (a notebook) instead of by class (a page)."""
+        import csv
+        import io
+
+        from .._html import escape, html_table
+        from .table import COLUMNS
+
+        lines = list(csv.reader(io.StringIO(self.table("csv", depth=depth))))
+        header, rows = lines[0], lines[1:]
+        titles = ["layer"] + [COLUMNS[name].title for name in header[4:]]
+        body = []
+        for row in rows:
+            name, class_name, level = row[0], row[1], int(row[2])
+            label = ("  " * max(level - 1, 0)) + (f"{name} ({class_name})" if name
+                                                  else class_name)
+            values = [f"{int(v):,}" if v.isdigit() else v for v in row[4:]]
+            body.append([label] + [v if v != "" else "--" for v in values])
+        table = html_table(titles, body, numeric=range(1, len(titles)), names=True,
+                           inline=inline)
+        totals = [("Mult-adds (torchinfo's count)", f"{self.total_mult_adds:,}")]
+        totals += summary_lines(self)
+        items = "".join(f"<li><b>{escape(k)}</b>: {escape(v)}</li>" for k, v in totals)
+        return table, f'<ul class="totals">{items}</ul>'
+
+    def _repr_html_(self) -> str:
+        return "".join(self.html())
+
 
 def _row_dict(row: LayerRow) -> dict:
     data = asdict(row)
@@ -243,21 +275,15 @@ def _layer_rows(calls: list[Call]) -> list[LayerRow]:
 def _full_size(input_size) -> tuple[int, ...]:
     """The input shape with its batch axis: (C, H, W) gets a batch of 1, any other length is
     taken as the full shape, batch first (as torchinfo's ``input_size``)."""
-    try:
-        size = tuple(int(s) for s in input_size)
-    except (TypeError, ValueError):
-        raise CnnzooError(f"input_size must be a tuple of whole numbers, not {input_size!r}"
-                          ) from None
-    if not size or min(size) < 1:
-        raise CnnzooError(f"input_size must be positive numbers, not {input_size!r}")
+    size = parse_size(input_size, None)
     return (1, *size) if len(size) == 3 else size
 
 
 def _device(device) -> torch.device:
     try:
         device = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise CnnzooError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    except (RuntimeError, TypeError) as error:
+        raise CnnzooError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from error
     if device.type == "cuda" and not torch.cuda.is_available():
         raise CnnzooError(f"device {device} asked for, but this machine has no CUDA device")
     return device
@@ -337,7 +363,7 @@ def summary(model: nn.Module, input_size=None, input_data=None, depth: int = 3,
         recording = record_forward(work, inputs, mode=mode)
     except InputTooSmallError as error:
         first = inputs[0]
-        raise with_minimum(error, work, first.shape[1]) from None
+        raise with_minimum(error, work, first.shape[1]) from error
     rows = _layer_rows(recording.calls)
 
     parameters = list(work.parameters())  # each shared parameter once

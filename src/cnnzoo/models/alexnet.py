@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from ..geometry import sequential_output_shape
-from ._common import resolve_input_size
-from .registry import register_model
+from ._base import FeaturesHead, resolve_input_size
+from .registry import FROM_D2L, FROM_PAPER, register_model
 
 PAPER = ("Krizhevsky, Sutskever & Hinton, ImageNet Classification with Deep Convolutional "
          "Neural Networks")
@@ -32,13 +32,14 @@ CONVS = (
 )
 
 
-class AlexNet(nn.Module):
+class AlexNet(FeaturesHead):
     """AlexNet with the paper's layer names: ``features`` (conv1..conv5, pool1, pool2, pool5) and
     ``classifier`` (fc6, fc7, fc8): (N, C, H, W) -> (N, num_classes).
 
     ``conv1_padding`` is 0 in the paper and 1 in d2l; ``local_response_norm`` adds the paper's
     LRN after the first two ReLUs; ``two_towers`` splits conv2, conv4 and conv5 into two groups
-    as the paper's two GPUs did. fc6 is sized for ``input_size`` (C, H, W).
+    as the paper's two GPUs did. fc6 is sized for ``input_size`` (C, H, W). ``forward_features``
+    gives pool5's map: (N, 256, 6, 6) at 227x227, (N, 256, 5, 5) in d2l.
     """
 
     def __init__(self, num_classes: int = 1000, input_size: tuple[int, int, int] = (3, 227, 227),
@@ -74,24 +75,14 @@ class AlexNet(nn.Module):
             ("fc8", nn.Linear(4096, num_classes)),
         ]))
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> pool5's map, (N, 256, 6, 6) at 227x227, (N, 256, 5, 5) in d2l."""
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """pool5's map -> (N, num_classes) logits."""
-        return self.classifier(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
 
 @register_model(family="alexnet", paper=PAPER, year=2012, input_size=(3, 227, 227),
-                num_classes=1000, source="paper")
+                num_classes=1000, source=FROM_PAPER, fixed_head=True)
 def alexnet(num_classes: int = 1000, in_channels: int | None = None, input_size=None,
             dropout: float = 0.5, local_response_norm: bool = False,
             two_towers: bool = False) -> AlexNet:
-    """AlexNet as in the paper, in one tower: the 62,378,344-parameter network of seed 000.
+    """AlexNet as in the paper, in one tower: the 62,378,344-parameter network of the
+    Chinese study notes on LeNet-5 and AlexNet.
 
     Krizhevsky et al. 2012, section 3 and Figure 2: conv1 96 11x11/4 (no padding), conv2 256 5x5,
     conv3 384, conv4 384, conv5 256 3x3, overlapping 3/2 max-pools after conv1, conv2 and conv5,
@@ -111,7 +102,7 @@ def alexnet(num_classes: int = 1000, in_channels: int | None = None, input_size=
 
 
 @register_model(family="alexnet", paper=PAPER, year=2012, input_size=(1, 224, 224),
-                num_classes=10, source="d2l")
+                num_classes=10, source=FROM_D2L, fixed_head=True)
 def alexnet_d2l(num_classes: int = 10, in_channels: int | None = None, input_size=None,
                 dropout: float = 0.5) -> AlexNet:
     """d2l's AlexNet for Fashion-MNIST upsampled to 224x224: one channel, 10 classes.

@@ -1,8 +1,8 @@
 """Fully connected layers as convolutions: a fixed-size classifier slid over larger images.
 
 A linear layer on a flattened C x h x w map is a convolution with an h x w kernel over that map,
-and every later linear layer a 1x1 convolution (seed 002 draws it for VGG-16: FC 7x7x512 -> 4096
-becomes a 7x7 conv with 4096 filters). With the trained weights copied, the converted network
+and every later linear layer a 1x1 convolution (the Chinese notes on classic networks draw it
+for VGG-16: FC 7x7x512 -> 4096 becomes a 7x7 conv with 4096 filters). With the trained weights copied, the converted network
 gives the original's logits as a 1x1 map on the original input size and, on a larger input, a map
 of scores, one per window of the original size, at the stride of the feature map (32 px for VGG
 and AlexNet's pool5, 4 px for the LeNets) - the "dense evaluation" VGG's paper uses at
@@ -20,6 +20,7 @@ from torch import nn
 from ..errors import CnnzooError
 from ..geometry import sequential_output_shape
 from ..scratch import BatchNorm as ScratchBatchNorm
+from ._base import FeaturesHead
 from .alexnet import AlexNet
 from .googlenet import InceptionMNIST
 from .lenet import LeNet, RBFOutput, ScaledTanh
@@ -30,7 +31,7 @@ from .vgg import VGG
 ELEMENTWISE = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.Dropout, ScaledTanh)
 
 
-class FullyConvolutional(nn.Module):
+class FullyConvolutional(FeaturesHead):
     """A network's ``features`` followed by its classifier rebuilt as convolutions (``head``):
     (N, C, H, W) -> (N, num_classes, h, w) class scores, (N, num_classes, 1, 1) on the input size
     the original classifier was built for.
@@ -45,16 +46,9 @@ class FullyConvolutional(nn.Module):
         self.features = features
         self.head = head
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> the feature map the original classifier flattened."""
-        return self.features(x)
-
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         """The feature map -> (N, num_classes, h, w) scores."""
         return self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 class RBFOutput2d(nn.Module):
@@ -88,9 +82,9 @@ def to_fully_convolutional(model: nn.Module, input_size=None) -> FullyConvolutio
     Works for the zoo's models with a fixed-size head: the LeNets (F6 and the RBF output of the
     1998 LeNet-5 included; a BatchNorm over features becomes one over channels with the same
     statistics, for ``nn.BatchNorm1d`` and the from-scratch ``BatchNorm`` alike), AlexNet,
-    VGG, and seed 004's two MNIST nets. The first linear layer becomes an h x w convolution over
-    the last C x h x w feature map, the others 1x1 convolutions. ``input_size`` (C, H, W) is the
-    size the head was built for when the model does not record it (d2l's VGG and seed 004's nets
+    VGG, and the two MNIST nets of Liu Er's course. The first linear layer becomes an h x w
+    convolution over the last C x h x w feature map, the others 1x1 convolutions. ``input_size`` (C, H, W) is the
+    size the head was built for when the model does not record it (d2l's VGG and the course's nets
     assume a square map otherwise). torchvision's VGG pools adaptively to 7x7 before its
     classifier; at 224x224 that pool is the identity, and the converted network drops it, so it
     equals the original at 224 and slides the classifier over larger inputs instead of shrinking
@@ -148,8 +142,8 @@ def _split(model: nn.Module, input_size):
         return features, [nn.Flatten(), model.fc], map_shape, size
 
     raise CnnzooError(f"{type(model).__name__} is not a model with a fixed fully connected head "
-                      f"(LeNet, AlexNet, VGG, seed 004's MNIST nets); the zoo's other models "
-                      f"pool globally and already take any input size")
+                      f"(LeNet, AlexNet, VGG, the MNIST nets of Liu Er's course); the zoo's "
+                      f"other models pool globally and already take any input size")
 
 
 def _sequential_map(features: nn.Sequential, size, layers) -> tuple[int, int, int]:

@@ -12,8 +12,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from ._common import GlobalPoolNet
-from .registry import register_model
+from ._base import FeaturesHead, GlobalPoolNet
+from .registry import FROM_D2L, FROM_TORCHVISION, register_model
 
 PAPER = "Huang et al., Densely Connected Convolutional Networks"
 
@@ -66,7 +66,7 @@ class Transition(nn.Sequential):
         ))
 
 
-class DenseNet(nn.Module):
+class DenseNet(FeaturesHead):
     """DenseNet-BC with torchvision's module names, so its state_dicts load with ``strict=True``.
 
     ``features`` holds conv0/norm0/relu0/pool0, denseblock1..4 with transition1..3 between them
@@ -117,12 +117,9 @@ class DenseNet(nn.Module):
         """(N, C, h, w) -> (N, num_classes)."""
         return self.classifier(torch.flatten(self.avgpool(x), 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
 
 @register_model(family="densenet", paper=PAPER, year=2017, input_size=(3, 224, 224),
-                num_classes=1000, source="torchvision")
+                num_classes=1000, source=FROM_TORCHVISION)
 def densenet121(num_classes: int = 1000, in_channels: int = 3) -> DenseNet:
     """DenseNet-121 (growth 32, blocks 6-12-24-16), torchvision-compatible.
 
@@ -194,7 +191,7 @@ class DenseNetD2L(GlobalPoolNet):
 
 
 @register_model(family="densenet", paper=PAPER, year=2017, input_size=(1, 96, 96), num_classes=10,
-                source="d2l")
+                source=FROM_D2L)
 def densenet_d2l(num_classes: int = 10, in_channels: int = 1) -> DenseNetD2L:
     """d2l's DenseNet for Fashion-MNIST at 96x96 (Dive into Deep Learning, "DenseNet").
 

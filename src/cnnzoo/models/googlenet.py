@@ -1,10 +1,11 @@
-"""GoogLeNet / Inception v1 (Szegedy et al. 2014): torchvision's layout, d2l's, and seed 004's
-small Inception net for MNIST.
+"""GoogLeNet / Inception v1 (Szegedy et al. 2014): torchvision's layout, d2l's, and the small
+Inception net for MNIST of Liu Er's PyTorch course.
 
 An Inception block runs four branches side by side on the same input (1x1; 1x1 then 3x3; 1x1
 then 5x5; 3x3 max-pool then 1x1) and concatenates them along the channels. The 1x1 convs in
-front of the 3x3 and 5x5 cut the channels first, which is what keeps the block cheap (seed 002:
-192 -> 32 channels at 28x28 with a 5x5 costs 120 M multiplies, 12.4 M through a 16-channel 1x1).
+front of the 3x3 and 5x5 cut the channels first, which is what keeps the block cheap (the notes
+on classic networks: 192 -> 32 channels at 28x28 with a 5x5 costs 120 M multiplies, 12.4 M
+through a 16-channel 1x1).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from torch import nn
 
 from ..errors import CnnzooError
 from ..geometry import sequential_output_shape
-from ._common import GlobalPoolNet, resolve_input_size
-from .registry import register_model
+from ._base import FeaturesHead, GlobalPoolNet, resolve_input_size
+from .registry import FROM_D2L, FROM_LIU_ER, FROM_TORCHVISION, register_model
 
 PAPER = "Szegedy et al., Going Deeper with Convolutions"
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -101,7 +102,7 @@ class GoogLeNetOutputs(NamedTuple):
     aux_logits1: torch.Tensor
 
 
-class GoogLeNet(nn.Module):
+class GoogLeNet(FeaturesHead):
     """GoogLeNet with torchvision's module names, so its state_dicts load with ``strict=True``.
 
     ``forward`` maps (N, in_channels, H, W) to (N, num_classes) logits; in training mode with
@@ -200,7 +201,7 @@ class GoogLeNet(nn.Module):
 
 
 @register_model(family="googlenet", paper=PAPER, year=2014, input_size=(3, 224, 224),
-                num_classes=1000, source="torchvision")
+                num_classes=1000, source=FROM_TORCHVISION)
 def googlenet(num_classes: int = 1000, in_channels: int = 3, aux_logits: bool = False,
               dropout: float = 0.2, transform_input: bool = False) -> GoogLeNet:
     """GoogLeNet (Inception v1), torchvision-compatible; ``aux_logits=True`` adds aux1/aux2.
@@ -274,7 +275,7 @@ class GoogLeNetD2L(GlobalPoolNet):
 
 
 @register_model(family="googlenet", paper=PAPER, year=2014, input_size=(1, 96, 96), num_classes=10,
-                source="d2l")
+                source=FROM_D2L)
 def googlenet_d2l(num_classes: int = 10, in_channels: int = 1) -> GoogLeNetD2L:
     """d2l's GoogLeNet for Fashion-MNIST at 96x96 (Dive into Deep Learning, "GoogLeNet").
 
@@ -282,16 +283,16 @@ def googlenet_d2l(num_classes: int = 10, in_channels: int = 1) -> GoogLeNetD2L:
     1x1 + conv 3x3, then Inception blocks 3a-3b, 4a-4e, 5a-5b with max-pools between, global
     average pool, fc 1024 -> classes. Departures from the paper: one input channel, 10 classes,
     96x96 inputs; no local response normalisation, no auxiliary classifiers, no dropout (d2l's
-    simplifications); ReLU after b2's convs as in d2l-en and d2l-zh (seed 001's copy leaves them
-    out; the parameter count is the same). PyTorch's default init: d2l's recipe applies Xavier.
+    simplifications); ReLU after b2's convs as in d2l-en and d2l-zh (Dive-into-DL-PyTorch leaves
+    them out; the parameter count is the same). PyTorch's default init: d2l's recipe applies Xavier.
     """
     return GoogLeNetD2L(num_classes=num_classes, in_channels=in_channels)
 
 
-# --- seed 004: a small Inception net for MNIST -----------------------------------------------
+# --- Liu Er's PyTorch course: a small Inception net for MNIST -------------------------------
 
 class InceptionA(nn.Module):
-    """Seed 004's InceptionA: 16 (1x1) + 24 (5x5) + 24 (two 3x3) + 24 (avg-pool, 1x1) = 88
+    """The course's InceptionA: 16 (1x1) + 24 (5x5) + 24 (two 3x3) + 24 (avg-pool, 1x1) = 88
     channels out, no activations inside: (N, in, H, W) -> (N, 88, H, W)."""
 
     def __init__(self, in_channels: int):
@@ -313,8 +314,8 @@ class InceptionA(nn.Module):
         return torch.cat([branch1x1, branch5x5, branch3x3, branch_pool], dim=1)
 
 
-class InceptionMNIST(nn.Module):
-    """Seed 004's net: conv 5x5 -> max-pool -> ReLU -> InceptionA, twice, then ``fc``.
+class InceptionMNIST(FeaturesHead):
+    """The course's net: conv 5x5 -> max-pool -> ReLU -> InceptionA, twice, then ``fc``.
 
     ``fc`` is sized at construction for ``input_size`` (C, H, W): 88 x 4 x 4 = 1408 at 1x28x28.
     ``forward`` maps (N, C, H, W) to (N, num_classes).
@@ -345,19 +346,16 @@ class InceptionMNIST(nn.Module):
         """(N, 88, h, w) -> (N, num_classes)."""
         return self.fc(torch.flatten(x, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
 
 @register_model(family="googlenet", paper=PAPER, year=2014, input_size=(1, 28, 28), num_classes=10,
-                source="seed")
+                source=FROM_LIU_ER, fixed_head=True)
 def inception_mnist(num_classes: int = 10, in_channels: int | None = None,
                     input_size=None) -> InceptionMNIST:
-    """Seed 004's small Inception net for MNIST (the "PyTorch deep learning practice" course).
+    """The small Inception net for MNIST of Liu Er's course "PyTorch deep learning practice".
 
     The paper's Inception idea at toy scale: conv 1->10 k5, max-pool 2, ReLU, InceptionA (88
     channels), conv 88->20 k5, max-pool 2, ReLU, InceptionA, fc 1408 -> 10. Departures from the
-    paper's block (the seed's): its own branch widths, an average pool (not max) before the
+    paper's block (the course's): its own branch widths, an average pool (not max) before the
     pool branch's 1x1, two 3x3 convs in one branch, and no ReLU inside the block. The fc is
     sized for ``input_size`` (default 1x28x28). PyTorch's default init.
     """

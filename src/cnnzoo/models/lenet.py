@@ -1,4 +1,5 @@
-"""LeNet-5 (LeCun et al. 1998) as the paper builds it, and the textbook LeNets of d2l and seed 001.
+"""LeNet-5 (LeCun et al. 1998) as the paper builds it, and the textbook LeNets of d2l and
+Dive-into-DL-PyTorch.
 
 The paper's network reads C1 -> S2 -> C3 -> S4 -> C5 -> F6 -> output: convolutions ("C"),
 trainable subsampling ("S"), a fully connected layer and Euclidean RBF output units, with the
@@ -18,17 +19,18 @@ from torch.nn import functional as F
 
 from ..errors import CnnzooError
 from ..geometry import layer_output_hw, sequential_output_shape
-from ._common import resolve_input_size
-from .registry import register_model
+from ._base import FeaturesHead, resolve_input_size
+from .registry import FROM_D2L, FROM_D2L_PYTORCH, FROM_PAPER, register_model
 
 PAPER = "LeCun et al., Gradient-Based Learning Applied to Document Recognition"
 
 
-class LeNet(nn.Module):
+class LeNet(FeaturesHead):
     """``features`` (convolution and pooling stages), then ``classifier`` (flatten, fully
     connected layers, output): (N, C, H, W) -> (N, num_classes).
 
-    ``input_size`` is the (C, H, W) the first fully connected layer was sized for.
+    ``input_size`` is the (C, H, W) the first fully connected layer was sized for;
+    ``forward_features`` gives the last feature map, (N, 120, 1, 1) for the paper's LeNet-5.
     """
 
     def __init__(self, features: nn.Sequential, classifier: nn.Sequential,
@@ -37,17 +39,6 @@ class LeNet(nn.Module):
         self.input_size = input_size
         self.features = features
         self.classifier = classifier
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> the last feature map, (N, 120, 1, 1) for the paper's LeNet-5."""
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """The feature map -> (N, num_classes) logits."""
-        return self.classifier(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 # --- the paper's layers ----------------------------------------------------------------------
@@ -230,7 +221,7 @@ def lenet5_connections(model: LeNet) -> int:
 
 
 @register_model(family="lenet", paper=PAPER, year=1998, input_size=(1, 32, 32), num_classes=10,
-                source="paper")
+                source=FROM_PAPER, fixed_head=True)
 def lenet5(num_classes: int = 10, in_channels: int | None = None, input_size=None) -> LeNet:
     """LeNet-5 as in the paper: scaled tanh, trainable subsampling, C3's partial connections, RBF.
 
@@ -293,11 +284,11 @@ def lenet_textbook(name: str, num_classes: int, input_size: tuple[int, int, int]
 _textbook = dict(family="lenet", paper=PAPER, year=1998, input_size=(1, 28, 28), num_classes=10)
 
 
-@register_model(**_textbook, source="d2l")
+@register_model(**_textbook, source=FROM_D2L, fixed_head=True)
 def lenet5_d2l(num_classes: int = 10, in_channels: int | None = None, input_size=None) -> LeNet:
     """d2l's LeNet for Fashion-MNIST: sigmoid, average pooling, conv1 padded to keep 28x28.
 
-    LeCun et al. 1998's widths (6, 16, 120, 84) as Dive into Deep Learning builds them (seed 003).
+    LeCun et al. 1998's widths (6, 16, 120, 84) as Dive into Deep Learning builds them (6.6).
     Departures: sigmoid instead of the scaled tanh; plain average pooling instead of trainable
     subsampling; C3 connects all 6 maps (2,416 parameters, not 1,516); C5 is a linear layer on
     the flattened 16x5x5 map (the same thing at this size); a linear output layer instead of RBF
@@ -308,10 +299,10 @@ def lenet5_d2l(num_classes: int = 10, in_channels: int | None = None, input_size
                           resolve_input_size(in_channels, input_size, (1, 28, 28)))
 
 
-@register_model(**_textbook, source="seed")
+@register_model(**_textbook, source=FROM_D2L_PYTORCH, fixed_head=True)
 def lenet5_maxpool(num_classes: int = 10, in_channels: int | None = None,
                    input_size=None) -> LeNet:
-    """Seed 001's LeNet (Dive-into-DL-PyTorch): sigmoid, max pooling, no padding.
+    """Dive-into-DL-PyTorch's LeNet (d2l-zh's first edition): sigmoid, max pooling, no padding.
 
     LeCun et al. 1998's widths (6, 16, 120, 84). Departures: as ``lenet5_d2l`` (sigmoid, full C3,
     C5 as a linear layer, linear output), with max pooling instead of trainable subsampling and
@@ -322,7 +313,7 @@ def lenet5_maxpool(num_classes: int = 10, in_channels: int | None = None,
 
 
 @register_model(family="lenet", paper="Ioffe & Szegedy, Batch Normalization (on " + PAPER + ")",
-                year=2015, input_size=(1, 28, 28), num_classes=10, source="d2l")
+                year=2015, input_size=(1, 28, 28), num_classes=10, source=FROM_D2L, fixed_head=True)
 def lenet5_bn_d2l(num_classes: int = 10, in_channels: int | None = None,
                   input_size=None) -> LeNet:
     """d2l's LeNet with batch normalization (nn.BatchNorm2d / nn.BatchNorm1d).
@@ -337,7 +328,7 @@ def lenet5_bn_d2l(num_classes: int = 10, in_channels: int | None = None,
 
 
 @register_model(family="lenet", paper="Ioffe & Szegedy, Batch Normalization (on " + PAPER + ")",
-                year=2015, input_size=(1, 28, 28), num_classes=10, source="d2l")
+                year=2015, input_size=(1, 28, 28), num_classes=10, source=FROM_D2L, fixed_head=True)
 def lenet5_bn_scratch_d2l(num_classes: int = 10, in_channels: int | None = None,
                           input_size=None) -> LeNet:
     """d2l's BN-LeNet with the from-scratch BatchNorm of ``cnnzoo.scratch`` (section 5.10).

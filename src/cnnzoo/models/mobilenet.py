@@ -3,7 +3,7 @@
 A depthwise separable convolution splits a k x k convolution into a depthwise k x k conv (one
 filter per channel, ``groups=channels``) and a pointwise 1x1 conv that mixes the channels; for
 3x3 kernels that costs 8 to 9 times fewer multiplies than the full convolution (the paper,
-section 3.1; seed 002 draws the same split).
+section 3.1; the Chinese notes on classic networks draw the same split).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from ..errors import CnnzooError
-from .registry import register_model
+from ._base import FeaturesHead
+from .registry import FROM_PAPER, register_model
 
 PAPER = "Howard et al., MobileNets: Efficient Convolutional Neural Networks for Mobile Vision " \
         "Applications"
@@ -55,7 +56,7 @@ class DepthwiseSeparable(nn.Module):
         return self.pointwise(self.depthwise(x))
 
 
-class MobileNetV1(nn.Module):
+class MobileNetV1(FeaturesHead):
     """MobileNet v1: ``features`` (``conv1`` stem, ``block1``..``block13``), global average pool
     and ``fc``.
 
@@ -92,20 +93,13 @@ class MobileNetV1(nn.Module):
                 nn.init.normal_(module.weight, 0, 0.01)
                 nn.init.zeros_(module.bias)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> (N, 1024 * width_mult, H / 32, W / 32)."""
-        return self.features(x)
-
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, h, w) -> (N, num_classes)."""
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
 
 @register_model(family="mobilenet", paper=PAPER, year=2017, input_size=(3, 224, 224),
-                num_classes=1000, source="paper")
+                num_classes=1000, source=FROM_PAPER)
 def mobilenet_v1(num_classes: int = 1000, in_channels: int = 3,
                  width_mult: float = 1.0) -> MobileNetV1:
     """MobileNet v1 (width multiplier 1.0 by default), the paper's Table 1.

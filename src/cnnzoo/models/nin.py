@@ -12,7 +12,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .registry import register_model
+from ._base import FeaturesHead
+from .registry import FROM_D2L, register_model
 
 PAPER = "Lin, Chen & Yan, Network In Network"
 
@@ -32,7 +33,7 @@ CFGS = {  # out channels, kernel, stride, padding of each mlpconv block before t
 }
 
 
-class NiN(nn.Module):
+class NiN(FeaturesHead):
     """``features`` (mlpconv blocks, each followed by a 3/2 max-pool, then dropout) and
     ``classifier`` (an mlpconv block with one map per class, global average pool, flatten):
     (N, C, H, W) -> (N, num_classes) for any input large enough for the convolutions.
@@ -55,20 +56,9 @@ class NiN(nn.Module):
             ("flatten", nn.Flatten()),
         ]))
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> the last pooled map, (N, 384, 5, 5) at 224x224."""
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """The pooled map -> (N, num_classes): one map per class, averaged."""
-        return self.classifier(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
 
 @register_model(family="nin", paper=PAPER, year=2013, input_size=(1, 224, 224), num_classes=10,
-                source="d2l")
+                source=FROM_D2L)
 def nin_d2l(num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5) -> NiN:
     """d2l's NiN for Fashion-MNIST at 224x224: AlexNet's kernels in mlpconv blocks, global pool.
 

@@ -1,7 +1,9 @@
 """The model registry: a decorator that files each builder under its name with its metadata.
 
 ``register_model`` refuses a name twice; ``get_model`` builds by name; ``list_models`` sorts names
-naturally (vgg11 before vgg13 before vgg16); ``model_info`` returns an entry's metadata.
+naturally (vgg11 before vgg13 before vgg16); ``model_info`` returns an entry's metadata. A user's
+own model registers with a name alone (``register_model("mynet")(MyNet)``); the rest of the
+metadata is optional.
 """
 
 from __future__ import annotations
@@ -20,55 +22,121 @@ import torch
 from torch import nn
 
 from ..errors import CnnzooError, UnknownModelError, out_of_memory_as
+from ..geometry import parse_size, whole_number
 from ..safeload import load_safetensors, load_torch_file
-from ._common import whole_number
 
-SOURCES = ("paper", "d2l", "seed", "torchvision", "cnnzoo")
-COUNTS = ("num_classes", "in_channels")  # every builder takes them; at least 1
+
+COUNTS = ("num_classes", "in_channels")  # every zoo builder takes them; at least 1
+
+# Where the zoo's variants come from, as ``cnnzoo models`` names them (docs/models.md says more)
+FROM_PAPER, FROM_TORCHVISION, FROM_CNNZOO = "paper", "torchvision", "cnnzoo"
+FROM_D2L = "d2l classic ed."  # Dive into Deep Learning: d2l-en's classic edition, d2l-zh v2
+FROM_D2L_PYTORCH = "Dive-into-DL-PyTorch"  # Tang Shusen's PyTorch port of d2l-zh's 1st edition
+FROM_LIU_ER = "Liu Er's PyTorch course"  # study notes on Liu Er's PyTorch course (Bilibili)
+FROM_USER = "user"  # registered by the user, not part of the zoo
 
 
 @dataclass(frozen=True)
 class ModelInfo:
     """What a registry entry is: where it comes from and what it expects.
 
-    ``input_size`` is the default (C, H, W); ``source`` says which variant this is: the paper's,
-    the textbook's (d2l), a seed document's own, or torchvision's layout.
+    ``input_size`` is the default (C, H, W) and ``num_classes`` the default class count (None
+    where the entry does not say: a user's model takes the data's); ``source`` says in words
+    which variant this is (the paper's, a book's, torchvision's layout, the user's own);
+    ``fixed_head`` says whether the head is sized for one input size, so that the builder takes
+    ``input_size=`` and the model is built again for another size.
     """
 
     name: str
     family: str
     paper: str
-    year: int
-    input_size: tuple[int, int, int]
-    num_classes: int
+    year: int | None
+    input_size: tuple[int, int, int] | None
+    num_classes: int | None
     source: str
     description: str = ""
     builder: Callable[..., nn.Module] = field(repr=False, compare=False, default=None)
+    fixed_head: bool = False
+
+    def default_input_size(self) -> tuple[int, int, int]:
+        """``input_size``, or a one-line ``CnnzooError`` for an entry that records none."""
+        if self.input_size is None:
+            raise CnnzooError(f"{self.name} records no default input size; give one "
+                              f"(input_size=(C, H, W))")
+        return self.input_size
+
+    def arguments(self) -> dict[str, inspect.Parameter]:
+        """The builder's keyword parameters by name (``**kwargs`` under its own name)."""
+        return dict(inspect.signature(self.builder).parameters)
+
+    def takes(self, argument: str) -> bool:
+        """Whether the builder takes ``argument`` (by name, or in a ``**kwargs``)."""
+        parameters = self.arguments()
+        return argument in parameters or any(p.kind is p.VAR_KEYWORD
+                                             for p in parameters.values())
+
+    def sized_for(self, input_size) -> dict:
+        """The builder arguments that make the model take (C, H, W) inputs: ``input_size``
+        itself for a fixed head, otherwise ``in_channels`` where C is not the default."""
+        if self.fixed_head:
+            return {"input_size": tuple(input_size)}
+        if self.takes("in_channels") and (self.input_size is None
+                                          or input_size[0] != self.input_size[0]):
+            return {"in_channels": input_size[0]}
+        return {}
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
-def register_model(*, family: str, paper: str, year: int, input_size: tuple[int, int, int],
-                   num_classes: int, source: str, name: str | None = None):
-    """Decorator filing a builder (``fn(**kwargs) -> nn.Module``) in the registry.
+def register_model(name: str | Callable | None = None, *, family: str = "custom",
+                   paper: str = "", year: int | None = None, input_size=None,
+                   num_classes: int | None = None, source: str = FROM_USER,
+                   fixed_head: bool = False, description: str | None = None):
+    """File a builder (a function or class returning an ``nn.Module``) in the registry.
 
-    The entry's name is the function's name unless ``name`` is given; its description is the
-    first line of the docstring. Registering a name twice raises ``ValueError``.
+    ``register_model("mynet")(MyNet)``, ``@register_model("mynet")`` or ``@register_model``
+    (the function's own name) register a model with nothing but its name; the zoo's entries
+    also give ``family``, ``paper``, ``year``, ``input_size`` (C, H, W), ``num_classes``,
+    ``source`` and ``fixed_head`` (the builder takes ``input_size`` because the head is sized
+    for it). ``description`` defaults to the first line of the builder's docstring. A builder
+    that takes ``num_classes`` and ``in_channels`` is built to fit the data it trains on.
+
+    A name taken by another builder raises ``ValueError``; the same builder defined again (a
+    notebook cell run twice) replaces its entry.
     """
-    if source not in SOURCES:
-        raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
+    if callable(name):  # used bare: @register_model
+        return register_model()(name)
+    if name is not None and not (isinstance(name, str) and name.strip()):
+        raise CnnzooError(f"name must be a non-empty string, not {name!r}")
+    if input_size is not None:
+        input_size = parse_size(input_size)
+    if num_classes is not None and not (whole_number(num_classes) and num_classes >= 1):
+        raise CnnzooError(f"num_classes must be a whole number of at least 1, not "
+                          f"{num_classes!r}")
+    if year is not None and not whole_number(year):
+        raise CnnzooError(f"year must be a whole number, not {year!r}")
 
     def decorate(fn):
+        if not callable(fn):
+            raise CnnzooError(f"register_model files a function or class that builds a model, "
+                              f"not {type(fn).__name__}")
         key = name or fn.__name__
-        if key in _REGISTRY:
+        known = _REGISTRY.get(key)
+        if known is not None and _definition(known.builder) != _definition(fn):
             raise ValueError(f"model {key!r} is registered twice")
         doc = (fn.__doc__ or "").strip().splitlines()
-        _REGISTRY[key] = ModelInfo(key, family, paper, year, tuple(input_size), num_classes,
-                                   source, doc[0] if doc else "", fn)
+        _REGISTRY[key] = ModelInfo(key, family, paper, year, input_size, num_classes,
+                                   source, doc[0] if doc and description is None
+                                   else description or "", fn, fixed_head)
         return fn
 
     return decorate
+
+
+def _definition(fn) -> tuple[str, str]:
+    """Where a builder is defined: the same for a function or class defined again."""
+    return (getattr(fn, "__module__", ""), getattr(fn, "__qualname__", repr(fn)))
 
 
 def _natural_key(name: str):
@@ -117,7 +185,7 @@ def get_model(name: str, weights=None, **kwargs) -> nn.Module:
         except CnnzooError:
             raise
         except ValueError as error:  # a layer's own range check: dropout=1.5
-            raise CnnzooError(f"{name}{_built_for(kwargs)}: {error}") from None
+            raise CnnzooError(f"{name}{_built_for(kwargs)}: {error}") from error
     if weights is not None:
         _load_state_file(model, weights, name)
     return model
@@ -129,8 +197,11 @@ def _check_arguments(name: str, builder, kwargs: dict) -> None:
     their default's type (True or False for a flag, a finite number for a rate). None is taken
     where it is the default; ``input_size`` is checked where it is read."""
     parameters = inspect.signature(builder).parameters
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
     for key, value in kwargs.items():
         if key not in parameters:
+            if open_ended:  # a builder of the user's that takes **kwargs: its own to check
+                continue
             raise CnnzooError(f"{name} takes no argument {key!r}; it takes: "
                               f"{', '.join(parameters)}")
         default = parameters[key].default

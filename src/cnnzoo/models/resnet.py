@@ -1,4 +1,5 @@
-"""ResNet (He et al. 2015): torchvision's layout, d2l's ResNet-18, seed 004's small MNIST net and
+"""ResNet (He et al. 2015): torchvision's layout, d2l's ResNet-18, the small MNIST net of Liu
+Er's PyTorch course and
 cnnzoo's fast ResNet-9 for Fashion-MNIST.
 
 A residual block adds its input to the output of a few convolutions, ``y = relu(x + F(x))``, so a
@@ -15,8 +16,8 @@ from torch import nn
 
 from ..errors import CnnzooError
 from ..geometry import sequential_output_shape
-from ._common import GlobalPoolNet, resolve_input_size
-from .registry import register_model
+from ._base import FeaturesHead, GlobalPoolNet, resolve_input_size
+from .registry import FROM_CNNZOO, FROM_D2L, FROM_LIU_ER, FROM_TORCHVISION, register_model
 
 PAPER = "He et al., Deep Residual Learning for Image Recognition"
 
@@ -89,7 +90,7 @@ def _stage(block: type[BasicBlock | Bottleneck], in_channels: int, channels: int
     return nn.Sequential(*layers)
 
 
-class ResNet(nn.Module):
+class ResNet(FeaturesHead):
     """ResNet with torchvision's module names, so its state_dicts load with ``strict=True``.
 
     ``forward`` maps (N, in_channels, H, W) to (N, num_classes) logits; every conv and pool is
@@ -131,9 +132,6 @@ class ResNet(nn.Module):
         """(N, C, h, w) feature map -> (N, num_classes) logits."""
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
 
 CFGS = {  # block, blocks in layer1..layer4 (the paper's Table 1)
     "resnet18": (BasicBlock, (2, 2, 2, 2)),
@@ -150,7 +148,7 @@ def _resnet(name: str, num_classes: int, in_channels: int) -> ResNet:
 
 
 _tv = dict(family="resnet", paper=PAPER, year=2015, input_size=(3, 224, 224), num_classes=1000,
-           source="torchvision")
+           source=FROM_TORCHVISION)
 
 
 @register_model(**_tv)
@@ -261,7 +259,7 @@ class ResNetD2L(GlobalPoolNet):
 
 
 @register_model(family="resnet", paper=PAPER, year=2015, input_size=(1, 96, 96), num_classes=10,
-                source="d2l")
+                source=FROM_D2L)
 def resnet18_d2l(num_classes: int = 10, in_channels: int = 1) -> ResNetD2L:
     """d2l's ResNet-18 for Fashion-MNIST at 96x96 (Dive into Deep Learning, "ResNet").
 
@@ -275,10 +273,10 @@ def resnet18_d2l(num_classes: int = 10, in_channels: int = 1) -> ResNetD2L:
     return ResNetD2L(num_classes=num_classes, in_channels=in_channels)
 
 
-# --- seed 004: a small residual net for MNIST -------------------------------------------------
+# --- Liu Er's PyTorch course: a small residual net for MNIST ---------------------------------
 
 class ResidualBlock(nn.Module):
-    """Seed 004's residual block: ``relu(x + conv2(relu(conv1(x))))``, two 3x3 convs (padding 1,
+    """The course's residual block: ``relu(x + conv2(relu(conv1(x))))``, two 3x3 convs (padding 1,
     bias, no BatchNorm) that keep (N, C, H, W)."""
 
     def __init__(self, channels: int):
@@ -293,8 +291,8 @@ class ResidualBlock(nn.Module):
         return self.relu(x + y)
 
 
-class ResidualMNIST(nn.Module):
-    """Seed 004's residual net: conv 5x5 -> pool -> ReLU -> residual block, twice, then ``fc``.
+class ResidualMNIST(FeaturesHead):
+    """The course's residual net: conv 5x5 -> pool -> ReLU -> residual block, twice, then ``fc``.
 
     ``fc`` is sized at construction for ``input_size`` (C, H, W): 32 x 4 x 4 = 512 at 1x28x28.
     ``forward`` maps (N, C, H, W) to (N, num_classes).
@@ -325,20 +323,17 @@ class ResidualMNIST(nn.Module):
         """(N, 32, h, w) -> (N, num_classes)."""
         return self.fc(torch.flatten(x, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
 
 @register_model(family="resnet", paper=PAPER, year=2015, input_size=(1, 28, 28), num_classes=10,
-                source="seed")
+                source=FROM_LIU_ER, fixed_head=True)
 def residual_mnist(num_classes: int = 10, in_channels: int | None = None,
                    input_size=None) -> ResidualMNIST:
-    """Seed 004's small residual net for MNIST (the "PyTorch deep learning practice" course).
+    """The small residual net for MNIST of Liu Er's course "PyTorch deep learning practice".
 
     Not the paper's ResNet but its idea at toy scale: conv 1->16 k5, max-pool 2, ReLU, a
     residual block of two 3x3 convs, conv 16->32 k5, max-pool 2, ReLU, another residual block,
     fc 512 -> 10. No BatchNorm and no projection shortcuts (the blocks keep their shape); max-pool
-    and ReLU commute, so their order is the seed's without changing the result. The fc is sized
+    and ReLU commute, so their order is the course's without changing the result. The fc is sized
     for ``input_size`` (default 1x28x28). PyTorch's default init.
     """
     return ResidualMNIST(num_classes, resolve_input_size(in_channels, input_size, (1, 28, 28)))
@@ -383,7 +378,7 @@ class ResNet9(GlobalPoolNet):
 
 
 @register_model(family="resnet", paper="Page, How to train your ResNet (DAWNBench ResNet-9)",
-                year=2018, input_size=(1, 28, 28), num_classes=10, source="cnnzoo")
+                year=2018, input_size=(1, 28, 28), num_classes=10, source=FROM_CNNZOO)
 def resnet9_fmnist(num_classes: int = 10, in_channels: int = 1, width: int = 32) -> ResNet9:
     """cnnzoo's fast ResNet for Fashion-MNIST: Page's DAWNBench ResNet-9 at half width.
 

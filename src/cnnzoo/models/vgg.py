@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from ..geometry import sequential_output_shape
-from ._common import resolve_input_size
-from .registry import register_model
+from ._base import FeaturesHead, resolve_input_size
+from .registry import FROM_D2L, FROM_TORCHVISION, register_model
 
 PAPER = "Simonyan & Zisserman, Very Deep Convolutional Networks for Large-Scale Image Recognition"
 
@@ -53,7 +53,7 @@ def _classifier(in_features: int, num_classes: int, dropout: float) -> nn.Sequen
         nn.Linear(4096, num_classes))
 
 
-class VGG(nn.Module):
+class VGG(FeaturesHead):
     """``features`` (the conv stack), ``avgpool``, then ``classifier``: (N, C, H, W) ->
     (N, num_classes).
 
@@ -67,16 +67,9 @@ class VGG(nn.Module):
         self.avgpool = avgpool
         self.classifier = classifier
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> the last block's map, (N, 512, H / 32, W / 32) for torchvision's."""
-        return self.features(x)
-
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         """The last block's map -> (N, num_classes) logits."""
         return self.classifier(torch.flatten(self.avgpool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _torchvision_init(model: nn.Module) -> None:
@@ -106,7 +99,7 @@ def _vgg(name: str, num_classes: int, in_channels: int, batch_norm: bool,
 
 
 _tv = dict(family="vgg", paper=PAPER, year=2014, input_size=(3, 224, 224), num_classes=1000,
-           source="torchvision")
+           source=FROM_TORCHVISION)
 
 
 @register_model(**_tv)
@@ -177,7 +170,7 @@ def _vgg_d2l(cfg: list, width_divisor: int, num_classes: int,
 
 
 @register_model(family="vgg", paper=PAPER, year=2014, input_size=(1, 224, 224), num_classes=10,
-                source="d2l")
+                source=FROM_D2L, fixed_head=True)
 def vgg11_d2l(num_classes: int = 10, in_channels: int | None = None, input_size=None,
               dropout: float = 0.5) -> VGG:
     """d2l's VGG-11 for Fashion-MNIST at a quarter of the channels (16-32-64-64-128-128-128-128).

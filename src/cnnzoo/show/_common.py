@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import plots  # noqa: F401  (selects matplotlib's headless backend before pyplot loads)
 from ..errors import CnnzooError
 
 LISTED = 24  # layer names an error message lists before it says how many more there are

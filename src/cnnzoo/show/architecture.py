@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..inspect.field import format_pair
+from ..plots import drawing, new_figure
 from ._common import default_out, shape_text
 
 MAX_BOXES = 26
@@ -129,11 +130,11 @@ def layer_boxes(rows, depth: int | None = None, max_boxes: int = MAX_BOXES) -> l
     return chosen
 
 
+@drawing
 def draw_architecture(model, input_size, *, title: str = "", depth: int | None = None):
     """A block diagram of ``model`` for an input of ``input_size`` (C, H, W): one box per stage
     or layer (colour: convolution, pooling, linear, block, other), each with its output shape;
     groups named at the left; box width grows with the number of channels."""
-    import matplotlib.pyplot as plt
     from matplotlib.patches import FancyBboxPatch
 
     from ..inspect.shapes import trace_shapes
@@ -149,7 +150,8 @@ def draw_architecture(model, input_size, *, title: str = "", depth: int | None =
 
     step = 0.5
     total = len(boxes) + 1
-    fig, ax = plt.subplots(figsize=(10.5, total * step + 0.9))
+    fig = new_figure(figsize=(10.5, total * step + 0.9))
+    ax = fig.subplots()
     ax.set_xlim(0, 10.5)
     ax.set_ylim(-total * step + step / 2, step * 0.9)
     ax.axis("off")
@@ -205,7 +207,7 @@ def show_architecture(name: str, *, input_size=None, depth: int | None = None,
     from ..plots import figure_file, save_figure
 
     out = figure_file(out)
-    size = tuple(input_size or model_info(name).input_size)
+    size = tuple(input_size or model_info(name).default_input_size())
     model = build_for_input(name, size)
     path = out or default_out(".", f"architecture-{name}")
     save_figure(draw_architecture(model, size, title=name, depth=depth), path)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..plots import drawing, new_figure
 from ._common import as_picture, default_out, tile
 from .limits import MAX_PER_CLASS, check_limit
 
@@ -27,13 +28,14 @@ def sample_per_class(labels: torch.Tensor, num_classes: int, per_class: int,
     return chosen
 
 
+@drawing
 def draw_data(dataset, per_class: int = 8, seed: int = 0, title: str = ""):
     """A figure of ``per_class`` images (1 to ``MAX_PER_CLASS``) of each class of ``dataset`` (a
     ``DataSet``), one row per class with its name; as many columns as the fullest row has
     images, gaps where a class has fewer."""
-    import matplotlib.pyplot as plt
+    import matplotlib
 
-    check_limit("--per-class", per_class, MAX_PER_CLASS, "a wider grid is too large to see")
+    check_limit("per_class", per_class, MAX_PER_CLASS, "a wider grid is too large to see")
     chosen = sample_per_class(dataset.labels, dataset.num_classes, per_class, seed)
     columns = max(len(indices) for indices in chosen)
     channels, height, width = dataset.image_size
@@ -44,11 +46,12 @@ def draw_data(dataset, per_class: int = 8, seed: int = 0, title: str = ""):
         cells += row + [blank] * (columns - len(row))
     mosaic = tile(np.stack(cells), columns, gap=max(1, height // 14))
     rows = dataset.num_classes
-    fig, ax = plt.subplots(figsize=(columns * CELL_INCHES + 1.6, rows * CELL_INCHES + 0.7))
+    fig = new_figure(figsize=(columns * CELL_INCHES + 1.6, rows * CELL_INCHES + 0.7))
+    ax = fig.subplots()
     if channels == 3:
         ax.imshow(np.nan_to_num(mosaic, nan=1.0), interpolation="nearest")
     else:
-        cmap = plt.get_cmap("gray").with_extremes(bad="white")
+        cmap = matplotlib.colormaps["gray"].with_extremes(bad="white")
         ax.imshow(np.ma.masked_invalid(mosaic), cmap=cmap, vmin=0, vmax=1,
                   interpolation="nearest")
     step = height + max(1, height // 14)

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from ..errors import CnnzooError
-from ..train.evaluation import run_dataset
+from ..training.evaluation import run_dataset
+from ..plots import drawing, new_figure
 from ._common import (as_picture, capture, default_out, map_layers, pick_layer, scaled_each,
                       shape_text, tile)
 from .architecture import layer_boxes
@@ -41,6 +42,7 @@ def feature_layers(model, input_size) -> list[tuple[str, str]]:
     return chosen
 
 
+@drawing
 def draw_features(model, x: torch.Tensor, *, layer: str | None = None,
                   channels: int | None = None, classes=None, true_label: int | None = None,
                   logits: torch.Tensor | None = None, title: str = ""):
@@ -51,12 +53,10 @@ def draw_features(model, x: torch.Tensor, *, layer: str | None = None,
     stretched to its own range. With ``classes`` the input's title gives the prediction (and
     ``true_label`` when known), read from ``logits`` (1, K) when given (a run's own, which may
     average the mirror image's: ``run_logits``), else from the model's output for ``x``."""
-    import matplotlib.pyplot as plt
-
     if x.dim() != 4 or x.shape[0] != 1:
         raise ValueError(f"x must be one input (1, C, H, W), not {tuple(x.shape)}")
     if channels is not None and channels < 1:
-        raise CnnzooError(f"--channels must be at least 1, not {channels}")
+        raise CnnzooError(f"channels={channels}: channels must be at least 1")
     input_size = tuple(x.shape[1:])
     if layer is None:
         layers = feature_layers(model, input_size)
@@ -68,8 +68,8 @@ def draw_features(model, x: torch.Tensor, *, layer: str | None = None,
     heading = _prediction_text(outputs[""] if logits is None else logits, classes, true_label)
 
     if layer is None:
-        fig, axes = plt.subplots(len(layers) + 1, 1, figsize=(9, 1.25 * (len(layers) + 1) + 0.4),
-                                 squeeze=False)
+        fig = new_figure(figsize=(9, 1.25 * (len(layers) + 1) + 0.4))
+        axes = fig.subplots(len(layers) + 1, 1, squeeze=False)
         axes = axes[:, 0]
         _show_input(axes[0], x[0], heading)
         for ax, (name, label) in zip(axes[1:], layers):
@@ -83,8 +83,8 @@ def draw_features(model, x: torch.Tensor, *, layer: str | None = None,
         shown = min(channels or 64, len(maps))
         columns = min(GRID_COLUMNS, shown)
         rows = -(-shown // columns)
-        fig, axes = plt.subplots(1, 2, figsize=(9, max(2.2, 1.1 * rows) + 0.6),
-                                 gridspec_kw={"width_ratios": [1, 4]})
+        fig = new_figure(figsize=(9, max(2.2, 1.1 * rows) + 0.6))
+        axes = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 4]})
         _show_input(axes[0], x[0], heading.replace(", ", "\n"), separator="\n")
         _show_maps(axes[1], _mosaic(maps[:shown], columns))
         axes[1].set_title(f"{layer}: {shape_text(maps.shape)} ({shown} maps)", fontsize=8,
@@ -127,10 +127,10 @@ def _show_input(ax, image: torch.Tensor, heading: str, separator: str = ": ") ->
 
 
 def _show_maps(ax, mosaic: np.ndarray) -> None:
-    import matplotlib.pyplot as plt
+    import matplotlib
 
     ax.set_anchor("W")  # rows of different widths line up on the left, under their titles
-    cmap = plt.get_cmap("viridis").with_extremes(bad="white")
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")
     ax.imshow(np.ma.masked_invalid(mosaic), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -143,10 +143,10 @@ def run_input(run, image=None, index: int | None = None,
     """One input for a run's model: the image file ``image`` read as ``cnnzoo predict`` reads it,
     or test image number ``index`` (of the run's data, or of that in ``data_dir``). Returns
     (x (1, C, H, W) preprocessed, true label or None, a short name for file names)."""
-    from ..train.evaluation import DARK_BACKGROUND, load_image, preprocess
+    from ..training.evaluation import DARK_BACKGROUND, load_image, preprocess
 
     if (image is None) == (index is None):
-        raise CnnzooError("give an IMAGE file or --index N (a test image), not both or neither")
+        raise CnnzooError("give an image file or index= (a test image), not both or neither")
     if image is not None:
         channels, height, width = run.config["image_size"]
         pixels = load_image(image, channels, (height, width),
@@ -154,7 +154,7 @@ def run_input(run, image=None, index: int | None = None,
         return preprocess(run, pixels[None]), None, Path(image).stem
     dataset = run_dataset(run, data_dir=data_dir)
     if not 0 <= index < len(dataset):
-        raise CnnzooError(f"--index {index} is outside the test set (0 to {len(dataset) - 1})")
+        raise CnnzooError(f"index={index} is outside the test set (0 to {len(dataset) - 1})")
     return (preprocess(run, dataset.images[index:index + 1]), int(dataset.labels[index]),
             f"test{index}")
 
@@ -165,7 +165,7 @@ def run_features(run, image=None, *, index: int | None = None, layer: str | None
     (``run_input``), the prediction in the input's title computed as ``cnnzoo predict`` and
     ``cnnzoo eval`` compute it (``run_logits``: the run's flip averaging and autocast).
     Returns (figure, a short name of the input for file names)."""
-    from ..train.evaluation import run_logits
+    from ..training.evaluation import run_logits
 
     x, label, stem = run_input(run, image, index, data_dir)
     fig = draw_features(run.model, x, layer=layer, channels=channels, classes=run.classes,
@@ -180,7 +180,7 @@ def show_features(run_dir, image=None, *, index: int | None = None, layer: str |
     model (``run_features``) and write the picture to ``out`` (default
     ``RUN_DIR/features-IMAGE[-LAYER].png``); returns the path written."""
     from ..plots import figure_file, save_figure
-    from ..train import load_run
+    from ..training import load_run
 
     out = figure_file(out)
     run = load_run(run_dir)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..plots import drawing, new_figure
 from ._common import conv_layers, default_out, pick_layer, tile
 
 MAX_PAIRS = 32  # output and input channels drawn for a layer with many of both
@@ -39,10 +40,11 @@ def kernel_grid(weight: np.ndarray) -> tuple[np.ndarray, bool, str]:
                                               f"output, columns: input channel{note})")
 
 
+@drawing
 def draw_filters(model, layer: str | None = None, title: str = ""):
     """A figure of the kernels of the convolution ``layer`` of ``model`` (default: the first),
     in a diverging colour map centred on zero (colour kernels scaled together to [0, 1])."""
-    import matplotlib.pyplot as plt
+    import matplotlib
 
     names = conv_layers(model)
     name = layer if layer is not None else (names[0] if names else "")
@@ -51,12 +53,13 @@ def draw_filters(model, layer: str | None = None, title: str = ""):
     picture, is_rgb, what = kernel_grid(weight)
     height, width = picture.shape[:2]
     scale = min(8 / width, 8 / height, 0.45)  # inches per kernel pixel, at most 8 in a side
-    fig, ax = plt.subplots(figsize=(max(3.0, width * scale) + 1.2, max(2.0, height * scale) + 0.6))
+    fig = new_figure(figsize=(max(3.0, width * scale) + 1.2, max(2.0, height * scale) + 0.6))
+    ax = fig.subplots()
     if is_rgb:
         ax.imshow(picture, interpolation="nearest")
     else:
         limit = float(np.nanmax(np.abs(picture))) or 1.0
-        cmap = plt.get_cmap("RdBu_r").with_extremes(bad="white")
+        cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="white")
         image = ax.imshow(np.ma.masked_invalid(picture), cmap=cmap, vmin=-limit, vmax=limit,
                           interpolation="nearest")
         from mpl_toolkits.axes_grid1 import make_axes_locatable
@@ -77,7 +80,7 @@ def show_filters(run_dir, layer: str | None = None, out=None) -> Path:
     """Draw the kernels of a trained run's convolution ``layer`` (default: the first) and write
     the picture to ``out`` (default ``RUN_DIR/filters-LAYER.png``); returns the path written."""
     from ..plots import figure_file, save_figure
-    from ..train import load_run
+    from ..training import load_run
 
     out = figure_file(out)
     run = load_run(run_dir)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import CnnzooError
+from ..plots import drawing, new_figure
 from ._common import default_out
 from .limits import MAX_DEPTH, check_limit
 
@@ -76,7 +77,7 @@ def compare_stacks(depth: int = 30, seed: int = 0) -> dict[str, list[tuple[str, 
     ``depth`` is 1 to ``MAX_DEPTH``."""
     from ..data import load_dataset
 
-    check_limit("--depth", depth, MAX_DEPTH, "each stack keeps every layer's activations for "
+    check_limit("depth", depth, MAX_DEPTH, "each stack keeps every layer's activations for "
                                              "its backward pass")
     data = load_dataset("synthetic", split="train", num_samples=BATCH,
                         image_size=(1, IMAGE, IMAGE), seed=seed)
@@ -99,7 +100,7 @@ def model_gradients(name: str, seed: int = 0) -> list[tuple[str, float]]:
     from ..inspect.shapes import build_for_input
     from ..models import model_info
 
-    size = model_info(name).input_size
+    size = model_info(name).default_input_size()
     data = load_dataset("synthetic", split="train", num_samples=8, image_size=tuple(size),
                         seed=seed)
     with torch.random.fork_rng():
@@ -108,15 +109,16 @@ def model_gradients(name: str, seed: int = 0) -> list[tuple[str, float]]:
         return layer_gradient_norms(model, data.images.float() / 255, data.labels)
 
 
+@drawing
 def draw_gradients(curves: dict[str, list[tuple[str, float]]], title: str = ""):
     """Each layer's gradient norm divided by the last layer's, against the layer (input layer
     first), on a log scale: one line per entry of ``curves`` (label -> (parameter name, norm)
     list). Dividing by the last layer takes out how large each network's outputs happen to be,
     leaving what the backward pass does to the gradient on its way down."""
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    fig = new_figure(figsize=(7.5, 4.4))
+    ax = fig.subplots()
     styles = ["-o", "--s", "-^", "--D", "-v", "--P"]
     for (label, norms), style in zip(curves.items(), styles):
         values = [max(value, 1e-300) for _, value in norms]  # an exact zero still plots
@@ -144,8 +146,8 @@ def show_gradients(name: str | None = None, *, depth: int | None = None, seed: i
 
     out = figure_file(out)
     if name is not None and depth is not None:
-        raise CnnzooError(f"--depth {depth} sets the depth of the compared stacks; {name} has "
-                          f"its own layers: leave out --depth or {name}")
+        raise CnnzooError(f"depth={depth} sets the depth of the compared stacks; {name} has "
+                          f"its own layers: leave out depth= or {name}")
     if name is None:
         depth = 30 if depth is None else depth
         curves = compare_stacks(depth, seed)

@@ -11,8 +11,8 @@ MAX_COUNT = 64  # show predictions, report: eight rows of eight test images
 MAX_DEPTH = 100  # show gradients: by 60 layers the plain sigmoid stack's first gradient is 0
 
 
-def check_limit(option: str, value: int, limit: int, why: str) -> None:
-    """A one-line ``CnnzooError`` that names ``option`` and the range 1 to ``limit`` unless
+def check_limit(parameter: str, value: int, limit: int, why: str) -> None:
+    """A one-line ``CnnzooError`` that names ``parameter`` and the range 1 to ``limit`` unless
     ``value`` lies in it; ``why`` says what a larger value would cost."""
     if not 1 <= value <= limit:
-        raise CnnzooError(f"{option} {value}: give 1 to {limit} ({why})")
+        raise CnnzooError(f"{parameter}={value}: give 1 to {limit} ({why})")

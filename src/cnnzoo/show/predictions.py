@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 from ..errors import CnnzooError
-from ..train.evaluation import run_dataset
+from ..training.evaluation import run_dataset
+from ..plots import drawing, new_figure
 from ._common import as_picture, default_out
 from .limits import MAX_COUNT, check_limit
 
@@ -19,7 +20,7 @@ def predict_images(run, images: torch.Tensor) -> tuple[list[int], list[float]]:
     """The run's predicted class and its probability for each uint8 image (N, C, H, W) of its
     data set, preprocessed and computed as in the run's own evaluations (``run_logits``);
     evaluated in batches on the CPU."""
-    from ..train.evaluation import preprocess, run_logits
+    from ..training.evaluation import preprocess, run_logits
 
     labels, confidences = [], []
     for start in range(0, len(images), 256):
@@ -30,17 +31,17 @@ def predict_images(run, images: torch.Tensor) -> tuple[list[int], list[float]]:
     return labels, confidences
 
 
+@drawing
 def draw_predictions(images: torch.Tensor, labels, predicted, confidences, classes,
                      title: str = ""):
     """A grid of uint8 images (N, C, H, W), each titled with its predicted class and probability
     and its true class; a wrong prediction gets a red title and frame."""
-    import matplotlib.pyplot as plt
 
     count = len(images)
     columns = min(count, 8)
     rows = math.ceil(count / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.45 * columns + 0.3, 1.75 * rows + 0.5),
-                             squeeze=False)
+    fig = new_figure(figsize=(1.45 * columns + 0.3, 1.75 * rows + 0.5))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat[count:]:
         ax.axis("off")
     for ax, image, truth, guess, confidence in zip(axes.flat, images, labels, predicted,
@@ -71,7 +72,7 @@ def _short(name: str, width: int = 14) -> str:
 
 def check_count(count: int) -> None:
     """A one-line ``CnnzooError`` unless ``count`` images, 1 to ``MAX_COUNT``, can be shown."""
-    check_limit("--count", count, MAX_COUNT, "more images are too small to read in one picture")
+    check_limit("count", count, MAX_COUNT, "more images are too small to read in one picture")
 
 
 def run_predictions(run, *, count: int = 16, split: str = "test", seed: int = 0,
@@ -105,7 +106,7 @@ def show_predictions(run_dir, *, count: int = 16, split: str = "test", seed: int
     """Draw ``run_predictions`` for a run directory and write the picture to ``out`` (default
     ``RUN_DIR/predictions.png``, or ``mistakes.png``); returns the path written."""
     from ..plots import figure_file, save_figure
-    from ..train import load_run
+    from ..training import load_run
 
     out = figure_file(out)
     run = load_run(run_dir)

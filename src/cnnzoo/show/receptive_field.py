@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import CnnzooError
+from ..plots import drawing, new_figure
 from ._common import as_picture, capture, default_out, map_layers, pick_layer, shape_text
 
 
@@ -133,12 +134,12 @@ def _arithmetic_field(model, input_size, layer: str):
     return (found[-1].receptive_field, found[-1].jump) if found else None
 
 
+@drawing
 def draw_receptive_field(model: nn.Module, x: torch.Tensor, layer: str, unit=None,
                          picture=None, title: str = ""):
     """A figure of the region one unit of ``layer`` sees, as a rectangle on the input ``x``
     (1, C, H, W) (or on ``picture``, the same image as uint8 (C, H, W), when ``x`` is
     normalised), beside the effective receptive field of the model on that input."""
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
     input_size = tuple(x.shape[1:])
@@ -146,7 +147,8 @@ def draw_receptive_field(model: nn.Module, x: torch.Tensor, layer: str, unit=Non
     effective = effective_field(model, x, layer, region.unit)
     arithmetic = _arithmetic_field(model, input_size, layer)
     height, width = region.size
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 5.4), layout="constrained")
+    fig = new_figure(figsize=(9.5, 5.4), layout="constrained")
+    axes = fig.subplots(1, 2)
     shown = as_picture(picture if picture is not None else x[0])
     axes[0].imshow(shown, cmap="gray" if shown.ndim == 2 else None, interpolation="nearest")
     axes[1].imshow(effective, cmap="magma", interpolation="nearest")
@@ -176,7 +178,7 @@ def _sample(dataset, index: int, size) -> torch.Tensor:
     import torch.nn.functional as F
 
     if not 0 <= index < len(dataset):
-        raise CnnzooError(f"--index {index} is outside {dataset.name}'s test split "
+        raise CnnzooError(f"index={index} is outside {dataset.name}'s test split "
                           f"(0 to {len(dataset) - 1})")
     image = dataset.images[index:index + 1]
     if tuple(image.shape[2:]) != tuple(size):
@@ -202,11 +204,11 @@ def show_receptive_field(name: str, layer: str, *, unit=None, data: str | None =
     out = figure_file(out)
     if Path(name).is_dir():
         if data is not None:
-            raise CnnzooError(f"--data {data}: a run directory shows its own data set "
-                              f"({name}'s test image --index); --data is for a model name")
-        from ..train import load_run
-        from ..train.evaluation import preprocess
-        from ..train.evaluation import run_dataset
+            raise CnnzooError(f"data={data}: a run directory shows its own data set "
+                              f"({name}'s test image index=); data= is for a model name")
+        from ..training import load_run
+        from ..training.evaluation import preprocess
+        from ..training.evaluation import run_dataset
 
         run = load_run(name)
         dataset = run_dataset(run, data_dir=data_dir)
@@ -219,7 +221,7 @@ def show_receptive_field(name: str, layer: str, *, unit=None, data: str | None =
         from ..inspect.shapes import build_for_input
         from ..models import model_info
 
-        channels, height, width = model_info(name).input_size
+        channels, height, width = model_info(name).default_input_size()
         data = data or "synthetic"
         options = ({"image_size": (channels, height, width)}
                    if canonical_name(data) == "synthetic" else {})

@@ -25,11 +25,11 @@ def check_graphs(device: torch.device, compile: bool = False, processes: int = 1
     """Refuse CUDA graphs where they cannot run: off CUDA, with ``torch.compile``, or in a
     group of processes (torchrun)."""
     if device.type != "cuda":
-        raise CnnzooError(f"--cuda-graphs needs a CUDA device, not {device.type}")
+        raise CnnzooError(f"cuda_graphs=True needs a CUDA device, not {device.type}")
     if compile:
-        raise CnnzooError("--cuda-graphs and --compile do not go together; choose one")
+        raise CnnzooError("cuda_graphs=True and compile=True do not go together; choose one")
     if processes > 1:
-        raise CnnzooError("--cuda-graphs is for one process; leave it out under torchrun")
+        raise CnnzooError("cuda_graphs=True is for one process; leave it out under torchrun")
 
 
 class TrainStep:
@@ -38,7 +38,7 @@ class TrainStep:
     ``net`` takes the full-size batches (``batch_size`` examples) and ``eager_net`` (the same
     weights, never compiled or recorded) any other size, such as a short last batch. On the
     CPU the average pools whose windows tile their input get a faster backward pass
-    (``train.pooling``; the same numbers).
+    (``training.pooling``; the same numbers).
     """
 
     def __init__(self, net: nn.Module, eager_net: nn.Module, optimizer, criterion, *,

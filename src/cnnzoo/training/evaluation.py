@@ -1,4 +1,5 @@
-"""Evaluation and prediction with a trained run: accuracy, per-class accuracy, confusion, top-k."""
+"""Evaluation and prediction: accuracy, per-class accuracy, confusion, top-k; the logits of a
+model as a run's evaluations compute them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
+from .._html import html_table
+from ..device import memory_format, pick_device
 from ..errors import CnnzooError, CnnzooWarning
 from .recipes import Recipe
 from .rundir import Run, data_options, load_run
@@ -15,7 +19,7 @@ from .rundir import Run, data_options, load_run
 CONFUSION = "confusion.png"
 
 
-@dataclass
+@dataclass(repr=False)
 class EvalResult:
     accuracy: float
     per_class: list[float]         # recall of each class
@@ -24,6 +28,58 @@ class EvalResult:
     num_examples: int
     amp: bool = False              # computed under bf16 autocast, as the run trained
     plot: Path | None = None
+    split: str = "test"
+
+    def __repr__(self) -> str:
+        worst = min(range(len(self.classes)), key=lambda i: self.per_class[i])
+        return (f"EvalResult(accuracy {self.accuracy:.4f} on {self.num_examples:,} "
+                f"{self.split} images, {len(self.classes)} classes; lowest: "
+                f"{self.classes[worst]} {self.per_class[worst]:.3f})")
+
+    def _repr_html_(self) -> str:
+        """The per-class accuracy beside each class's row of the confusion matrix."""
+        header = ["class", "accuracy", *(str(i) for i in range(len(self.classes)))]
+        rows = [[f"{i} {name}", f"{self.per_class[i]:.3f}", *self.confusion[i]]
+                for i, name in enumerate(self.classes)]
+        caption = (f"{self.split} accuracy {self.accuracy:.4f} on {self.num_examples:,} images "
+                   f"(rows: true class; columns: predicted)")
+        return html_table(header, rows, numeric=range(1, len(header)), names=True,
+                          caption=caption, inline=True)
+
+
+def test_logits(net: nn.Module, x: torch.Tensor, flip: bool = False) -> torch.Tensor:
+    """The logits of an evaluating ``net`` for ``x``; with ``flip``, the mean of those for each
+    image and its mirror image (test-time augmentation)."""
+    logits = net(x)
+    if flip:
+        logits = (logits + net(x.flip(-1))) / 2
+    return logits
+
+
+@torch.inference_mode()
+def evaluate_batches(net: nn.Module, batches, num_classes: int, amp: bool = False,
+                     channels_last: bool = False, flip: bool = False, on_batch=None):
+    """Confusion matrix (true x predicted, int64, on the device) of ``net`` over ``batches``;
+    ``flip`` averages each image's logits with its mirror image's; ``on_batch()``, if given,
+    is called after each batch."""
+    was_training = net.training
+    net.eval()
+    confusion = None
+    layout = memory_format(channels_last)
+    try:
+        for x, y in batches:
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = test_logits(net, x.contiguous(memory_format=layout), flip)
+            pred = logits.argmax(dim=1)
+            counts = torch.bincount(y * num_classes + pred, minlength=num_classes ** 2)
+            confusion = counts if confusion is None else confusion + counts
+            if on_batch is not None:
+                on_batch()
+    finally:
+        net.train(was_training)
+    if confusion is None:
+        raise CnnzooError("nothing to evaluate: the data set is empty")
+    return confusion.view(num_classes, num_classes)
 
 
 def _iterator(run: Run, dataset, batch_size: int):
@@ -52,8 +108,6 @@ def run_logits(run: Run, x: torch.Tensor, *, fp32: bool = False) -> torch.Tensor
     """The float32 logits of the run's model for ``x`` (preprocessed, see ``preprocess``),
     computed as in the run's own evaluations: its flip setting, bf16 autocast if it trained with
     ``--amp`` (unless ``fp32``), channels-last if it trained so; on ``x``'s device."""
-    from .loop import memory_format, test_logits
-
     amp, channels_last = _computes_as(run, fp32)
     layout = memory_format(channels_last)
     model = run.model.to(x.device, memory_format=layout)
@@ -85,8 +139,26 @@ def run_dataset(run: Run, split: str = "test", data_dir=None):
                            **data_options(run.config))
     if list(dataset.classes) != list(run.classes):
         raise CnnzooError(f"the {run.config['data']} classes found differ from those the run "
-                          f"was trained on; give the run's data with --data-dir")
+                          f"was trained on; give the run's data with data_dir=")
     return dataset
+
+
+def given_dataset(run: Run, data):
+    """``data`` (a ``DataSet`` or ``(images, labels)``) as a ``DataSet`` of the run's classes
+    and image channels; a one-line ``CnnzooError`` for data of another kind."""
+    from ..data import DataSet
+
+    if not isinstance(data, DataSet):
+        if not (isinstance(data, (tuple, list)) and len(data) == 2):
+            raise CnnzooError(f"data={type(data).__name__}: give a DataSet or (images, labels)")
+        data = DataSet.from_tensors(*data, classes=run.classes)
+    if list(data.classes) != list(run.classes):
+        raise CnnzooError(f"data has {len(data.classes)} classes, the run "
+                          f"{len(run.classes)} ({', '.join(run.classes[:5])}, ...)")
+    if data.image_size[0] != run.config["image_size"][0]:
+        raise CnnzooError(f"data's images have {data.image_size[0]} channels, the run's "
+                          f"{run.config['image_size'][0]}")
+    return data
 
 
 def confusion_file(split: str) -> str:
@@ -94,11 +166,12 @@ def confusion_file(split: str) -> str:
     return CONFUSION if split == "test" else f"confusion-{split}.png"
 
 
-def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None,
+def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None, data=None,
              device: str = "auto", batch_size: int | None = None, fp32: bool = False,
              plot: bool = True, progress=None) -> EvalResult:
     """Evaluate a run's model (a run directory, or a ``Run`` read from one) on its data set's
-    ``split``; writes confusion.png (confusion-train.png for the training split) in the run
+    ``split``, or on ``data`` (a ``DataSet``, or ``(images, labels)`` as tensors or arrays: a
+    run trained on images given from Python keeps none); writes confusion.png (confusion-train.png for the training split) in the run
     directory unless told not. A picture that cannot be written (a run directory on a
     read-only medium) is a ``CnnzooWarning`` and ``plot`` None: the numbers are returned.
 
@@ -111,7 +184,6 @@ def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None,
     number of batches and returns what to call after each batch (a progress bar's update).
     """
     from . import allocator
-    from .loop import evaluate_batches, memory_format, pick_device
 
     run = run_dir if isinstance(run_dir, Run) else load_run(run_dir)
     dev = pick_device(device)
@@ -120,10 +192,13 @@ def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None,
         batch_size = run.config.get("recipe", {}).get("eval_batch_size", Recipe.eval_batch_size)
     if dev.type == "cpu":
         allocator.keep_freed_memory()  # reuse activation memory from batch to batch
-    dataset = run_dataset(run, split, data_dir)
-    subset = run.config.get(f"{split}_subset")  # a run on a subset: the images it used
-    if subset:
-        dataset = dataset.subset(subset, seed=run.config["seed"])
+    if data is not None:
+        dataset = given_dataset(run, data)
+    else:
+        dataset = run_dataset(run, split, data_dir)
+        subset = run.config.get(f"{split}_subset")  # a run on a subset: the images it used
+        if subset:
+            dataset = dataset.subset(subset, seed=run.config["seed"])
     model = run.model.to(dev, memory_format=memory_format(channels_last))
     batches = _iterator(run, dataset.to(dev), batch_size)
     confusion = evaluate_batches(model, batches, len(run.classes), amp=amp,
@@ -133,7 +208,7 @@ def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None,
     result = EvalResult(accuracy=confusion.diagonal().sum().item() / len(dataset),
                         per_class=(confusion.diagonal() / totals).tolist(),
                         confusion=confusion.tolist(), classes=list(run.classes),
-                        num_examples=len(dataset), amp=amp)
+                        num_examples=len(dataset), amp=amp, split=split)
     if plot:
         from ..plots import plot_confusion
 
@@ -176,16 +251,16 @@ def load_image(path, channels: int, size: tuple[int, int], dark_background: bool
         with Image.open(path, formats=FORMATS) as image:
             image = eight_bit(image).convert("L" if channels == 1 else "RGB")
             image = image.resize((size[1], size[0]), Image.BILINEAR)
-    except FileNotFoundError:
-        raise CnnzooError(f"{path}: no such file") from None
-    except UnidentifiedImageError:
+    except FileNotFoundError as error:
+        raise CnnzooError(f"{path}: no such file") from error
+    except UnidentifiedImageError as error:
         raise CnnzooError(f"{path}: not a readable image (cnnzoo reads PNG and JPEG files)"
-                          ) from None
-    except Image.DecompressionBombError:
+                          ) from error
+    except Image.DecompressionBombError as error:
         raise CnnzooError(f"{path}: larger than Pillow's decompression-bomb limit "
-                          f"({Image.MAX_IMAGE_PIXELS:,} pixels)") from None
+                          f"({Image.MAX_IMAGE_PIXELS:,} pixels)") from error
     except (OSError, ValueError, SyntaxError, EOFError) as error:
-        raise CnnzooError(f"{path}: not a readable image ({error})") from None
+        raise CnnzooError(f"{path}: not a readable image ({error})") from error
     array = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
     tensor = array.view(size[0], size[1], channels).permute(2, 0, 1).contiguous()
     if dark_background:
@@ -199,8 +274,6 @@ def predict(run_dir, images: list, *, topk: int = 3, device: str = "auto") -> li
     """Top-k classes with probabilities for image files, preprocessed as in training and
     computed as in the run's own evaluations (``run_logits``), in batches of the recipe's
     ``eval_batch_size`` as ``evaluate`` computes."""
-    from .loop import pick_device
-
     if topk < 1:
         raise CnnzooError(f"top-k must be at least 1, not {topk}")
     if not images:

@@ -2,7 +2,7 @@
 
     config.json        the resolved configuration (model, data, recipe, seed, device, ...)
     metrics.csv        one row per finished epoch
-    curves.png         loss and accuracies against epochs (redrawn at most every 20 s, and at the end)
+    curves.png         loss and accuracies against epochs (redrawn at most every 20 s, and last)
     checkpoint.pt      model, optimizer, scheduler, epoch and RNG states (weights_only loadable)
     model.safetensors  the final weights (removed while a finished run is trained further)
 
@@ -15,9 +15,9 @@ import contextlib
 import csv
 import errno
 import io
-import math
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import torch
@@ -28,18 +28,15 @@ except ImportError:  # Windows
     fcntl = None
     import msvcrt
 
+from .._io import atomic_write_text, read_json
 from ..data.catalog import canonical_name
 from ..errors import CnnzooError
-from .checkpoint import atomic_write_text, load_weights, read_json
+from ..geometry import parse_size
+from .checkpoint import load_checkpoint, load_weights, save_checkpoint
 
 CONFIG, METRICS, CURVES = "config.json", "metrics.csv", "curves.png"
 CHECKPOINT, WEIGHTS, LOCK = "checkpoint.pt", "model.safetensors", ".lock"
 METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "test_acc", "seconds", "examples_per_sec")
-
-
-def rate_text(examples_per_sec: float) -> str:
-    """A throughput as shown: "12,345", or "—" where no step was timed (NaN)."""
-    return f"{examples_per_sec:,.0f}" if math.isfinite(examples_per_sec) else "—"
 
 
 class RunLock:
@@ -62,19 +59,19 @@ class RunLock:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as error:
                 raise CnnzooError(f"cannot write in {self.path.parent}: {error.strerror}"
-                                  ) from None
+                                  ) from error
             try:
                 held = not _try_lock(fd)
             except OSError as error:
                 os.close(fd)
                 raise CnnzooError(f"cannot lock {self.path}: {error.strerror or error}"
-                                  ) from None
+                                  ) from error
             if held:
                 os.close(fd)
                 owner = self._owner()
                 who = f"pid {owner}" if owner else "pid unknown"
                 raise CnnzooError(f"{self.path.parent} is in use by another cnnzoo process "
-                                  f"({who}); wait for it to finish or choose another --out")
+                                  f"({who}); wait for it to finish or choose another out=")
             if _same_file(fd, self.path):
                 break
             os.close(fd)
@@ -179,7 +176,7 @@ def read_metrics(folder: Path) -> list[dict]:
     except (OSError, ValueError, TypeError, csv.Error) as error:  # edited or damaged by hand
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
         raise CnnzooError(f"{path} is damaged ({first}); repair it, or remove it to go on "
-                          f"without the earlier epochs' rows") from None
+                          f"without the earlier epochs' rows") from error
 
 
 def holds_run(folder: Path) -> bool:
@@ -191,8 +188,11 @@ def holds_run(folder: Path) -> bool:
 
 
 def _is_size(value) -> bool:
-    return (isinstance(value, list) and len(value) == 3
-            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in value))
+    try:
+        parse_size(value)
+    except CnnzooError:
+        return False
+    return isinstance(value, list)
 
 
 # what reading a run back needs from its config.json: key, what it is, the check
@@ -233,9 +233,10 @@ def read_config(folder: Path) -> dict:
     return config
 
 
-@dataclass
+@dataclass(repr=False)
 class Run:
-    """A finished (or interrupted) run read back from its directory."""
+    """A finished (or interrupted) run read back from its directory:
+    ``model, config, history = load_run(folder)`` unpacks it."""
 
     path: Path
     config: dict
@@ -245,6 +246,15 @@ class Run:
     @property
     def classes(self) -> list[str]:
         return self.config["classes"]
+
+    def __iter__(self):
+        return iter((self.model, self.config, self.history))
+
+    def __repr__(self) -> str:
+        last = self.history[-1] if self.history else None
+        done = (f"{last['epoch']} of {self.config['recipe'].get('epochs', '?')} epochs, "
+                f"test acc {last['test_acc']:.4f}" if last else "no epoch finished")
+        return f"Run({str(self.path)!r}: {self.config['model']} on {self.config['data']}, {done})"
 
 
 DATA_ARGUMENTS = ("num_classes", "in_channels", "input_size")  # set from the data, not by hand
@@ -271,30 +281,69 @@ def check_model_args(name: str, model_args: dict | None) -> None:
             raise CnnzooError(f"{name} takes no model argument {key!r}; it takes: {takes}")
 
 
-def build_model(config: dict) -> torch.nn.Module:
-    """The model a run configuration describes, freshly initialised. A model too large to hold
-    (the flattened features of a huge input size feeding a Linear layer) is a one-line
-    ``CnnzooError``."""
-    import inspect
-
+def build_model(config: dict, model=None) -> torch.nn.Module:
+    """The model a run configuration describes, freshly initialised: a registered one by its
+    name, built for the run's classes and input size; for a run of a model of the user's own,
+    ``model`` itself (a module is used as it is, a builder is called, ``call_builder``). A
+    model too large to hold (the flattened features of a huge input size feeding a Linear
+    layer) is a one-line ``CnnzooError``."""
     from ..models import get_model, model_info
 
-    builder = model_info(config["model"]).builder
+    kind = config.get("model_kind", "registry")  # absent in older runs
+    if model is None and kind != "registry":
+        raise CnnzooError(f"the run trained a model of your own ({config['model']}); give it "
+                          f"to build the run's: load_run(folder, model={config['model']}())")
     model_args = config.get("model_args") or {}  # absent in older runs
+    if isinstance(model, torch.nn.Module):
+        return model
+    if model is not None:
+        return call_builder(model, len(config["classes"]), config["input_size"][0], model_args)
+    info = model_info(config["model"])
     check_model_args(config["model"], model_args)
     kwargs = dict(model_args, num_classes=len(config["classes"]),
                   in_channels=config["input_size"][0])
-    if "input_size" in inspect.signature(builder).parameters:
-        kwargs["input_size"] = tuple(config["input_size"])
+    kwargs.update(info.sized_for(config["input_size"]))
     return get_model(config["model"], **kwargs)  # too large for memory: get_model says so
 
 
-def load_run(folder) -> Run:
-    """Read a run directory back: its configuration, metrics and model with trained weights.
+def call_builder(builder, num_classes: int, in_channels: int, model_args: dict | None = None
+                 ) -> torch.nn.Module:
+    """``builder(**model_args)`` with ``num_classes`` and ``in_channels`` where it takes them
+    (by name, or in ``**kwargs``), so that a builder of the user's fits the data; what it
+    returns must be an ``nn.Module``."""
+    import inspect
+
+    name = getattr(builder, "__name__", type(builder).__name__)
+    try:
+        parameters = inspect.signature(builder).parameters
+    except (TypeError, ValueError) as error:
+        raise CnnzooError(f"model={builder!r} is neither a model name, an nn.Module nor a "
+                          f"function that builds one") from error
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    kwargs = {}
+    for key, value in (("num_classes", num_classes), ("in_channels", in_channels)):
+        if open_ended or key in parameters:
+            kwargs[key] = value
+    for key, value in (model_args or {}).items():
+        if not (open_ended or key in parameters):
+            raise CnnzooError(f"{name} takes no model argument {key!r}; it takes: "
+                              f"{', '.join(parameters) or 'none'}")
+        kwargs[key] = value
+    built = builder(**kwargs)
+    if not isinstance(built, torch.nn.Module):
+        raise CnnzooError(f"model={name} returned a {type(built).__name__}, not an nn.Module")
+    return built
+
+
+def load_run(folder, model=None) -> Run:
+    """Read a run directory back: its configuration, metrics and model with trained weights
+    (``model, config, history = load_run(folder)``).
 
     The final ``model.safetensors`` is used when present, else the last checkpoint's weights.
+    A run of a model of the user's own needs ``model``: the module (its weights are replaced
+    by the run's) or the function that builds it.
     """
-    from .checkpoint import load_checkpoint, load_state
+    from .checkpoint import load_state
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -303,12 +352,121 @@ def load_run(folder) -> Run:
     if not (folder / CONFIG).exists():
         raise CnnzooError(f"{folder} is not a run directory (no {CONFIG})")
     config = read_config(folder)
-    model = build_model(config)
+    net = build_model(config, model)
     if (folder / WEIGHTS).exists():
-        load_weights(folder / WEIGHTS, model)
+        load_weights(folder / WEIGHTS, net)
     elif (folder / CHECKPOINT).exists():
         state = load_checkpoint(folder / CHECKPOINT)
-        load_state(model, state["model"], folder / CHECKPOINT)
+        load_state(net, state["model"], folder / CHECKPOINT)
     else:
         raise CnnzooError(f"{folder} holds no weights yet (no {WEIGHTS} or {CHECKPOINT})")
-    return Run(folder, config, model.eval(), read_metrics(folder))
+    return Run(folder, config, net.eval(), read_metrics(folder))
+
+
+# --- a run's directory while it trains ---------------------------------------------------------
+
+PROGRESS_FILES = (METRICS, CHECKPOINT, WEIGHTS)
+
+
+def progress_files(run_dir: Path) -> tuple:
+    """The identity (inode, modification time) of each file that records a run's progress, None
+    for one that is absent: a new one written in place of the old changes it."""
+    identities = []
+    for name in PROGRESS_FILES:
+        try:
+            stat = (run_dir / name).stat()
+        except OSError:
+            identities.append(None)
+        else:
+            identities.append((stat.st_ino, stat.st_mtime_ns))
+    return tuple(identities)
+
+
+def check_out(out, model: str) -> Path:
+    """The run directory to use: ``out``, or a new dated one. ``out`` may be a new or empty
+    folder, or one whose run ended before its first epoch (a config.json and nothing of worth);
+    not a run with finished epochs, nor a folder of other files."""
+    if out is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        return Path("runs") / f"{model}-{stamp}"
+    if not isinstance(out, (str, os.PathLike)):
+        raise CnnzooError(f"out={out!r}: out must be a folder's path")
+    if str(out).strip() == "":
+        raise CnnzooError(f"out={str(out)!r} is empty; name a folder for the run")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CnnzooError(f"out={str(out)!r} exists and is not a directory")
+    if holds_run(out):
+        raise CnnzooError(f"{out} already holds a run; continue it with resume={str(out)!r} "
+                          f"or choose another out=")
+    others = sorted(p.name for p in out.iterdir() if not is_run_file(p.name)) \
+        if out.is_dir() else []
+    if others:
+        raise CnnzooError(f"out={str(out)!r} is a folder of other files ({', '.join(others[:3])}"
+                          f"{', ...' if len(others) > 3 else ''}); give a new or empty folder")
+    return out
+
+
+def claim_new_dir(folder: Path) -> Path:
+    """Create ``folder``, or ``folder-2``, ``folder-3``, ... when runs begun in the same second
+    took the name: ``mkdir`` is atomic, so two runs never share a folder."""
+    for number in range(1, 1000):
+        candidate = folder if number == 1 else folder.with_name(f"{folder.name}-{number}")
+        try:
+            candidate.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise CnnzooError(f"cannot create {candidate}: {error.strerror}") from error
+        return candidate
+    raise CnnzooError(f"cannot create a new run folder beside {folder}: 999 are taken")
+
+
+def make_dir(folder: Path) -> Path:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CnnzooError(f"cannot create {folder}: {error.strerror}") from error
+    return folder
+
+
+def config_to_resume(run_dir: Path) -> dict:
+    """The configuration of the run in ``run_dir``, to be resumed."""
+    if not (run_dir / CONFIG).exists():
+        raise CnnzooError(f"cannot resume {run_dir}: no {CONFIG} there")
+    return read_config(run_dir)
+
+
+def load_for_resume(run_dir: Path, config: dict, epochs: int | None) -> dict | None:
+    """The last checkpoint of the run in ``run_dir`` that ``config`` describes (``epochs``
+    replacing its recipe's there, if given); None for a run killed before its first epoch
+    ended, which starts again from scratch in the same directory."""
+    if epochs is not None:
+        config["recipe"]["epochs"] = epochs
+    if not (run_dir / CHECKPOINT).exists():
+        # metrics.csv is written just before each checkpoint: one row without a checkpoint is a
+        # run killed while writing its first; more, or the final weights, mean it was removed
+        finished = len(read_metrics(run_dir))
+        if finished > 1 or (run_dir / WEIGHTS).exists():
+            done = f"{METRICS} records {finished} finished epochs" if finished else \
+                f"it holds the trained weights ({WEIGHTS})"
+            raise CnnzooError(f"cannot resume {run_dir}: its {CHECKPOINT} is missing but {done}; "
+                              f"restore the checkpoint, or train anew with another out=")
+        return None
+    state = load_checkpoint(run_dir / CHECKPOINT)
+    if state["epoch"] >= config["recipe"]["epochs"] and (run_dir / WEIGHTS).exists():
+        raise CnnzooError(f"{run_dir} already finished {state['epoch']} "
+                          f"epoch{'s' * (state['epoch'] != 1)}; pass epochs=N with "
+                          f"N > {state['epoch']} to train further")
+    return state
+
+
+def save_epoch(run_dir: Path, net, optimizer, scheduler, epoch: int, device, history) -> None:
+    """The run's state after ``epoch``: ``metrics.csv``, then ``checkpoint.pt`` (so that a
+    checkpoint never claims an epoch whose row is missing)."""
+    state = dict(model=net.state_dict(), optimizer=optimizer.state_dict(),
+                 scheduler=scheduler.state_dict(), epoch=epoch, rng_cpu=torch.get_rng_state())
+    if device.type == "cuda":
+        state["rng_cuda"] = torch.cuda.get_rng_state(device)
+    write_metrics(run_dir, history)
+    save_checkpoint(run_dir / CHECKPOINT, state)

@@ -1,18 +1,13 @@
-"""Small pieces shared by the family modules."""
+"""What the family modules share: the features/head base classes and the input size a
+fixed-head model is built for."""
 
 from __future__ import annotations
-
-import numbers
 
 import torch
 from torch import nn
 
 from ..errors import CnnzooError
-
-
-def whole_number(value) -> bool:
-    """Whether ``value`` is an int (numpy's included), not a bool, a float or a string."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+from ..geometry import parse_size
 
 
 def resolve_input_size(in_channels: int | None, input_size, default: tuple[int, int, int]
@@ -24,11 +19,7 @@ def resolve_input_size(in_channels: int | None, input_size, default: tuple[int, 
     """
     channels, height, width = default
     if input_size is not None:
-        size = ((input_size,) * 2 if whole_number(input_size)
-                else tuple(input_size) if isinstance(input_size, (tuple, list)) else ())
-        if len(size) not in (2, 3) or not all(whole_number(v) and v >= 1 for v in size):
-            raise CnnzooError(f"input_size must be an int, (H, W) or (C, H, W) of whole numbers "
-                              f"of at least 1; got {input_size!r}")
+        size = parse_size(input_size, (2, 3), square=True)
         if len(size) == 3:
             if in_channels is not None and in_channels != size[0]:
                 raise CnnzooError(f"in_channels={in_channels} disagrees with "
@@ -40,19 +31,28 @@ def resolve_input_size(in_channels: int | None, input_size, default: tuple[int, 
     return int(channels), int(height), int(width)
 
 
-class GlobalPoolNet(nn.Module):
-    """A net whose head is global average pooling and one linear layer.
+class FeaturesHead(nn.Module):
+    """A classifier in two parts, as timm splits every model: ``forward_features`` maps
+    (N, C, H, W) to the trunk's last feature map, ``forward_head`` maps that to
+    (N, num_classes), and ``forward`` is the one after the other.
 
-    Subclasses build ``features`` (the trunk), ``avgpool``, ``flatten`` and ``fc``; this class
-    gives them ``forward_features`` ((N, C, H, W) -> the trunk's map), ``forward_head`` (that
-    map -> (N, num_classes)) and ``forward``.
+    By default the trunk is the module ``features`` and the head the module ``classifier``; a
+    family whose parts are other modules overrides either method.
     """
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.flatten(self.avgpool(x)))
+        return self.classifier(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+class GlobalPoolNet(FeaturesHead):
+    """A net whose head is global average pooling and one linear layer: subclasses build
+    ``features`` (the trunk), ``avgpool``, ``flatten`` and ``fc``."""
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.flatten(self.avgpool(x)))

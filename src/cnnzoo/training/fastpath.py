@@ -21,9 +21,7 @@ on the same machine starts at once.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import platform
 import time
 import warnings
@@ -35,6 +33,7 @@ import torch
 from torch import nn
 
 from .. import __version__
+from .._io import atomic_write_text
 from ..errors import CnnzooError, CnnzooWarning
 
 CACHE_FILE = "fast-path.json"
@@ -83,7 +82,7 @@ def describe(record: dict) -> str:
 
 def candidates(device: torch.device) -> list[Flags]:
     """The flag sets worth timing on ``device``."""
-    from .loop import cpu_has_fast_bf16
+    from ..device import cpu_has_fast_bf16
 
     if device.type == "cuda":
         amps = (True,) if torch.cuda.is_bf16_supported() else (False,)
@@ -104,7 +103,7 @@ def examples_per_sec(make_net, recipe, input_size, num_classes: int, device: tor
     rounds of one) and a set far behind dropping out (``race``), each turn ``MIN_STEPS`` steps
     and ``MIN_SECONDS`` at least, after a warm-up.
     """
-    from .loop import memory_format, synchronize
+    from ..device import memory_format, synchronize
     from .optim import make_optimizer
     from .step import GRAPH_WARMUP_STEPS, TrainStep
 
@@ -154,11 +153,12 @@ def race(turn, candidates: list, rounds: int = ROUNDS) -> dict:
 
 
 def choose(config: dict, recipe, device: torch.device, *, batch_size: int | None = None,
-           cache: bool = True, on_measure=None) -> Choice:
+           cache: bool = True, on_measure=None, make_net=None) -> Choice:
     """The fastest candidate for the run ``config`` describes (its model, model arguments,
     classes and input size) with ``recipe`` on ``device``; remembered in the cache.
     ``batch_size`` is that of the run's steps (the recipe's unless the data set is smaller);
-    ``on_measure(text)``, if given, hears a line before a measurement starts.
+    ``on_measure(text)``, if given, hears a line before a measurement starts; ``make_net()``
+    makes each model timed (by default the registered model the run names, built afresh).
 
     The probe's random numbers come from a forked generator, so the run that follows is the
     same as one given the chosen flags by hand.
@@ -167,7 +167,9 @@ def choose(config: dict, recipe, device: torch.device, *, batch_size: int | None
 
     if batch_size is not None:
         recipe = recipe.replace(batch_size=batch_size)
-    key = _key(config, recipe, device)
+    if make_net is None:
+        make_net = lambda: build_model(config)  # noqa: E731
+    key = _key(config, recipe, device, make_net)
     path = _cache_path()
     if cache:
         remembered = _entry(_read(path).get(key))
@@ -175,12 +177,12 @@ def choose(config: dict, recipe, device: torch.device, *, batch_size: int | None
             return remembered
     flag_sets = candidates(device)
     if on_measure is not None:
-        on_measure(f"--fast: timing {len(flag_sets)} sets of flags for {config['model']} on "
+        on_measure(f"fast=True: timing {len(flag_sets)} sets of flags for {config['model']} on "
                    f"{device.type} (remembered for the next run)")
     start = time.perf_counter()
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        rates = examples_per_sec(lambda: build_model(config), recipe, config["input_size"],
+        rates = examples_per_sec(make_net, recipe, config["input_size"],
                                  len(config["classes"]), device, flag_sets)
     best = max(rates, key=rates.get)
     choice = Choice(best, {str(f): round(r, 1) for f, r in rates.items()},
@@ -191,7 +193,7 @@ def choose(config: dict, recipe, device: torch.device, *, batch_size: int | None
                                             examples_per_sec=choice.examples_per_sec,
                                             measured=choice.measured))
         if problem:
-            warnings.warn(f"--fast: the measurement is not remembered in {path} ({problem}): "
+            warnings.warn(f"fast=True: the measurement is not remembered in {path} ({problem}): "
                           f"the next run measures again; set CNNZOO_DATA to a folder that can "
                           f"be written", CnnzooWarning, stacklevel=2)
     return choice
@@ -214,14 +216,13 @@ def _entry(known) -> Choice | None:
 
 def check(config: dict, world_size: int) -> None:
     """Refuse ``--fast`` beside the flags it chooses, ``--compile`` or torchrun."""
-    given = [flag for flag, key in (("--amp", "amp"), ("--channels-last", "channels_last"),
-                                    ("--cuda-graphs", "cuda_graphs"), ("--compile", "compile"))
+    given = [f"{key}=True" for key in ("amp", "channels_last", "cuda_graphs", "compile")
              if config.get(key)]
     if given:
-        raise CnnzooError(f"--fast chooses the fast-path flags itself; leave out "
-                          f"{' '.join(given)}, or --fast")
+        raise CnnzooError(f"fast=True chooses the fast-path flags itself; leave out "
+                          f"{' '.join(given)}, or fast=True")
     if world_size > 1:
-        raise CnnzooError("--fast measures in one process; under torchrun give the flags "
+        raise CnnzooError("fast=True measures in one process; under torchrun give the flags "
                           "themselves")
 
 
@@ -245,10 +246,15 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _key(config: dict, recipe, device: torch.device) -> str:
-    model_args = json.dumps(config.get("model_args") or {}, sort_keys=True)
+def _key(config: dict, recipe, device: torch.device, make_net) -> str:
+    model = f"{config['model']} {json.dumps(config.get('model_args') or {}, sort_keys=True)}"
+    if config.get("model_kind", "registry") != "registry":
+        # a model of the user's is known by its class name and its size: another "Net"
+        # of another size is another model
+        parameters = sum(p.numel() for p in make_net().parameters())
+        model = f"{model} ({config['model_kind']}, {parameters} parameters)"
     size = "x".join(map(str, config["input_size"]))
-    return (f"{_machine(device)}|{config['model']} {model_args}|{len(config['classes'])} classes"
+    return (f"{_machine(device)}|{model}|{len(config['classes'])} classes"
             f"|{size}|batch {recipe.batch_size}|{recipe.optimizer}")
 
 
@@ -271,13 +277,11 @@ def _remember(path: Path, key: str, entry: dict) -> str | None:
     when written), and leaves no temporary file."""
     known = _read(path)
     known[key] = entry
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary.write_text(json.dumps(known, indent=1))
-        os.replace(temporary, path)
+        atomic_write_text(path, json.dumps(known, indent=1))
     except OSError as error:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
         return error.strerror or str(error)
+    except CnnzooError as error:  # the write's own one line; its cause says it shortest
+        return getattr(error.__cause__, "strerror", None) or str(error)
     return None

@@ -53,6 +53,14 @@ def tiles(module: nn.Module) -> bool:
             and module.divisor_override is None)
 
 
+def use_plain_pooling(net: nn.Module) -> None:
+    """Undo ``use_tiled_pooling``: every ``TiledAvgPool2d`` of ``net`` is an ``nn.AvgPool2d``
+    again (a user's module is handed back with the classes it came with)."""
+    for module in net.modules():
+        if type(module) is TiledAvgPool2d:
+            module.__class__ = nn.AvgPool2d
+
+
 def use_tiled_pooling(net: nn.Module) -> int:
     """Give every tiling average pool of ``net`` the upsampling backward, in place; returns
     how many it changed."""

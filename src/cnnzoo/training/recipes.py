@@ -47,34 +47,34 @@ class Recipe:
         overrides = {k: v for k, v in overrides.items() if v is not None}
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
         if unknown:
-            raise CnnzooError(f"unknown recipe field(s): {', '.join(sorted(unknown))}")
+            raise CnnzooError(f"unknown recipe field(s): {', '.join(sorted(unknown))}; the "
+                              f"fields are: {', '.join(f.name for f in dataclasses.fields(self))}")
         return dataclasses.replace(self, **overrides).validated()
 
     def validated(self) -> "Recipe":
         """Check every field; a bad one raises a one-line CnnzooError."""
-        checks = [
-            (self.epochs >= 1, f"epochs must be at least 1, not {self.epochs}"),
-            (self.batch_size >= 1, f"batch size must be at least 1, not {self.batch_size}"),
-            (0 < self.lr <= FLOAT32_MAX,
-             f"learning rate must be a positive number float32 can hold, not {self.lr}"),
-            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}"),
-            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
-            (0 <= self.momentum < 1, f"momentum must be in [0, 1), not {self.momentum}"),
-            (0 <= self.weight_decay <= FLOAT32_MAX,
-             f"weight decay must be a number >= 0 that float32 can hold, not {self.weight_decay}"),
-            (0 <= self.warmup_fraction < 1, "warmup_fraction must be in [0, 1)"),
-            (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
-            (self.init in ("xavier", "default"), "init must be xavier or default"),
-            (self.resize is None or self.resize >= 1, f"resize must be positive, not {self.resize}"),
-            (0 <= self.erasing <= 1, "erasing must be a probability"),
-            (self.crop_padding >= 0, "crop padding must be >= 0"),
-            (self.grad_clip is None or 0 < self.grad_clip <= FLOAT32_MAX,
-             f"grad clip must be a positive number float32 can hold, not {self.grad_clip}"),
-            (self.eval_batch_size >= 1, "eval batch size must be at least 1"),
+        checks = [  # field, whether its value is good, what it must be
+            ("epochs", self.epochs >= 1, "at least 1"),
+            ("batch_size", self.batch_size >= 1, "at least 1"),
+            ("lr", 0 < self.lr <= FLOAT32_MAX, "a positive number float32 can hold"),
+            ("optimizer", self.optimizer in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
+            ("schedule", self.schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
+            ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
+            ("weight_decay", 0 <= self.weight_decay <= FLOAT32_MAX,
+             "a number >= 0 that float32 can hold"),
+            ("warmup_fraction", 0 <= self.warmup_fraction < 1, "in [0, 1)"),
+            ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
+            ("init", self.init in ("xavier", "default"), "xavier or default"),
+            ("resize", self.resize is None or self.resize >= 1, "at least 1"),
+            ("erasing", 0 <= self.erasing <= 1, "a probability, in [0, 1]"),
+            ("crop_padding", self.crop_padding >= 0, "0 or more"),
+            ("grad_clip", self.grad_clip is None or 0 < self.grad_clip <= FLOAT32_MAX,
+             "a positive number float32 can hold"),
+            ("eval_batch_size", self.eval_batch_size >= 1, "at least 1"),
         ]
-        for ok, message in checks:
+        for name, ok, what in checks:
             if not ok:
-                raise CnnzooError(message)
+                raise CnnzooError(f"{name}={getattr(self, name)!r}: {name} must be {what}")
         return self
 
 
@@ -90,7 +90,8 @@ D2L = {
     "googlenet_d2l": (0.1, 128, 96),
     "resnet18_d2l": (0.05, 256, 96),
     "densenet_d2l": (0.1, 256, 96),
-    # not in the book: the seeds' MNIST nets and the 1998 LeNet (which expects 32x32 inputs).
+    # not in the book: the MNIST nets of Liu Er's PyTorch course and the 1998 LeNet (which
+    # expects 32x32 inputs).
     # The 1998 LeNet's logits are negated RBF distances, hundreds in size at the start: plain
     # SGD at 0.1 (or 0.01) blows them up and it stays at chance; at 0.005, 10 epochs of
     # Fashion-MNIST end at 0.794 / 0.800 / 0.706 test accuracy for seeds 0 / 1 / 2.
@@ -113,9 +114,10 @@ D2L_BY_FAMILY = {
 
 # Our own recipe, the same for every model: AdamW with a one-cycle schedule (linear warm-up,
 # cosine decay), label smoothing, normalised inputs and light augmentation, in the book's 10
-# epochs or fewer. Adam is what seed 001 trains with (lr 0.001: AlexNet 0.902, ResNet-18 0.926
-# on Fashion-MNIST in 5 epochs, above the book's SGD results); plain or Nesterov SGD at the
-# book's rates with momentum stalls the nets without BatchNorm (AlexNet, VGG, NiN, GoogLeNet).
+# epochs or fewer. Adam is what Dive-into-DL-PyTorch trains with (lr 0.001: AlexNet 0.902,
+# ResNet-18 0.926 on Fashion-MNIST in 5 epochs, above the book's SGD results); plain or
+# Nesterov SGD at the book's rates with momentum stalls the nets without BatchNorm (AlexNet,
+# VGG, NiN, GoogLeNet).
 # The small LeNets take a higher rate and their own initialisation; the deep nets keep the
 # book's Xavier initialisation, without which GoogLeNet (no BatchNorm) does not start learning.
 MODERN_SMALL = dict(optimizer="adamw", lr=0.01, weight_decay=0.05, batch_size=128,
@@ -144,12 +146,14 @@ def recipe_for(model_name: str, recipe: str = "d2l") -> Recipe:
     if recipe not in RECIPES:
         raise CnnzooError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     info = model_info(model_name)
-    lr, batch_size, resize = D2L.get(model_name) or D2L_BY_FAMILY.get(info.family, (0.05, 128, None))
+    lr, batch_size, resize = (D2L.get(model_name)
+                              or D2L_BY_FAMILY.get(info.family, (0.05, 128, None)))
     base = Recipe(name="d2l", lr=lr, batch_size=batch_size, resize=resize)
     if recipe == "d2l":
         return base.validated()
     if recipe == "best":
         return dataclasses.replace(base, name="best", **BEST).validated()
-    small = info.family == "lenet" or info.input_size[1] <= 32
+    # a model that records no input size is taken as a small one, as the data will be
+    small = info.family == "lenet" or info.input_size is None or info.input_size[1] <= 32
     fields = MODERN_SMALL if small else MODERN_DEEP
     return dataclasses.replace(base, name="modern", **fields).validated()

@@ -85,7 +85,7 @@ def barrier(context: Context) -> None:
 def check_batch_size(context: Context, batch_size: int) -> int:
     """The per-rank batch size for a global ``batch_size``; it must split evenly."""
     if batch_size % context.world_size:
-        raise CnnzooError(f"batch size {batch_size} does not split over {context.world_size} "
+        raise CnnzooError(f"batch_size={batch_size} does not split over {context.world_size} "
                           f"processes; choose a multiple of {context.world_size}")
     return batch_size // context.world_size
 
@@ -97,7 +97,7 @@ def check_last_batch(context: Context, images: int, batch_size: int) -> None:
     if 0 < last < context.world_size:
         raise CnnzooError(f"the last batch of the {images:,} training images holds {last}, too "
                           f"few to give each of the {context.world_size} processes one; choose "
-                          f"another batch size (or --subset)")
+                          f"another batch_size= (or train_subset=)")
 
 
 def check_test_set(context: Context, images: int) -> None:

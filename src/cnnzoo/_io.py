@@ -1,0 +1,124 @@
+"""Files written whole or not at all: the one atomic write that every file cnnzoo writes goes
+through (checkpoints, weights, configurations, pictures, reports, exports, downloads, the
+fast-path cache).
+
+A file is written under a temporary name in its own folder, flushed to disk, then renamed over
+the old one, so a process killed at any moment leaves either the old file or the new one, never
+half of one, and a reader never sees a mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from .errors import CnnzooError
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes files only their owner may read; a written file gets what open() would give it
+NEW_FILE_MODE = 0o666 & ~_umask()
+
+
+@contextlib.contextmanager
+def atomic_file(path, *, suffix: str = ".tmp") -> Iterator[tuple[BinaryIO, Path]]:
+    """A temporary file beside ``path`` for the block to fill, as ``(handle, name)``: written
+    through the open binary ``handle``, or by name once the block has closed it (a library that
+    writes to a path: ``suffix`` ends the name, for an exporter that insists on ".pt2"). When
+    the block ends without an error the file is flushed to disk and renamed over ``path``;
+    otherwise it is removed.
+
+    A new file gets the usual permissions (0666 less the umask); a replaced one keeps its own.
+    A folder that takes no file, or a flush or rename the system refuses (a full disk), is one
+    ``CnnzooError`` line naming the file, the previous file (if any) kept; an error of the
+    block's own is the block's, raised as it came.
+    """
+    path = Path(path)
+    try:
+        mode, existed = path.stat().st_mode & 0o777, True
+    except OSError:
+        mode, existed = NEW_FILE_MODE, False
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as error:
+        raise refused(path, error, existed) from error
+    temporary = Path(name)
+    handle = os.fdopen(fd, "wb")
+    try:
+        yield handle, temporary
+        try:
+            if handle.closed:  # written by name: opened again to reach the disk
+                handle = open(temporary, "rb+")
+            handle.flush()
+            if hasattr(os, "fchmod"):
+                os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+            handle.close()
+            os.replace(temporary, path)
+        except OSError as error:
+            raise refused(path, error, existed) from error
+    except BaseException:  # Ctrl-C too: never leave the temporary file behind
+        with contextlib.suppress(OSError):
+            handle.close()
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def refused(path: Path, error: OSError, existed: bool) -> CnnzooError:
+    """The one line for a write of ``path`` that the system refused."""
+    kept = "; the previous file is kept" if existed else ""
+    return CnnzooError(f"cannot write {path}: {error.strerror or error}{kept}")
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (``atomic_file``); a write the system refuses is
+    one ``CnnzooError`` line naming the file."""
+    path = Path(path)
+    existed = path.exists()
+    with atomic_file(path) as (handle, _):
+        try:
+            handle.write(data)
+        except OSError as error:
+            raise refused(path, error, existed) from error
+
+
+def atomic_write_text(path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def write_json(path, value) -> None:
+    atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path):
+    """A JSON file's value; a missing or malformed file is one ``CnnzooError`` line."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError as error:
+        raise CnnzooError(f"{path} is missing") from error
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CnnzooError(f"{path} is not valid JSON ({error})") from error

@@ -1,0 +1,259 @@
+"""A run's configuration: what ``train`` is asked for, typed and validated before any work.
+
+``RunConfig`` holds the choices of a new run: the model, the data, the recipe with its overrides,
+the seed, the device and the fast path. ``RunConfig.resolve`` builds one from ``train``'s
+parameters, checking each (a wrong type or value is one ``CnnzooError`` naming the parameter:
+``lr=``, ``train_subset=``), and ``for_resume`` refuses what contradicts a run being resumed:
+a resumed run keeps its own model, data, recipe and fast path, so of the parameters of a new
+run only ``epochs``, ``device`` and ``data_dir`` may be given beside ``resume``.
+
+``RunConfig.record()`` is the form written to a run's ``config.json``; the loop adds what it
+finds while preparing (the data's classes and sizes, the device used, versions).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import CnnzooError
+from ..geometry import whole_number
+from .recipes import Recipe, recipe_for
+
+SEED_LIMIT = 2 ** 64  # torch.manual_seed takes 0 .. 2**64 - 1
+FAST_PATH = ("compile", "amp", "channels_last", "cuda_graphs", "fast")
+# what a registered model is, and what a model of the user's own given to train as an object
+MODEL_KINDS = ("registry", "module", "builder")
+# the parameters of a new run that a resumed run may take: where it runs and for how long
+RESUME_MAY_CHANGE = ("epochs", "device", "data_dir")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The validated choices of a new run (``train``'s parameters, resolved)."""
+
+    model: str                        # a registry name, or the class name of the user's model
+    recipe: Recipe
+    data: str = "fashion-mnist"       # a data set's canonical name, or "in-memory"
+    model_kind: str = "registry"      # registry | module (an nn.Module) | builder (a callable)
+    model_args: dict = field(default_factory=dict)  # further arguments of the model's builder
+    data_dir: str | None = None       # where the data set's files are (absolute)
+    seed: int = 0
+    device: str = "auto"
+    compile: bool = False
+    amp: bool = False                 # bf16 autocast
+    channels_last: bool = False
+    cuda_graphs: bool = False
+    fast: bool = False                # choose amp / channels_last / cuda_graphs by measuring
+    train_subset: int | None = None   # a seeded, stratified subset of the training split
+    test_subset: int | None = None
+
+    def record(self) -> dict:
+        """The configuration as a run directory's ``config.json`` holds it."""
+        record = dataclasses.asdict(self)
+        record["recipe"] = dataclasses.asdict(self.recipe)
+        return record
+
+    @classmethod
+    def resolve(cls, model: str, kind: str, *, data: str, recipe, epochs=None, lr=None,
+                batch_size=None, resize=None, model_args=None, data_dir=None, seed=None,
+                device=None, train_subset=None, test_subset=None, overrides=None,
+                **fast_path) -> "RunConfig":
+        """A new run's configuration from ``train``'s parameters (None: not given), every
+        one checked; ``model`` is the registry name (or the user's model's class name) and
+        ``data`` the canonical data set name."""
+        check_parameters(epochs=epochs, lr=lr, batch_size=batch_size, resize=resize,
+                         seed=seed, train_subset=train_subset, test_subset=test_subset,
+                         device=device, data_dir=data_dir, model_args=model_args, **fast_path)
+        overrides = dict(overrides or {})
+        check_overrides(overrides)
+        base = recipe if isinstance(recipe, Recipe) else (
+            recipe_for(model, recipe) if kind == "registry" else Recipe(name=recipe)
+            if recipe == "d2l" else _named_recipe_for_own_model(recipe))
+        chosen = base.replace(epochs=epochs, lr=lr, batch_size=batch_size, resize=resize,
+                              **overrides)
+        return cls(model=model, recipe=chosen, data=data, model_kind=kind,
+                   model_args=dict(model_args or {}),
+                   data_dir=None if data_dir is None else os.path.abspath(data_dir),
+                   seed=0 if seed is None else int(seed),
+                   device="auto" if device is None else device,
+                   train_subset=train_subset, test_subset=test_subset,
+                   **{name: bool(fast_path.get(name)) for name in FAST_PATH})
+
+
+def _named_recipe_for_own_model(name: str) -> Recipe:
+    """A named recipe for a model of the user's own: the textbook's defaults, or cnnzoo's
+    modern recipe as it is for the zoo's small nets (its deep-net variant needs the model's
+    family to choose)."""
+    from .recipes import MODERN_SMALL, RECIPES
+
+    if name == "modern":
+        return dataclasses.replace(Recipe(), name="modern", **MODERN_SMALL).validated()
+    if name in RECIPES:
+        raise CnnzooError(f"recipe={name!r} is made for the zoo's resnet9_fmnist; for a model "
+                          f"of your own use 'd2l', 'modern' or a Recipe")
+    raise CnnzooError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+
+
+# train's parameters: name -> (what it must be, the check)
+def _whole_at_least_one(value) -> bool:
+    return whole_number(value) and value >= 1
+
+
+def _positive_finite(value) -> bool:
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
+
+
+def _path_like(value) -> bool:
+    return isinstance(value, (str, os.PathLike))
+
+
+CHECKS = {
+    "epochs": ("a whole number of at least 1", _whole_at_least_one),
+    "batch_size": ("a whole number of at least 1", _whole_at_least_one),
+    "resize": ("a whole number of at least 1 (the side of a square input)", _whole_at_least_one),
+    "train_subset": ("a whole number of at least 1 (images)", _whole_at_least_one),
+    "test_subset": ("a whole number of at least 1 (images)", _whole_at_least_one),
+    "lr": ("a positive number", _positive_finite),
+    "seed": ("a whole number from 0 to 2**64 - 1",
+             lambda v: whole_number(v) and 0 <= v < SEED_LIMIT),
+    "device": ("a device name such as 'cpu', 'cuda', 'cuda:1' or 'auto'",
+               lambda v: isinstance(v, str)),
+    "data_dir": ("a folder's path", lambda v: _path_like(v) and str(v).strip() != ""),
+    "model_args": ("a dict of the model builder's arguments", lambda v: isinstance(v, dict)),
+    **{name: ("True or False", lambda v: isinstance(v, bool)) for name in FAST_PATH},
+}
+
+
+def check_parameters(**given) -> None:
+    """A one-line ``CnnzooError`` for the first parameter of ``train`` given (not None) with
+    a value of the wrong type or range: ``lr='0.1'``, ``batch_size=True``, ``epochs=1.5``."""
+    for name, value in given.items():
+        if value is None:
+            continue
+        what, fits = CHECKS[name]
+        if not fits(value):
+            raise CnnzooError(f"{name}={value!r}: {name} must be {what}")
+
+
+def check_overrides(overrides: dict) -> None:
+    """The recipe fields given to ``train`` as keywords (``weight_decay=5e-4``), each of the
+    field's type: a one-line ``CnnzooError`` naming an unknown field or a wrong value."""
+    hints = typing.get_type_hints(Recipe)
+    for name, value in overrides.items():
+        if name not in hints or name == "name":
+            fields = ", ".join(f for f in hints if f != "name")
+            raise CnnzooError(f"train() takes no parameter {name!r}; the recipe's fields are: "
+                              f"{fields}")
+        if value is None:
+            continue
+        kinds = typing.get_args(hints[name]) or (hints[name],)
+        if bool in kinds:
+            fits = isinstance(value, bool)
+        elif int in kinds and float not in kinds:
+            fits = whole_number(value)
+        elif float in kinds:
+            fits = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                    and math.isfinite(value))
+        else:
+            fits = isinstance(value, str)
+        if not fits:
+            kind = " or ".join(k.__name__ for k in kinds if k is not type(None))
+            raise CnnzooError(f"{name}={value!r}: the recipe's {name} is {kind}")
+
+
+def for_resume(run_dir: Path, config: dict, model, given: dict) -> None:
+    """Refuse, in one line naming them, the parameters of a new run given beside ``resume``
+    (``given``: name -> value, None for not given); ``model`` is what ``train`` was given
+    (None, the run's own name, or the user's model for a run of one)."""
+    kind = config.get("model_kind", "registry")
+    if kind == "registry":
+        if model is not None and model != config["model"]:
+            shown = model if isinstance(model, str) else type(model).__name__
+            raise CnnzooError(f"resume={str(run_dir)!r} continues the run of "
+                              f"{config['model']}, not {shown}; leave out model= or give "
+                              f"{config['model']!r}")
+    elif model is None or isinstance(model, str):
+        raise CnnzooError(f"{run_dir} is a run of a model of your own ({config['model']}); "
+                          f"resume it by giving the model too: train(model, resume=...)")
+    conflicts = [name for name, value in given.items() if name not in RESUME_MAY_CHANGE
+                 and not (value is None or value is False or value == {})]
+    if conflicts:
+        listed = ", ".join(f"{name}=" for name in conflicts)
+        raise CnnzooError(f"resume= continues a run as it was set up; leave out {listed} "
+                          f"(only epochs=, device= and data_dir= may be given)")
+
+
+def model_kind(model) -> tuple[str, str]:
+    """(name, kind) of what ``train`` was given as its model: a registry name (checked here,
+    with suggestions for a misspelt one), an ``nn.Module`` of the user's (its class name), or
+    a function or class that builds one."""
+    from torch import nn
+
+    from ..models import model_info
+
+    if isinstance(model, str):
+        return model_info(model).name, "registry"
+    if isinstance(model, nn.Module):
+        return type(model).__name__, "module"
+    if callable(model):
+        return getattr(model, "__name__", type(model).__name__), "builder"
+    raise CnnzooError(f"model={type(model).__name__}: give a registered model's name (see "
+                      f"list_models()), an nn.Module, or a function that builds one")
+
+
+def data_sets(data):
+    """What ``train`` was given as its data: (canonical name, None) for a registered data set,
+    or ("in-memory", (train, test)) for a pair of ``DataSet``s or of (images, labels) tensors
+    or arrays, the two splits with the same classes."""
+    from ..data import DataSet, canonical_name
+    from ..data.catalog import IN_MEMORY
+
+    if isinstance(data, str):
+        name = canonical_name(data)
+        if name == IN_MEMORY:
+            raise CnnzooError(f"data={data!r}: give the images themselves, data=((train_images, "
+                              f"train_labels), (test_images, test_labels))")
+        return name, None
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise CnnzooError(f"data={type(data).__name__}: give a data set's name ('fashion-mnist'), "
+                          f"or the training and the test set: (train, test), each a DataSet "
+                          f"or (images, labels)")
+    given = [part for part in data if isinstance(part, DataSet)]
+    for split, part in zip(("train", "test"), data):
+        if not (isinstance(part, DataSet) or isinstance(part, (tuple, list)) and len(part) == 2):
+            raise CnnzooError(f"data's {split} set is a {type(part).__name__}; give a DataSet "
+                              f"or (images, labels)")
+    if len(given) == 2:
+        train, test = data
+    else:
+        # classes named by a DataSet given beside arrays, or as many as the labels of both
+        # splits need (a small test set may lack the last class)
+        classes = given[0].classes if given else None
+        if classes is None:
+            import torch
+
+            counts = [int(torch.as_tensor(labels).max()) + 1 for _, labels in data
+                      if torch.as_tensor(labels).numel()]
+            classes = tuple(str(index) for index in range(max(counts, default=0)))
+        sets = []
+        for split, part in zip(("train", "test"), data):
+            try:
+                sets.append(part if isinstance(part, DataSet) else
+                            DataSet.from_tensors(*part, classes=classes))
+            except CnnzooError as error:
+                raise CnnzooError(f"data's {split} set: {error}") from error
+        train, test = sets
+    if train.image_size[0] != test.image_size[0]:
+        raise CnnzooError(f"data's training images have {train.image_size[0]} channels, its "
+                          f"test images {test.image_size[0]}")
+    if tuple(train.classes) != tuple(test.classes):
+        raise CnnzooError(f"data's training and test sets have other classes "
+                          f"({len(train.classes)} and {len(test.classes)})")
+    return IN_MEMORY, (train, test)
