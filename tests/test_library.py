@@ -250,9 +250,39 @@ def test_the_command_line_words_library_messages_as_its_flags():
         "--set crop_padding=30 is too large; --subset"
     assert as_flags("continue it with resume='/tmp/a b'") == "continue it with --resume '/tmp/a b'"
     assert as_flags("continue it with resume='/tmp/ab'") == "continue it with --resume /tmp/ab"
-    # words that are not parameters, and --set's own text, stay as they are
+    # words that are not parameters, --set's own text and what the user typed, quoted back,
+    # stay as they are; a colon after a parameter ends it
     assert as_flags("lr 0.9, x=1, --set erasing=0, /data/a=b") == \
         "lr 0.9, x=1, --set erasing=0, /data/a=b"
+    assert as_flags("--set 'lr=abc': 'abc' is not a number") == \
+        "--set 'lr=abc': 'abc' is not a number"
+    assert as_flags("fast=True: timing 2 sets") == "--fast: timing 2 sets"
+    assert as_flags("needs data_dir=: a directory") == "needs --data-dir: a directory"
+
+
+def test_messages_are_worded_with_the_running_commands_flags(capsys):
+    from cnnzoo.cli import main
+
+    # optimizer is a recipe field of train's --set; --optimizer is a flag of summary's only
+    assert main(["train", "--set", "optimizer=foo", "--data", "synthetic", "--device",
+                 "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "--set optimizer=foo" in err and "--optimizer" not in err, err
+
+
+def test_resume_on_the_command_line_takes_the_runs_own_seed_and_names_model_arg(tmp_path,
+                                                                                capsys):
+    from cnnzoo.cli import main
+
+    run = tmp_path / "run"
+    tiny = ["--data", "synthetic", "--subset", "128", "--device", "cpu"]
+    assert main(["train", "lenet5_d2l", *tiny, "--epochs", "1", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--epochs", "1", "--model-arg",
+                 "width=64"]) == 2
+    assert "leave out --model-arg" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--seed", "0",
+                 "--device", "cpu"]) == 0
 
 
 def test_data_given_as_arrays_becomes_a_data_set_or_one_line():
@@ -284,3 +314,79 @@ def test_a_run_on_arrays_is_evaluated_on_arrays_given_again(tmp_path):
     evaluation = cnnzoo.evaluate(run, data=test, device="cpu", plot=False)
     assert evaluation.num_examples == 30
     assert evaluation.accuracy == pytest.approx(result.final["test_acc"])
+
+
+def test_numpy_numbers_are_taken_as_python_numbers(tmp_path):
+    result = cnnzoo.train("lenet5_d2l", epochs=np.int64(1), lr=np.float32(0.1),
+                          weight_decay=np.float32(1e-4), out=tmp_path / "run",
+                          **dict(TINY, train_subset=np.int64(128)))
+    config = json.loads((result.run_dir / "config.json").read_text())
+    assert config["recipe"]["epochs"] == 1 and config["train_subset"] == 128
+    assert type(result.config["recipe"]["lr"]) is float
+
+
+def test_a_module_given_keeps_its_weights_unless_told_to_initialise(tmp_path):
+    net = SmallNet(10, 1)
+    before = net.body[0].weight.detach().clone()
+    cnnzoo.train(net, lr=1e-12, epochs=1, out=tmp_path / "kept", **TINY)
+    assert torch.allclose(net.body[0].weight.detach().cpu(), before, atol=1e-6)
+    cnnzoo.train(net, lr=1e-12, epochs=1, init="xavier", out=tmp_path / "xavier", **TINY)
+    assert not torch.allclose(net.body[0].weight.detach().cpu(), before, atol=1e-3)
+
+
+def test_builders_get_only_the_data_arguments_they_take(tmp_path, registry_kept):
+    def plain():  # takes nothing: the output check says whether it fits
+        return SmallNet(10, 1)
+
+    def torchvision_style(*, weights=None, **kwargs):  # passes num_classes on, no in_channels
+        assert "in_channels" not in kwargs
+        return SmallNet(kwargs["num_classes"], 1)
+
+    cnnzoo.register_model("plain_builder_of_a_test")(plain)
+    assert cnnzoo.train("plain_builder_of_a_test", epochs=1, out=tmp_path / "a",
+                        **TINY).final["epoch"] == 1
+    assert cnnzoo.train(torchvision_style, epochs=1, out=tmp_path / "b", **TINY).final
+    with pytest.raises(CnnzooError, match=r"broken\(num_classes=10\) failed: no good"):
+        def broken(num_classes):
+            raise ValueError("no good")
+
+        cnnzoo.train(broken, epochs=1, out=tmp_path / "c", **TINY)
+
+
+def test_a_reporter_without_every_method_is_refused_before_training(tmp_path):
+    class Duck:
+        def start(self, info): ...
+        def epoch_start(self, epoch, epochs, batches): ...
+        def step(self): ...
+        def epoch_end(self, row): ...
+        def note(self, text): ...
+        def warn(self, text): ...
+
+    with pytest.raises(CnnzooError, match="reporter=Duck"):
+        cnnzoo.train("lenet5_d2l", epochs=1, out=tmp_path / "run", reporter=Duck(),
+                     **dict(TINY, progress=None))
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_trained_model_has_torchs_own_pooling_and_exports(tmp_path):
+    result = cnnzoo.train("lenet5_d2l", epochs=1, out=tmp_path / "run", **TINY)
+    assert {type(m) for m in result.model.modules()} >= {nn.AvgPool2d}
+    assert not any(type(m).__name__ == "TiledAvgPool2d" for m in result.model.modules())
+    report = cnnzoo.export_model(result.model.cpu(), tmp_path / "m.pt", "torchscript",
+                                 (1, 28, 28))
+    assert report.path.exists()
+
+
+def test_predict_and_evaluate_take_a_run_and_refuse_odd_arguments(tmp_path):
+    run_dir = cnnzoo.train("lenet5_d2l", epochs=1, out=tmp_path / "run", **TINY).run_dir
+    run = cnnzoo.load_run(run_dir)
+    from PIL import Image
+
+    Image.new("L", (28, 28), 200).save(tmp_path / "x.png")
+    assert len(cnnzoo.predict(run, [tmp_path / "x.png"], device="cpu")) == 1
+    for call, words in ((lambda: cnnzoo.predict(run, torch.zeros(2, 1, 28, 28)), "images="),
+                        (lambda: cnnzoo.predict(run, [tmp_path / "x.png"], topk="3"), "topk="),
+                        (lambda: cnnzoo.evaluate(run, batch_size=0), "batch_size=0"),
+                        (lambda: cnnzoo.load_run(3), "folder=3")):
+        with pytest.raises(CnnzooError, match=words):
+            call()

@@ -26,8 +26,7 @@ CELLS = [
     "print(type(cnnzoo.train).__name__, result.model_name, len(result.history))\nresult",
     # 6: silence when asked
     "quiet = cnnzoo.train('lenet5_d2l', data='synthetic', epochs=1, train_subset=128,\n"
-    "                     test_subset=64, device='cpu', out='quiet', progress=False,\n"
-    "                     curves=False)",
+    "                     test_subset=64, device='cpu', out='quiet', progress=False)",
 ]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -114,10 +115,61 @@ def write_json(path, value) -> None:
     atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
-def read_json(path):
-    """A JSON file's value; a missing or malformed file is one ``CnnzooError`` line."""
+WEIGHTS_LIMIT = 8 << 30  # bytes: the zoo's largest model (VGG-19, 548 MiB) many times over
+TEXT_LIMIT = 64 << 20  # bytes: a configuration or a table of metrics, many times over
+
+
+def regular_file(path, limit: int = WEIGHTS_LIMIT) -> Path:
+    """``path`` when it names a regular file (a link to one included) of at most ``limit``
+    bytes; a one-line ``CnnzooError`` for a missing file, a FIFO, a device or a folder, which
+    are never opened."""
+    path = Path(path)
     try:
-        return json.loads(Path(path).read_text())
+        status = os.stat(path)
+    except FileNotFoundError as error:
+        raise CnnzooError(f"{path} is missing") from error
+    except OSError as error:
+        raise CnnzooError(f"cannot read {path}: {error.strerror or error}") from error
+    if not stat.S_ISREG(status.st_mode):
+        kind = ("a folder" if stat.S_ISDIR(status.st_mode) else
+                "a FIFO" if stat.S_ISFIFO(status.st_mode) else "a device or socket")
+        raise CnnzooError(f"{path} is {kind}, not a file; cnnzoo reads only regular files")
+    if status.st_size > limit:
+        raise CnnzooError(f"{path} is {status.st_size:,} bytes, more than the {limit:,} a file "
+                          f"of cnnzoo's may hold; it is not one")
+    return path
+
+
+def check_target(path, *, force: bool = False, parameter: str = "out",
+                 protected=None) -> Path:
+    """``path`` when a file may be written there: a new name, or an existing regular file with
+    ``force``. A link, a device, a FIFO or a folder is never written over (an atomic rename
+    would put a file in place of the link or the device), nor a file ``protected(path)`` says
+    belongs to something else (a run's own checkpoint); each is one ``CnnzooError`` line that
+    names ``parameter``."""
+    path = Path(path)
+    shown = f"{parameter}={str(path)!r}"
+    if path.is_symlink():
+        raise CnnzooError(f"{shown} is a link; give the file itself, or another name")
+    if path.exists() and not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file (a device or a FIFO)"
+        raise CnnzooError(f"{shown} is {kind}; give the name of a file to write")
+    if protected is not None and protected(path):
+        raise CnnzooError(f"{shown} is a run's own file; write elsewhere")
+    if path.exists() and not force:
+        raise CnnzooError(f"{shown} exists; pass force=True to replace it")
+    if not path.parent.is_dir():
+        raise CnnzooError(f"{shown}: there is no folder {path.parent}; create it or write "
+                          f"elsewhere")
+    return path
+
+
+def read_json(path):
+    """A JSON file's value; a missing, malformed, oversized or not regular file is one
+    ``CnnzooError`` line."""
+    path = regular_file(path, TEXT_LIMIT)
+    try:
+        return json.loads(path.read_text())
     except FileNotFoundError as error:
         raise CnnzooError(f"{path} is missing") from error
     except (json.JSONDecodeError, UnicodeDecodeError) as error:

@@ -1,11 +1,13 @@
 """Export a model to ONNX, TorchScript or a torch.export ExportedProgram, and check the file.
 
 Every export is verified before it is kept: the file is loaded back (onnxruntime for ONNX,
-``torch.jit.load`` for TorchScript, ``torch.export.load`` for an ExportedProgram) and run on
-random batches of sizes other than the one it was traced with; its outputs must match the
-PyTorch model's to ``tolerance`` (largest absolute difference). The batch axis is dynamic in all
-three formats; the channels and spatial size are fixed at ``input_size``. The file is written
-under a temporary name and moved into place only when its check passes.
+``torch.jit.load`` for TorchScript, ``torch.export.load`` for an ExportedProgram) and run on random
+batches of sizes other than the one it was traced with; its outputs must match the PyTorch model's
+as ``torch.testing`` compares them: each element within ``tolerance`` plus ``rtol`` times the
+model's own value, so that a deep net's large logits may differ by the float32 rounding their size
+brings. The batch axis is dynamic in all three formats; the channels and spatial size are fixed at
+``input_size``. The file is written under a temporary name and moved into place only when its check
+passes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ._io import atomic_file
+from ._io import atomic_file, check_target
 from .errors import CnnzooError, InputTooSmallError, out_of_memory_as, refused_memory
 from .geometry import parse_size
 
@@ -50,8 +52,10 @@ class ExportReport:
     output_shape: tuple[int, ...]  # of the (first) output, without the batch axis
     batch_sizes: tuple[int, ...]
     max_abs_diff: float
-    tolerance: float
-    opset: int | None = None  # the ONNX file's, as written
+    tolerance: float               # the absolute part of the limit
+    opset: int | None = None       # the ONNX file's, as written
+    rtol: float = 0.0              # the part relative to the model's own output
+    max_rel_diff: float = 0.0      # the largest |difference| / |model's value|
 
     @property
     def size_bytes(self) -> int:
@@ -59,8 +63,8 @@ class ExportReport:
 
 
 def export_model(model: nn.Module, path, format: str = "onnx", input_size=None, *,
-                 tolerance: float = 1e-4, opset: int | None = None,
-                 optimize: bool = True) -> ExportReport:
+                 tolerance: float = 1e-4, rtol: float = 1e-5, opset: int | None = None,
+                 optimize: bool = True, force: bool = False) -> ExportReport:
     """Export ``model`` in eval mode to ``path`` and check the file against the model.
 
     ``input_size`` is the (C, H, W) the model takes (default: ``model.input_size`` where the model
@@ -70,9 +74,11 @@ def export_model(model: nn.Module, path, format: str = "onnx", input_size=None, 
     the exporter's, below 18 through onnx's version converter, which cannot lower every model;
     the written file's opset is checked), ``"torchscript"``
     (``torch.jit.trace``) or ``"exported-program"`` (``torch.export``, a ``.pt2`` file). The
-    file is checked on batches of 1 and 3 (traced with 2) and kept only when the largest
-    absolute difference is at most ``tolerance``; otherwise, or when the model cannot be
-    exported, ``ExportError`` says why. The model's mode is restored afterwards.
+    file is checked on batches of 1 and 3 (traced with 2) and kept only when every output
+    element differs from the model's by at most ``tolerance + rtol * |model's|``; otherwise,
+    or when the model cannot be exported, ``ExportError`` says why. An existing file at
+    ``path`` is replaced only with ``force``; a link, a device or a run's own file never. The
+    model's mode is restored afterwards.
     """
     if format not in FORMATS:
         raise ExportError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
@@ -81,11 +87,12 @@ def export_model(model: nn.Module, path, format: str = "onnx", input_size=None, 
             raise ExportError(f"an opset applies to ONNX files only, not to {format}")
         _check_opset(opset)
     size = _input_size(model, input_size)
-    path = Path(path)
-    if path.is_dir():
-        raise ExportError(f"{path} is a folder; give a file name for the exported model")
-    if not path.parent.is_dir():
-        raise ExportError(f"cannot write {path}: no folder {path.parent}")
+    from .training.rundir import belongs_to_run
+
+    try:
+        path = check_target(path, force=force, parameter="path", protected=belongs_to_run)
+    except CnnzooError as error:
+        raise ExportError(str(error)) from error
     if format == "exported-program" and path.suffix != ".pt2":
         raise ExportError(f"an ExportedProgram file must end in .pt2 (torch.export.load refuses "
                           f"others), not {path.name}")
@@ -97,7 +104,8 @@ def export_model(model: nn.Module, path, format: str = "onnx", input_size=None, 
         # load insist on ".pt2"
         with atomic_file(path, suffix=f".tmp{path.suffix}") as (handle, tmp):
             handle.close()  # the exporters write by name
-            report = _export_checked(model, tmp, format, size, tolerance, opset, optimize)
+            report = _export_checked(model, tmp, format, size, (tolerance, rtol), opset,
+                                     optimize)
     except ExportError:
         raise
     except CnnzooError as error:  # the file could not be made, or moved into place
@@ -107,7 +115,7 @@ def export_model(model: nn.Module, path, format: str = "onnx", input_size=None, 
     return dataclasses.replace(report, path=path)
 
 
-def _export_checked(model: nn.Module, tmp: Path, format: str, size, tolerance: float,
+def _export_checked(model: nn.Module, tmp: Path, format: str, size, limits,
                     opset: int | None, optimize: bool) -> ExportReport:
     """Export the evaluating ``model`` into ``tmp`` and check the file (``export_model``)."""
     from .inspect.shapes import input_too_large
@@ -146,7 +154,8 @@ def _export_checked(model: nn.Module, tmp: Path, format: str, size, tolerance: f
             torch.export.save(_torch_export(model, example), str(tmp))
         run = _load_back(format, tmp, device)
 
-        worst = 0.0
+        tolerance, rtol = limits
+        worst = worst_relative = worst_ratio = 0.0
         for n in CHECK_BATCHES:
             x = batch(n)
             with torch.no_grad():
@@ -156,14 +165,17 @@ def _export_checked(model: nn.Module, tmp: Path, format: str, size, tolerance: f
             except Exception as error:
                 raise ExportError(f"the exported {format} file fails on a batch of {n}: "
                                   f"{_first_line(error)}") from error
-            worst = max(worst, _max_abs_diff(expected, got))
+            absolute, relative, ratio = _differences(expected, got, tolerance, rtol)
+            worst, worst_relative = max(worst, absolute), max(worst_relative, relative)
+            worst_ratio = max(worst_ratio, ratio)
             output_shape = tuple(_tensors(expected)[0].shape[1:])
-    if not worst <= tolerance:
+    if not worst_ratio <= 1:
         raise ExportError(
-            f"the exported {format} file disagrees with the model: max abs difference "
-            f"{worst:.3g} > {tolerance:g} on random {_fmt(size)} batches")
+            f"the exported {format} file disagrees with the model on random {_fmt(size)} "
+            f"batches: max abs difference {worst:.3g}, max relative {worst_relative:.3g}, "
+            f"beyond {tolerance:g} + {rtol:g} x |output|")
     return ExportReport(tmp, format, size, output_shape, CHECK_BATCHES, worst, tolerance,
-                        written_opset)
+                        written_opset, rtol, worst_relative)
 
 
 class FlipAveraged(nn.Module):
@@ -224,7 +236,7 @@ def load_for_export(source, input_size=None, *, num_classes: int | None = None, 
         info = model_info(str(source))  # an unknown name fails here, with suggestions
         name, stem, flip = info.name, Path(info.name), False
         # a head to convert is built for the registry's size; the export may take a larger one
-        built = info.default_input_size() if input_size is None else _as_size(input_size)
+        built = info.default_input_size() if input_size is None else parse_size(input_size)
         if fully_convolutional:
             built = (built[0], *info.default_input_size()[1:])
         kwargs = {} if num_classes is None else {"num_classes": num_classes}
@@ -236,7 +248,7 @@ def load_for_export(source, input_size=None, *, num_classes: int | None = None, 
 
             raise with_minimum(error, name, built[0]) from error
 
-    size = built if input_size is None else _as_size(input_size)
+    size = built if input_size is None else parse_size(input_size)
     where = f" in {folder}" if folder.is_dir() else ""
     if size[0] != built[0]:
         raise CnnzooError(f"{name}{where} takes {built[0]}-channel inputs, not {size[0]}; give "
@@ -412,12 +424,14 @@ def _torch_runner(module):
     return run
 
 
-def _max_abs_diff(expected, got) -> float:
+def _differences(expected, got, atol: float, rtol: float) -> tuple[float, float, float]:
+    """(largest absolute difference, largest difference relative to the model's value,
+    largest difference in units of ``atol + rtol * |model's value|``: above 1 fails)."""
     expected, got = _tensors(expected), _tensors(got)
     if len(expected) != len(got):
         raise ExportError(f"the exported file returns {len(got)} outputs, the model "
                           f"{len(expected)}")
-    worst = 0.0
+    worst = relative = ratio = 0.0
     for want, have in zip(expected, got):
         if tuple(want.shape) != tuple(have.shape):
             raise ExportError(f"the exported file returns shape {tuple(have.shape)}, the model "
@@ -427,8 +441,13 @@ def _max_abs_diff(expected, got) -> float:
         # passes over NaN); NaN in both is agreement
         difference = torch.where(want.isnan() & have.isnan(), 0.0,
                                  (want - have).abs().nan_to_num(nan=math.inf))
+        scale = want.abs().nan_to_num(nan=0.0)
         worst = max(worst, difference.max().item())
-    return worst
+        # relative where the value is large enough for it to mean something
+        relative = max(relative, torch.where(scale > atol, difference / scale.clamp_min(atol),
+                                             0.0).max().item())
+        ratio = max(ratio, (difference / (atol + rtol * scale)).max().item())
+    return worst, relative, ratio
 
 
 def _tensors(output) -> list[torch.Tensor]:
@@ -460,11 +479,9 @@ def _input_size(model: nn.Module, input_size) -> tuple[int, int, int]:
         input_size = getattr(model, "input_size", None)
         if input_size is None:
             raise ExportError("give the input size (C, H, W): this model does not record one")
-    return _as_size(input_size)
-
-
-def _as_size(input_size) -> tuple[int, int, int]:
     return parse_size(input_size)
+
+
 
 
 def _fmt(size) -> str:

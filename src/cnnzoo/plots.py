@@ -23,7 +23,7 @@ import matplotlib.ticker
 from matplotlib import font_manager
 from matplotlib.figure import Figure
 
-from ._io import atomic_write_bytes
+from ._io import atomic_write_bytes, check_target
 from .errors import CnnzooError, CnnzooWarning
 
 # a file name's ending -> matplotlib's format (JPEG through Pillow)
@@ -136,36 +136,38 @@ def _figure_bytes(fig, format: str, dpi: int) -> bytes:
     return buffer.getvalue()
 
 
-def output_file(out, option: str = "out") -> Path | None:
-    """``out`` as a ``Path`` (None or empty: None); a one-line ``CnnzooError`` when it is an
-    existing folder or lies in a folder that does not exist, so that a command refuses it
-    before its work rather than when it writes."""
+def output_file(out, option: str = "out", *, force: bool = False) -> Path | None:
+    """``out`` as a ``Path`` (None or empty: None), checked before the work that fills it
+    (``_io.check_target``): not a folder, a link, a device or a run's own file, in a folder
+    that exists, and not an existing file unless ``force``."""
     if not out:
         return None
-    path = Path(out)
-    if path.is_dir():
-        raise CnnzooError(f"{option}={str(path)!r} is a directory; give the name of a file "
-                          f"to write")
-    if not path.parent.is_dir():
-        raise CnnzooError(f"{option}={str(path)!r}: there is no folder {path.parent}; create "
-                          f"it or write elsewhere")
-    return path
+    from .training.rundir import belongs_to_run
+
+    return check_target(out, force=force, parameter=option, protected=belongs_to_run)
 
 
-def figure_file(out, option: str = "out") -> Path | None:
-    """``output_file(out)`` for a picture, whose name must end in .png, .svg, .pdf or .jpg (the
-    format it is written in); any other ending is a one-line ``CnnzooError``."""
-    path = output_file(out, option)
-    if path is not None and path.suffix.lower() not in FORMATS:
+def picture_format(path, option: str = "out") -> str:
+    """matplotlib's format for a picture file's name, which must end in .png, .svg, .pdf or
+    .jpg; any other ending is a one-line ``CnnzooError``."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
         raise CnnzooError(f"{option}={str(path)!r}: end the file name in .png, .svg, .pdf or "
                           f".jpg, the format the picture is written in")
+    return FORMATS[suffix]
+
+
+def figure_file(out, option: str = "out", *, force: bool = False) -> Path | None:
+    """``output_file(out)`` for a picture (``picture_format`` checks its name's ending)."""
+    path = output_file(out, option, force=force)
+    if path is not None:
+        picture_format(path, option)
     return path
 
 
 def save_figure(fig, path: Path, dpi: int = DPI) -> None:
-    """Write a figure atomically in the format ``path`` ends in (``figure_file``)."""
-    path = figure_file(path)
-    atomic_write_bytes(path, _figure_bytes(fig, FORMATS[path.suffix.lower()], dpi))
+    """Write a figure atomically in the format ``path`` ends in (``picture_format``)."""
+    atomic_write_bytes(path, _figure_bytes(fig, picture_format(path), dpi))
 
 
 def plot_curves(history: list[dict], path: Path, title: str = "") -> None:

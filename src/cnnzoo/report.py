@@ -65,9 +65,6 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
 
-_e = escape
-
-
 def png_data_uri(png: bytes) -> str:
     """PNG bytes as a ``data:image/png;base64,...`` URI."""
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
@@ -84,18 +81,14 @@ class _Page:
 
     def figure(self, png: bytes, alt: str, caption: str = "") -> None:
         self.pictures += 1
-        caption_html = f"<figcaption>{_e(caption)}</figcaption>" if caption else ""
-        self.add(f'<figure><img alt="{_e(alt)}" src="{png_data_uri(png)}">{caption_html}'
+        caption_html = f"<figcaption>{escape(caption)}</figcaption>" if caption else ""
+        self.add(f'<figure><img alt="{escape(alt)}" src="{png_data_uri(png)}">{caption_html}'
                  f"</figure>")
 
     def note(self, what: str, error: Exception) -> None:
         text = f"{what}: {error}"
         self.notes.append(text)
-        self.add(f'<p class="note">{_e(text)}</p>')
-
-
-def _table(header, rows, numeric=(), names: bool = False) -> str:
-    return html_table(header, rows, numeric, names)
+        self.add(f'<p class="note">{escape(text)}</p>')
 
 
 def _flatten(config: dict, prefix: str = "") -> list[tuple[str, str]]:
@@ -180,12 +173,13 @@ def build_report(run_dir, *, device: str = "auto", count: int = 16, data_dir=Non
              ("final train loss", f"{last['train_loss']:.4f}" if last else "--"),
              ("parameters", f"{sum(p.numel() for p in run.model.parameters()):,}"),
              ("input", "x".join(map(str, config["input_size"])))]
-    page.add(f"<h1>{_e(title)}</h1>")
-    page.add(f'<p class="lead">Run directory {_e(Path(run_dir).resolve())}, created '
-             f"{_e(config.get('created', 'at an unknown time'))}; {len(run.classes)} classes.</p>")
+    page.add(f"<h1>{escape(title)}</h1>")
+    created = config.get("created", "at an unknown time")
+    page.add(f'<p class="lead">Run directory {escape(Path(run_dir).resolve())}, created '
+             f"{escape(created)}; {len(run.classes)} classes.</p>")
     page.add('<div class="cards">' + "".join(
-        f'<div class="card"><div class="value">{_e(v)}</div><div class="label">{_e(k)}</div>'
-        f"</div>" for k, v in cards) + "</div>")
+        f'<div class="card"><div class="value">{escape(v)}</div>'
+        f'<div class="label">{escape(k)}</div></div>' for k, v in cards) + "</div>")
     if evaluation_error is not None:
         page.note("the test set could not be evaluated", evaluation_error)
 
@@ -195,7 +189,7 @@ def build_report(run_dir, *, device: str = "auto", count: int = 16, data_dir=Non
         page.figure(_curve_png(history, title), "training curves",
                     "Training loss and accuracy, and test accuracy, after each epoch.")
         page.add("</div><div>")
-        page.add(_table(["epoch", "train loss", "train acc", "test acc", "seconds",
+        page.add(html_table(["epoch", "train loss", "train acc", "test acc", "seconds",
                          "examples/s"],
                         [[r["epoch"], f"{r['train_loss']:.4f}", f"{r['train_acc']:.4f}",
                           f"{r['test_acc']:.4f}", f"{r['seconds']:.1f}",
@@ -209,7 +203,7 @@ def build_report(run_dir, *, device: str = "auto", count: int = 16, data_dir=Non
     settings = _flatten(config)
     half = (len(settings) + 1) // 2
     page.add('<div class="columns">' + "".join(
-        f"<div>{_table(['setting', 'value'], part)}</div>"
+        f"<div>{html_table(['setting', 'value'], part)}</div>"
         for part in (settings[:half], settings[half:]) if part) + "</div>")
 
     if result is not None:
@@ -224,7 +218,7 @@ def build_report(run_dir, *, device: str = "auto", count: int = 16, data_dir=Non
         for index, (name, accuracy) in enumerate(zip(result.classes, result.per_class)):
             support = sum(result.confusion[index])
             bar = (f'<div class="bar"><div style="width:{accuracy * 100:.1f}%"></div></div>')
-            rows.append(f"<tr><td>{_e(name)}</td><td class=\"num\">{accuracy:.3f}</td>"
+            rows.append(f"<tr><td>{escape(name)}</td><td class=\"num\">{accuracy:.3f}</td>"
                         f"<td>{bar}</td><td class=\"num\">{support:,}</td></tr>")
         page.add("<table><thead><tr><th>class</th><th>accuracy</th><th></th><th>images</th>"
                  "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
@@ -263,24 +257,25 @@ def build_report(run_dir, *, device: str = "auto", count: int = 16, data_dir=Non
     except CnnzooError as error:
         page.note("feature maps could not be drawn", error)
 
-    page.add(f"<footer>Written by cnnzoo {_e(__version__)} from {_e(Path(run_dir).name)}."
+    page.add(f"<footer>Written by cnnzoo {escape(__version__)} from {escape(Path(run_dir).name)}."
              f"</footer>")
     text = ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>{_e(title)}: cnnzoo report</title>\n<style>{STYLE}</style>\n</head>\n"
+            f"<title>{escape(title)}: cnnzoo report</title>\n<style>{STYLE}</style>\n</head>\n"
             "<body>\n<main>\n" + "\n".join(page.parts) + "\n</main>\n</body>\n</html>\n")
     return Report(text, page.pictures, page.notes)
 
 
 def write_report(run_dir, out=None, *, device: str = "auto", count: int = 16, data_dir=None,
-                 progress=None) -> tuple[Path, Report]:
+                 progress=None, force: bool = False) -> tuple[Path, Report]:
     """Build the report of a run directory and write it to ``out`` (default
-    ``RUN_DIR/report.html``) atomically; returns the path and the ``Report``. An ``out`` that is
-    a folder is refused before the report is built."""
-    from .plots import output_file
+    ``RUN_DIR/report.html``) atomically; returns the path and the ``Report``. An ``out`` that
+    cannot be written (a folder, a link, a device, a run's own file, an existing file without
+    ``force``) is refused before the report is built."""
     from ._io import atomic_write_text
+    from .plots import output_file
 
-    out = output_file(out)
+    out = output_file(out, force=force)
     report = build_report(run_dir, device=device, count=count, data_dir=data_dir,
                           progress=progress)
     path = out or Path(run_dir) / REPORT

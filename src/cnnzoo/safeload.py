@@ -2,7 +2,10 @@
 
 ``load_torch_file`` is ``torch.load(weights_only=True)``: a pickle that would build arbitrary
 objects (and so could run code) is refused. ``load_safetensors`` reads the safetensors format,
-which holds tensors and nothing else. Every failure is a one-line ``CnnzooError``.
+which holds tensors and nothing else. Either reads only a regular file (a FIFO would block
+the reader for good, a device would feed it without end) of a plausible size, and
+``check_finite`` refuses weights that hold NaN or infinities. Every failure is a one-line
+``CnnzooError``.
 """
 
 from __future__ import annotations
@@ -12,11 +15,22 @@ from pathlib import Path
 
 import torch
 
+from ._io import regular_file
 from .errors import CnnzooError
+
+def check_finite(tensors, path) -> None:
+    """A one-line ``CnnzooError`` for a floating-point tensor of ``tensors`` (name -> tensor)
+    that holds NaN or infinity: weights a model cannot compute with (float64 values beyond
+    float32's range become infinities when loaded)."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CnnzooError(f"{path} is damaged: {name} holds NaN or infinite values "
+                              f"(loaded as the model's dtype)")
 
 
 def load_torch_file(path) -> object:
     """What ``torch.save`` wrote to ``path``, read with ``weights_only=True``."""
+    path = regular_file(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as error:
@@ -29,6 +43,7 @@ def load_safetensors(path) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file."""
     from safetensors.torch import load_file
 
+    path = regular_file(path)
     try:
         return load_file(str(path))
     except FileNotFoundError as error:
@@ -54,4 +69,5 @@ def _load_failure(path: Path, error: Exception) -> str:
     first = first.split(". ")[0].rstrip(".")  # torch's own advice follows the first sentence
     if len(first) < 12:  # a bare key or number says nothing without its exception's name
         first = f"{type(error).__name__} {first}".strip()
-    return f"cannot load {path}: {first[:160]}; the file is damaged or was not written by torch.save"
+    return (f"cannot load {path}: {first[:160]}; the file is damaged or was not written by "
+            f"torch.save")

@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(subparsers)
-    _FLAGS.update(_option_strings(parser))
+        _COMMAND_FLAGS[name] = _option_strings(subparsers.choices[name])
+    _FLAGS.clear()
+    _FLAGS.update(*_COMMAND_FLAGS.values())
     return parser
 
 
@@ -80,12 +82,16 @@ def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
     return flags
 
 
-# The library names its parameters (``lr=``, ``resume=``); the command line says its flags.
-# A parameter whose flag has another name, and the recipe fields, which --set changes:
+# The library names its parameters (``lr=``, ``resume=``); the command line says its flags,
+# those of the command running (``_FLAGS``; every command's until one runs). A parameter whose
+# flag has another name, and the recipe fields, which train's --set changes:
 _FLAGS: set[str] = set()
+_COMMAND_FLAGS: dict[str, set[str]] = {}
 RENAMED = {"train_subset": "--subset", "model_args": "--model-arg", "model": "NAME"}
-_PARAMETER = re.compile(r"(?<![\w./-])(?<!--set )([a-z][a-z0-9_]*)="
-                        r"('[^']*'|\"[^\"]*\"|[^\s;,)]*)")
+# a word and "=" not inside a quoted text (what the user typed, quoted back) nor after --set;
+# the value ends at a space or punctuation
+_PARAMETER = re.compile(r"(?<![\w./'\"-])(?<!--set )([a-z][a-z0-9_]*)="
+                        r"('[^']*'|\"[^\"]*\"|[^\s;:,)]*)")
 
 
 def as_flags(text: str) -> str:
@@ -99,10 +105,12 @@ def as_flags(text: str) -> str:
     def flag(match: re.Match) -> str:
         name, value = match.group(1), match.group(2)
         option = RENAMED.get(name) or f"--{name.replace('_', '-')}"
-        if name not in RENAMED and option not in _FLAGS:
-            return f"--set {name}={value or '...'}" if name in fields else match.group(0)
         if value[:1] in "'\"" and not any(c.isspace() for c in value):
             value = value[1:-1]  # a path quoted in Python's words needs no quotes in a shell's
+        if name not in RENAMED and option not in _FLAGS:
+            if name in fields and "--set" in _FLAGS:
+                return f"--set {name}={value or '...'}"
+            return match.group(0)
         return option if value in ("", "True") else f"{option} {value}"
 
     return _PARAMETER.sub(flag, text)
@@ -152,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    if args.command in _COMMAND_FLAGS:  # the running command's flags word its messages
+        _FLAGS.clear()
+        _FLAGS.update(_COMMAND_FLAGS[args.command])
     # only the main thread may set a handler; main called from Python gets its own back after
     handles_term = threading.current_thread() is threading.main_thread()
     if handles_term:

@@ -76,8 +76,6 @@ def add_fast(parser) -> None:
                              "device; remembered per machine and model")
 
 
-
-
 def warn_amp(device, *, evaluating: bool = False) -> None:
     """Warn (a ``CnnzooWarning``: one line, once per process) when bf16 autocast would be
     emulated here."""
@@ -120,6 +118,14 @@ def parse_input_size(text: str | None, *, batch: bool = False,
     from ..geometry import parse_size_text
 
     return parse_size_text(text, (3, 4) if batch else (3,), name=option)
+
+
+def add_out(parser, help: str) -> None:
+    """``--out FILE`` and ``--force``: a file the command writes, which replaces an existing
+    one only with ``--force`` (a link, a device or a run's own file never)."""
+    parser.add_argument("--out", type=user_path, metavar="FILE", help=help)
+    parser.add_argument("--force", action="store_true",
+                        help="replace the --out file if it exists")
 
 
 def user_path(text: str) -> str:

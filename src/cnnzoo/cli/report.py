@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..show.limits import MAX_COUNT
-from ._args import add_device, positive_int, progress_bars, user_path
+from ._args import add_device, add_out, positive_int, progress_bars
 
 
 def register(subparsers) -> None:
@@ -16,8 +16,7 @@ def register(subparsers) -> None:
                     "table and block diagram, first-layer kernels and feature maps. Pictures "
                     "are embedded, so the file needs nothing else to open.")
     parser.add_argument("run_dir", metavar="DIR", help="a run directory written by cnnzoo train")
-    parser.add_argument("--out", type=user_path,
-                        metavar="FILE", help="the HTML file (default DIR/report.html)")
+    add_out(parser, "the HTML file (default DIR/report.html)")
     parser.add_argument("--count", type=positive_int, default=16, metavar="N",
                         help=f"test images shown with predictions (default 16, at most "
                              f"{MAX_COUNT})")
@@ -33,7 +32,7 @@ def run(args) -> int:
 
     with progress_bars("evaluating the test set") as progress:
         path, report = write_report(args.run_dir, args.out, device=args.device, count=args.count,
-                                    data_dir=args.data_dir, progress=progress)
+                                    data_dir=args.data_dir, progress=progress, force=args.force)
     for note in report.notes:
         print(f"cnnzoo: note: {note}", file=sys.stderr)
     print(path)

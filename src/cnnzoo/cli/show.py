@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from ..errors import CnnzooError
 from ..show.limits import MAX_COUNT, MAX_DEPTH, MAX_PER_CLASS
-from ._args import (add_input_size, add_subcommands, parse_input_size, positive_int,
-                    user_path)
+from ._args import add_input_size, add_out, add_subcommands, parse_input_size, positive_int
 
 OUT_HELP = ("the picture to write, in the format its name ends in: .png, .svg, .pdf or .jpg "
             "(default: {})")
@@ -35,8 +34,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="which random images (default 0)")
     p.add_argument("--download", action="store_true",
                    help="download the data set from its authors' mirrors if it is missing")
-    p.add_argument("--out", type=user_path,
-                   metavar="FILE", help=OUT_HELP.format("data-NAME.png here"))
+    add_out(p, OUT_HELP.format("data-NAME.png here"))
     p.set_defaults(func=_data)
 
     p = pictures.add_parser("filters", help="a convolution layer's kernels",
@@ -45,8 +43,7 @@ def register(subparsers) -> None:
                                         "centred on zero.")
     p.add_argument("run_dir", metavar="DIR", help="a run directory written by cnnzoo train")
     p.add_argument("--layer", help="the convolution's module name (default: the first)")
-    p.add_argument("--out", type=user_path,
-                   metavar="FILE", help=OUT_HELP.format("DIR/filters-LAYER.png"))
+    add_out(p, OUT_HELP.format("DIR/filters-LAYER.png"))
     p.set_defaults(func=_filters)
 
     p = pictures.add_parser("features", help="the feature maps of one input, layer by layer",
@@ -62,8 +59,7 @@ def register(subparsers) -> None:
                    help="maps per layer (default 8 per stage, 64 with --layer)")
     p.add_argument("--data-dir", metavar="DIR",
                    help="where the data set's files are, for --index (the run's by default)")
-    p.add_argument("--out", type=user_path,
-                   metavar="FILE", help=OUT_HELP.format("DIR/features-IMAGE.png"))
+    add_out(p, OUT_HELP.format("DIR/features-IMAGE.png"))
     p.set_defaults(func=_features)
 
     p = pictures.add_parser("predictions", help="test images with predicted and true labels",
@@ -78,8 +74,7 @@ def register(subparsers) -> None:
     p.add_argument("--mistakes", action="store_true", help="show only misclassified images")
     p.add_argument("--data-dir", metavar="DIR",
                    help="where the data set's files are (the run's by default)")
-    p.add_argument("--out", type=user_path,
-                   metavar="FILE", help=OUT_HELP.format("DIR/predictions.png"))
+    add_out(p, OUT_HELP.format("DIR/predictions.png"))
     p.set_defaults(func=_predictions)
 
     p = pictures.add_parser("receptive-field", help="the input region one output unit sees",
@@ -98,8 +93,7 @@ def register(subparsers) -> None:
                                                       "run directory: the run's by default)")
     p.add_argument("--index", type=int, default=0, metavar="N",
                    help="which test image (default 0)")
-    p.add_argument("--out", type=user_path, metavar="FILE",
-                   help=OUT_HELP.format("receptive-field-NAME-LAYER.png here, or "
+    add_out(p, OUT_HELP.format("receptive-field-NAME-LAYER.png here, or "
                                         "DIR/receptive-field-LAYER.png"))
     p.set_defaults(func=_receptive_field)
 
@@ -114,8 +108,7 @@ def register(subparsers) -> None:
                    help=f"3x3 layers in the compared stacks (default 30, at most {MAX_DEPTH}; "
                         f"not with NAME)")
     p.add_argument("--seed", type=int, default=0, help="initialisation and batch (default 0)")
-    p.add_argument("--out", type=user_path,
-                   metavar="FILE", help=OUT_HELP.format("gradients[-NAME].png here"))
+    add_out(p, OUT_HELP.format("gradients[-NAME].png here"))
     p.set_defaults(func=_gradients)
 
     p = pictures.add_parser("architecture", help="a block diagram of a model",
@@ -126,8 +119,7 @@ def register(subparsers) -> None:
     p.add_argument("--depth", type=positive_int, metavar="D",
                    help="open every block down to this depth of the module tree (default: "
                         "open containers while the diagram stays readable)")
-    p.add_argument("--out", type=user_path,
-                   metavar="FILE", help=OUT_HELP.format("architecture-NAME.png here"))
+    add_out(p, OUT_HELP.format("architecture-NAME.png here"))
     p.set_defaults(func=_architecture)
 
 
@@ -141,13 +133,13 @@ def _data(args) -> int:
 
     return _written(show_data(args.name, split=args.split, data_dir=args.data_dir,
                               per_class=args.per_class, seed=args.seed, download=args.download,
-                              out=args.out))
+                              out=args.out, force=args.force))
 
 
 def _filters(args) -> int:
     from ..show import show_filters
 
-    return _written(show_filters(args.run_dir, args.layer, out=args.out))
+    return _written(show_filters(args.run_dir, args.layer, out=args.out, force=args.force))
 
 
 def _features(args) -> int:
@@ -155,7 +147,7 @@ def _features(args) -> int:
 
     return _written(show_features(args.run_dir, args.image, index=args.index, layer=args.layer,
                                   channels=args.channels, data_dir=args.data_dir,
-                                  out=args.out))
+                                  out=args.out, force=args.force))
 
 
 def _predictions(args) -> int:
@@ -163,7 +155,7 @@ def _predictions(args) -> int:
 
     return _written(show_predictions(args.run_dir, count=args.count, split=args.split,
                                      seed=args.seed, mistakes_only=args.mistakes,
-                                     data_dir=args.data_dir, out=args.out))
+                                     data_dir=args.data_dir, out=args.out, force=args.force))
 
 
 def parse_unit(text: str | None) -> tuple[int, int] | None:
@@ -183,17 +175,18 @@ def _receptive_field(args) -> int:
 
     return _written(show_receptive_field(args.name, args.layer, unit=parse_unit(args.unit),
                                          data=args.data, data_dir=args.data_dir,
-                                         index=args.index, out=args.out))
+                                         index=args.index, out=args.out, force=args.force))
 
 
 def _gradients(args) -> int:
     from ..show import show_gradients
 
-    return _written(show_gradients(args.name, depth=args.depth, seed=args.seed, out=args.out))
+    return _written(show_gradients(args.name, depth=args.depth, seed=args.seed, out=args.out,
+                                   force=args.force))
 
 
 def _architecture(args) -> int:
     from ..show import show_architecture
 
     return _written(show_architecture(args.name, input_size=parse_input_size(args.input_size),
-                                      depth=args.depth, out=args.out))
+                                      depth=args.depth, out=args.out, force=args.force))

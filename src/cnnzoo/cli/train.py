@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 from ..errors import CnnzooError
+from ..training.config import DEFAULT_MODEL
 from ..training.recipes import RECIPES
 from . import interrupted
 from ._args import (add_device, add_fast, add_fast_path, parse_assignments, positive_float,
                     positive_int, seed, user_path)
-
-DEFAULT_MODEL = "lenet5_d2l"
 
 
 def register(subparsers) -> None:
@@ -65,15 +64,18 @@ def run(args) -> int:
             raise CnnzooError(f"--set {flag}=... and --{flag.replace('_', '-')} both given; "
                               f"give one")
         settings.setdefault(flag, getattr(args, flag))
-    model_args = parse_assignments(
-        args.model_args, {key: type(default) if default is not None else int | float | str
-                          for key, default in model_arguments(args.model or DEFAULT_MODEL
-                                                              ).items()},
-        "--model-arg") if args.model_args else None
+    if args.model_args and args.resume:  # refused beside --resume, whatever the model takes
+        model_args = dict(item.partition("=")[::2] for item in args.model_args)
+    elif args.model_args:
+        model_args = parse_assignments(
+            args.model_args, {key: type(default) if default is not None else int | float | str
+                              for key, default in model_arguments(args.model or DEFAULT_MODEL
+                                                                  ).items()}, "--model-arg")
+    else:
+        model_args = None
     reporter = TextReporter(wording=as_flags)
-    model = args.model if args.model or args.resume else DEFAULT_MODEL
     try:
-        train(model, args.data, args.recipe, device=args.device, seed=args.seed, out=args.out,
+        train(args.model, args.data, args.recipe, device=args.device, seed=args.seed, out=args.out,
               compile=args.compile, amp=args.amp, channels_last=args.channels_last,
               cuda_graphs=args.cuda_graphs, fast=args.fast, resume=args.resume,
               data_dir=args.data_dir, train_subset=args.subset, model_args=model_args,

@@ -25,7 +25,11 @@ if TYPE_CHECKING:
     from .dataset import DataSet
 
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "folder", "synthetic")
-IN_MEMORY = "in-memory"  # what a run records of data given from Python as tensors or arrays
+# what a run's record names data given from Python as tensors or arrays (no data set of files)
+IN_MEMORY = "in-memory"
+# what is said of such a run where its data would be read: cnnzoo keeps no copy of the images
+IN_MEMORY_ONLY = ("the run trained on images given from Python, which cnnzoo does not keep; "
+                  "it is evaluated, resumed or shown from Python only, given the images again")
 SPLITS = ("train", "test")
 
 
@@ -125,9 +129,6 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
     from .synthetic import make_synthetic
 
     key = canonical_name(name)
-    if key == IN_MEMORY:
-        raise CnnzooError("the run trained on images given from Python, which it does not "
-                          "keep; pass them again: evaluate(run, data=(images, labels))")
     if split not in SPLITS:
         raise CnnzooError(f"unknown split {split!r}; use one of: {', '.join(SPLITS)}")
     unknown = sorted(set(options) - set(_OPTIONS.get(key, ())))
@@ -158,7 +159,7 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
 def canonical_name(name: str) -> str:
     """The entry of ``DATASETS`` that ``name`` means, ignoring case and punctuation
     ("FashionMNIST", "fashion_mnist", "CIFAR-10"); a ``CnnzooError`` suggesting one otherwise."""
-    squashed = {re.sub(r"[^a-z0-9]", "", n): n for n in (*DATASETS, IN_MEMORY)}
+    squashed = {re.sub(r"[^a-z0-9]", "", n): n for n in DATASETS}
     key = squashed.get(re.sub(r"[^a-z0-9]", "", str(name).lower()))
     if key is None:
         close = difflib.get_close_matches(str(name).lower(), DATASETS, n=1)

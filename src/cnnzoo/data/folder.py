@@ -10,13 +10,14 @@ grayscale the set has one channel; otherwise all become RGB (grayscale repeated,
 from __future__ import annotations
 
 import os
+import struct
 import warnings
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ..errors import CnnzooError
 from .catalog import existing_folder
@@ -144,12 +145,34 @@ def _held_out_indices(labels: list[int], num_classes: int, holdout: float, seed:
     return test
 
 
+# EXIF orientations that turn the picture a quarter: its stored width is its height
+QUARTER_TURNS = (5, 6, 7, 8)
+ORIENTATION = 0x0112  # the EXIF tag
+
+
+def orientation(image: Image.Image) -> int | None:
+    """The image's EXIF orientation (1 to 8), None where it has none or it cannot be read (a
+    truncated file: its decoding says what is wrong)."""
+    try:
+        return image.getexif().get(ORIENTATION)
+    except (OSError, ValueError, SyntaxError, struct.error):
+        return None
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """The image as a viewer shows it: turned and mirrored by its EXIF orientation (a phone's
+    portrait photo is stored on its side), or as it is where it has none."""
+    return ImageOps.exif_transpose(image) if orientation(image) in range(2, 9) else image
+
+
 def _open(path: Path) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # palette transparency notes
+            # Pillow only warns between one and two times its pixel limit, and decodes anyway
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(path)
-    except Image.DecompressionBombError as error:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise CorruptDataError(f"{path}: larger than Pillow's decompression-bomb limit "
                                f"({Image.MAX_IMAGE_PIXELS:,} pixels)") from error
     except (OSError, ValueError, SyntaxError) as error:
@@ -163,6 +186,8 @@ def _open(path: Path) -> Image.Image:
 def _header(path: Path) -> tuple[tuple[int, int], str]:
     with _open(path) as image:
         width, height = image.size
+        if orientation(image) in QUARTER_TURNS:
+            width, height = height, width
         return (height, width), image.mode
 
 
@@ -193,7 +218,7 @@ def _pixels(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
     try:
         with _open(path) as image:
             image.load()
-            image = eight_bit(image)
+            image = eight_bit(upright(image))
             with warnings.catch_warnings():
                 # a palette's transparency: the alpha it would become is dropped anyway
                 warnings.simplefilter("ignore", UserWarning)

@@ -1,12 +1,12 @@
 """What a convolution costs, three ways: directly, through a 1x1 bottleneck, depthwise separable.
 
-The example of the Chinese notes on classic networks: a 5x5 convolution from 28x28x192 to
-28x28x32 takes 28*28*5*5*192*32 = 120,422,400 multiply-accumulates; squeezing to 16 channels with a 1x1 convolution first takes
-28*28*192*16 = 2,408,448 plus 28*28*5*5*16*32 = 10,035,200, 12,443,648 in all, about a tenth
-(GoogLeNet's Inception trick). MobileNet's depthwise separable convolution filters each input
-channel alone (k*k per channel) and then mixes channels with a 1x1.
+The example of the Chinese notes on classic networks: a 5x5 convolution from 28x28x192 to 28x28x32
+takes 28*28*5*5*192*32 = 120,422,400 multiply-accumulates; squeezing to 16 channels with a 1x1
+convolution first takes 28*28*192*16 = 2,408,448 plus 28*28*5*5*16*32 = 10,035,200, 12,443,648 in
+all, about a tenth (GoogLeNet's Inception trick). MobileNet's depthwise separable convolution
+filters each input channel alone (k*k per channel) and then mixes channels with a 1x1.
 
-Every way keeps the output the size of the input (stride 1, 'same' padding), as in the seed.
+Every way keeps the output the size of the input (stride 1, 'same' padding), as in the notes.
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ class ShapeTrace(list):
     def _repr_html_(self) -> str:
         from .._html import html_table
 
-        rows = [[("  " * row.depth) + (f"{row.name} ({row.class_name})" if row.name
+        rows = [[("  " * row.depth) + (f"{row.class_name} ({row.name})" if row.name
                                         else f"{self.name}: {row.class_name}"),
                  _shape(row.output_shape), row.window] for row in self]
         return html_table(["layer", "output shape", "window"], rows, names=True,

@@ -2,11 +2,12 @@
 
 ``summary(model, input_size=(10, 1, 32, 32))`` prints the table of the Chinese study notes on
 LeNet-5 and AlexNet, number for number (torchinfo 1.8.0's conventions: parameters per layer,
-mult-adds as weight elements times output positions, the forward/backward size as twice the outputs of layers with parameters). Beyond that
-it knows each layer's kernel, stride and padding, the receptive field and jump of every output,
-MACs and FLOPs of convolutions and matrix products (what ``FlopCounterMode`` counts), each
-layer's share, trainable and frozen parameters with shared ones counted once, and what training
-would hold in memory: parameters, gradients, optimizer state and the activations autograd saves.
+mult-adds as weight elements times output positions, the forward/backward size as twice the outputs
+of layers with parameters). Beyond that it knows each layer's kernel, stride and padding, the
+receptive field and jump of every output, MACs and FLOPs of convolutions and matrix products (what
+``FlopCounterMode`` counts), each layer's share, trainable and frozen parameters with shared ones
+counted once, and what training would hold in memory: parameters, gradients, optimizer state and the
+activations autograd saves.
 
 The model is never moved or changed: a summary on another device or dtype runs on a copy, and
 modes, buffers, hooks and the random state are as they were afterwards.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import torch
 from torch import nn
 
 from ..geometry import sequential_output_shape

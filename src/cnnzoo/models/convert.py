@@ -1,12 +1,12 @@
 """Fully connected layers as convolutions: a fixed-size classifier slid over larger images.
 
-A linear layer on a flattened C x h x w map is a convolution with an h x w kernel over that map,
-and every later linear layer a 1x1 convolution (the Chinese notes on classic networks draw it
-for VGG-16: FC 7x7x512 -> 4096 becomes a 7x7 conv with 4096 filters). With the trained weights copied, the converted network
-gives the original's logits as a 1x1 map on the original input size and, on a larger input, a map
-of scores, one per window of the original size, at the stride of the feature map (32 px for VGG
-and AlexNet's pool5, 4 px for the LeNets) - the "dense evaluation" VGG's paper uses at
-test time.
+A linear layer on a flattened C x h x w map is a convolution with an h x w kernel over that map, and
+every later linear layer a 1x1 convolution (the Chinese notes on classic networks draw it for
+VGG-16: FC 7x7x512 -> 4096 becomes a 7x7 conv with 4096 filters). With the trained weights copied,
+the converted network gives the original's logits as a 1x1 map on the original input size and, on a
+larger input, a map of scores, one per window of the original size, at the stride of the feature map
+(32 px for VGG and AlexNet's pool5, 4 px for the LeNets) - the "dense evaluation" VGG's paper uses
+at test time.
 """
 
 from __future__ import annotations
@@ -79,17 +79,17 @@ class _FeaturesOf(nn.Module):
 def to_fully_convolutional(model: nn.Module, input_size=None) -> FullyConvolutional:
     """The model with its fully connected head turned into convolutions, trained weights copied.
 
-    Works for the zoo's models with a fixed-size head: the LeNets (F6 and the RBF output of the
-    1998 LeNet-5 included; a BatchNorm over features becomes one over channels with the same
-    statistics, for ``nn.BatchNorm1d`` and the from-scratch ``BatchNorm`` alike), AlexNet,
-    VGG, and the two MNIST nets of Liu Er's course. The first linear layer becomes an h x w
-    convolution over the last C x h x w feature map, the others 1x1 convolutions. ``input_size`` (C, H, W) is the
-    size the head was built for when the model does not record it (d2l's VGG and the course's nets
-    assume a square map otherwise). torchvision's VGG pools adaptively to 7x7 before its
-    classifier; at 224x224 that pool is the identity, and the converted network drops it, so it
-    equals the original at 224 and slides the classifier over larger inputs instead of shrinking
-    them to 7x7. Returns a ``FullyConvolutional`` in the model's mode; (N, C, H, W) ->
-    (N, num_classes, h', w'). Models without such a head raise ``CnnzooError``.
+    Works for the zoo's models with a fixed-size head: the LeNets (F6 and the RBF output of the 1998
+    LeNet-5 included; a BatchNorm over features becomes one over channels with the same statistics,
+    for ``nn.BatchNorm1d`` and the from-scratch ``BatchNorm`` alike), AlexNet, VGG, and the two
+    MNIST nets of Liu Er's course. The first linear layer becomes an h x w convolution over the last
+    C x h x w feature map, the others 1x1 convolutions. ``input_size`` (C, H, W) is the size the
+    head was built for when the model does not record it (d2l's VGG and the course's nets assume a
+    square map otherwise). torchvision's VGG pools adaptively to 7x7 before its classifier; at
+    224x224 that pool is the identity, and the converted network drops it, so it equals the original
+    at 224 and slides the classifier over larger inputs instead of shrinking them to 7x7. Returns a
+    ``FullyConvolutional`` in the model's mode; (N, C, H, W) -> (N, num_classes, h', w'). Models
+    without such a head raise ``CnnzooError``.
     """
     features, layers, map_shape, size = _split(model, input_size)
     head = nn.Sequential(*_convolutional_head(layers, map_shape))

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..errors import CnnzooError, UnknownModelError, out_of_memory_as
 from ..geometry import parse_size, whole_number
-from ..safeload import load_safetensors, load_torch_file
+from ..safeload import check_finite, load_safetensors, load_torch_file
 
 
 COUNTS = ("num_classes", "in_channels")  # every zoo builder takes them; at least 1
@@ -259,4 +259,5 @@ def _load_state_file(model: nn.Module, path, name: str = "the model") -> None:
             raise CnnzooError(f"{path} does not fit {name}: {key} has shape "
                               f"{tuple(state[key].shape)}, the model {tuple(tensor.shape)}")
     model.load_state_dict(state, strict=True)
+    check_finite(model.state_dict(), path)
 

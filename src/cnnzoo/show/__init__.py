@@ -4,8 +4,9 @@ gradients and architecture, drawn with matplotlib and written as PNG, SVG, PDF o
 Each kind has a ``draw_*`` function that takes objects (a model, tensors, a ``DataSet``) and
 returns a matplotlib figure (``cnnzoo.plots.Picture``: the last expression of a notebook cell,
 it shows as an image), and a ``show_*`` function that takes names and run directories, writes
-the picture atomically and returns its path (what ``cnnzoo show ...`` calls). No backend is
-chosen and no matplotlib setting is changed by importing or drawing.
+the picture atomically and returns its path (what ``cnnzoo show ...`` calls); an ``out`` that
+exists is replaced only with ``force=True``, and a link, a device or a run's own file never. No
+backend is chosen and no matplotlib setting is changed by importing or drawing.
 
 The public names are imported on first use, so that ``cnnzoo.show.limits`` (the command line's
 help states them) is read without importing torch.

@@ -198,7 +198,7 @@ def _draw_groups(ax, boxes: list[Box], step: float) -> None:
 
 
 def show_architecture(name: str, *, input_size=None, depth: int | None = None,
-                      out=None) -> Path:
+                      out=None, force: bool = False) -> Path:
     """Draw the block diagram of the registered model ``name`` (at ``input_size``, default its
     own) and write the picture to ``out`` (default ``architecture-NAME.png`` here); returns the
     path written."""
@@ -206,7 +206,7 @@ def show_architecture(name: str, *, input_size=None, depth: int | None = None,
     from ..models import model_info
     from ..plots import figure_file, save_figure
 
-    out = figure_file(out)
+    out = figure_file(out, force=force)
     size = tuple(input_size or model_info(name).default_input_size())
     model = build_for_input(name, size)
     path = out or default_out(".", f"architecture-{name}")

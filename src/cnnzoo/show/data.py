@@ -67,13 +67,13 @@ def draw_data(dataset, per_class: int = 8, seed: int = 0, title: str = ""):
 
 
 def show_data(name: str, *, split: str = "train", data_dir=None, per_class: int = 8,
-              seed: int = 0, download: bool = False, out=None) -> Path:
+              seed: int = 0, download: bool = False, out=None, force: bool = False) -> Path:
     """Draw ``draw_data`` for the data set ``name`` and write the picture to ``out`` (default
     ``data-NAME.png`` in the current directory); returns the path written."""
     from ..data import load_dataset
     from ..plots import figure_file, save_figure
 
-    out = figure_file(out)
+    out = figure_file(out, force=force)
     dataset = load_dataset(name, split=split, data_dir=data_dir, download=download)
     path = out or default_out(".", f"data-{dataset.name}")
     save_figure(draw_data(dataset, per_class, seed, title=f"{dataset.name} ({split})"), path)

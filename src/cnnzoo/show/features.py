@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from ..errors import CnnzooError
-from ..training.evaluation import run_dataset
 from ..plots import drawing, new_figure
+from ..training.evaluation import run_dataset
 from ._common import (as_picture, capture, default_out, map_layers, pick_layer, scaled_each,
                       shape_text, tile)
 from .architecture import layer_boxes
@@ -175,14 +175,15 @@ def run_features(run, image=None, *, index: int | None = None, layer: str | None
 
 
 def show_features(run_dir, image=None, *, index: int | None = None, layer: str | None = None,
-                  channels: int | None = None, data_dir=None, out=None) -> Path:
+                  channels: int | None = None, data_dir=None, out=None,
+                  force: bool = False) -> Path:
     """Draw the feature maps of an image file (or test image ``index``) through a trained run's
     model (``run_features``) and write the picture to ``out`` (default
     ``RUN_DIR/features-IMAGE[-LAYER].png``); returns the path written."""
     from ..plots import figure_file, save_figure
     from ..training import load_run
 
-    out = figure_file(out)
+    out = figure_file(out, force=force)
     run = load_run(run_dir)
     fig, stem = run_features(run, image, index=index, layer=layer, channels=channels,
                              data_dir=data_dir)

@@ -76,13 +76,13 @@ def draw_filters(model, layer: str | None = None, title: str = ""):
     return fig
 
 
-def show_filters(run_dir, layer: str | None = None, out=None) -> Path:
+def show_filters(run_dir, layer: str | None = None, out=None, *, force: bool = False) -> Path:
     """Draw the kernels of a trained run's convolution ``layer`` (default: the first) and write
     the picture to ``out`` (default ``RUN_DIR/filters-LAYER.png``); returns the path written."""
     from ..plots import figure_file, save_figure
     from ..training import load_run
 
-    out = figure_file(out)
+    out = figure_file(out, force=force)
     run = load_run(run_dir)
     fig = draw_filters(run.model, layer, title=f"{run.config['model']} on {run.config['data']}")
     name = layer if layer is not None else conv_layers(run.model)[0]

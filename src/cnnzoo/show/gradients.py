@@ -136,7 +136,7 @@ def draw_gradients(curves: dict[str, list[tuple[str, float]]], title: str = ""):
 
 
 def show_gradients(name: str | None = None, *, depth: int | None = None, seed: int = 0,
-                   out=None) -> Path:
+                   out=None, force: bool = False) -> Path:
     """Draw the gradient norm of every layer after one backward pass and write the picture to
     ``out`` (default ``gradients.png`` or ``gradients-NAME.png`` here); returns the path. With
     no ``name``: plain against residual stacks of ``depth`` layers (default 30), sigmoid against
@@ -144,7 +144,7 @@ def show_gradients(name: str | None = None, *, depth: int | None = None, seed: i
     takes no ``depth``."""
     from ..plots import figure_file, save_figure
 
-    out = figure_file(out)
+    out = figure_file(out, force=force)
     if name is not None and depth is not None:
         raise CnnzooError(f"depth={depth} sets the depth of the compared stacks; {name} has "
                           f"its own layers: leave out depth= or {name}")

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 
 from ..errors import CnnzooError
-from ..training.evaluation import run_dataset
 from ..plots import drawing, new_figure
+from ..training.evaluation import run_dataset
 from ._common import as_picture, default_out
 from .limits import MAX_COUNT, check_limit
 
@@ -102,13 +102,14 @@ def run_predictions(run, *, count: int = 16, split: str = "test", seed: int = 0,
 
 
 def show_predictions(run_dir, *, count: int = 16, split: str = "test", seed: int = 0,
-                     mistakes_only: bool = False, data_dir=None, out=None) -> Path:
+                     mistakes_only: bool = False, data_dir=None, out=None,
+                     force: bool = False) -> Path:
     """Draw ``run_predictions`` for a run directory and write the picture to ``out`` (default
     ``RUN_DIR/predictions.png``, or ``mistakes.png``); returns the path written."""
     from ..plots import figure_file, save_figure
     from ..training import load_run
 
-    out = figure_file(out)
+    out = figure_file(out, force=force)
     run = load_run(run_dir)
     fig = run_predictions(run, count=count, split=split, seed=seed, mistakes_only=mistakes_only,
                           data_dir=data_dir)

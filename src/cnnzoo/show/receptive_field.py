@@ -190,18 +190,17 @@ def _sample(dataset, index: int, size) -> torch.Tensor:
 
 
 def show_receptive_field(name: str, layer: str, *, unit=None, data: str | None = None,
-                         data_dir=None, index: int = 0, out=None) -> Path:
+                         data_dir=None, index: int = 0, out=None, force: bool = False) -> Path:
     """Draw the receptive field of one unit of ``layer`` and write the picture to ``out``; returns
-    the path written. ``name`` is a registered model, freshly built (seed 0) for image
-    ``index`` of ``data``'s test split (default synthetic) resized to the model's input (default file
-    ``receptive-field-NAME-LAYER.png`` here), or a run directory: its trained model on its own
-    test image ``index`` (default ``RUN_DIR/receptive-field-LAYER.png``), which takes no
-    ``data``. ``data_dir`` is where the data set's files are (for a run: the run's own by
-    default)."""
+    the path written. ``name`` is a registered model, freshly built (seed 0) for image ``index`` of
+    ``data``'s test split (default synthetic) resized to the model's input (default file
+    ``receptive-field-NAME-LAYER.png`` here), or a run directory: its trained model on its own test
+    image ``index`` (default ``RUN_DIR/receptive-field-LAYER.png``), which takes no ``data``.
+    ``data_dir`` is where the data set's files are (for a run: the run's own by default)."""
     from ..data import canonical_name, load_dataset
     from ..plots import figure_file, save_figure
 
-    out = figure_file(out)
+    out = figure_file(out, force=force)
     if Path(name).is_dir():
         if data is not None:
             raise CnnzooError(f"data={data}: a run directory shows its own data set "

@@ -2,11 +2,15 @@
 
 Both are written atomically (``cnnzoo._io``). Checkpoints hold only tensors and plain Python
 values and are read back with ``torch.load(weights_only=True)``, which refuses to run code from
-the file.
+the file. Each records the SHA-256 of what it holds (``digest``; in a checkpoint its
+``sha256`` entry, in a weights file its metadata), checked when it is read: a byte changed on
+the disk is refused in one line instead of training on (files of older versions, which have
+none, are read as they are). Weights that hold NaN or infinities are refused too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -15,7 +19,48 @@ from safetensors.torch import save
 
 from .._io import atomic_write_bytes
 from ..errors import CnnzooError
-from ..safeload import load_safetensors, load_torch_file
+from ..safeload import check_finite, load_safetensors, load_torch_file
+
+
+DIGEST = "sha256"  # the checkpoint's entry, and the weights file's metadata key
+
+
+def digest(value) -> str:
+    """The SHA-256 of a checkpoint's or weights file's content: of every tensor's dtype, shape
+    and bytes and every plain value's ``repr``, keys in sorted order, so that the same content
+    gives the same digest however it was written."""
+    hasher = hashlib.sha256()
+
+    def feed(item) -> None:
+        if isinstance(item, torch.Tensor):
+            tensor = item.detach().to("cpu").contiguous()
+            hasher.update(f"tensor {tensor.dtype} {tuple(tensor.shape)}|".encode())
+            if tensor.numel():
+                hasher.update(tensor.reshape(-1).view(torch.uint8).numpy())
+        elif isinstance(item, dict):
+            hasher.update(b"{")
+            for key in sorted(item, key=repr):
+                hasher.update(f"{key!r}:".encode())
+                feed(item[key])
+            hasher.update(b"}")
+        elif isinstance(item, (list, tuple)):
+            hasher.update(b"[")
+            for element in item:
+                feed(element)
+            hasher.update(b"]")
+        else:
+            hasher.update(f"{item!r}|".encode())
+
+    feed(value)
+    return hasher.hexdigest()
+
+
+def check_digest(path, content, recorded) -> None:
+    """A one-line ``CnnzooError`` when ``content`` is not what was written (``recorded``, its
+    digest then; None for a file of an older version, which records none)."""
+    if recorded is not None and digest(content) != recorded:
+        raise CnnzooError(f"{path} is damaged: what it holds is not what cnnzoo wrote (its "
+                          f"SHA-256 differs from the one recorded in it)")
 
 
 def _contiguous_state(state_dict) -> dict[str, torch.Tensor]:
@@ -24,27 +69,40 @@ def _contiguous_state(state_dict) -> dict[str, torch.Tensor]:
 
 
 def save_weights(path: Path, model: torch.nn.Module) -> None:
-    """The model's state_dict (parameters and buffers) as a safetensors file, atomically."""
-    atomic_write_bytes(path, save(_contiguous_state(model.state_dict())))
+    """The model's state_dict (parameters and buffers) as a safetensors file with its digest,
+    atomically."""
+    state = _contiguous_state(model.state_dict())
+    atomic_write_bytes(path, save(state, metadata={DIGEST: digest(state)}))
 
 
 def load_weights(path: Path, model: torch.nn.Module) -> None:
-    """Load a safetensors file written by ``save_weights`` into ``model`` (strict keys)."""
-    load_state(model, load_safetensors(path), path)
+    """Load a safetensors file written by ``save_weights`` into ``model`` (strict keys), its
+    digest checked."""
+    from safetensors import safe_open
+
+    state = load_safetensors(path)
+    with safe_open(str(path), framework="pt") as handle:
+        recorded = (handle.metadata() or {}).get(DIGEST)
+    check_digest(path, state, recorded)
+    load_state(model, state, path)
 
 
 def load_state(model: torch.nn.Module, state: dict, path) -> None:
-    """``model.load_state_dict(state, strict=True)``, a mismatch as one line naming ``path``."""
+    """``model.load_state_dict(state, strict=True)``, a mismatch or weights that hold NaN or
+    infinities (once in the model's dtype) as one line naming ``path``."""
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         detail = lines[1] if len(lines) > 1 else (lines or ["keys or shapes differ"])[0]
         raise CnnzooError(f"{path} does not fit this model: {detail[:200]}") from error
+    check_finite(model.state_dict(), path)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """A training checkpoint (tensors and plain values only), written atomically."""
+    """A training checkpoint (tensors and plain values only) with its digest, written
+    atomically."""
+    state = dict(state, **{DIGEST: digest(state)})
     buffer = io.BytesIO()
     torch.save(state, buffer)
     atomic_write_bytes(path, buffer.getvalue())
@@ -72,4 +130,6 @@ def load_checkpoint(path: Path) -> dict:
         what = (f"entries missing or of the wrong type: {', '.join(wrong)}" if wrong
                 else "its model entry is not a dict of tensors")
         raise CnnzooError(f"{path} is not a cnnzoo checkpoint: {what}")
+    recorded = state.pop(DIGEST, None)
+    check_digest(path, state, recorded)
     return state

@@ -23,12 +23,11 @@ from pathlib import Path
 
 from ..errors import CnnzooError
 from ..geometry import whole_number
-from .recipes import Recipe, recipe_for
+from .recipes import Recipe, named_recipe, recipe_for
 
 SEED_LIMIT = 2 ** 64  # torch.manual_seed takes 0 .. 2**64 - 1
 FAST_PATH = ("compile", "amp", "channels_last", "cuda_graphs", "fast")
-# what a registered model is, and what a model of the user's own given to train as an object
-MODEL_KINDS = ("registry", "module", "builder")
+DEFAULT_MODEL = "lenet5_d2l"  # what train and the command train without a model's name
 # the parameters of a new run that a resumed run may take: where it runs and for how long
 RESUME_MAY_CHANGE = ("epochs", "device", "data_dir")
 
@@ -70,34 +69,28 @@ class RunConfig:
         check_parameters(epochs=epochs, lr=lr, batch_size=batch_size, resize=resize,
                          seed=seed, train_subset=train_subset, test_subset=test_subset,
                          device=device, data_dir=data_dir, model_args=model_args, **fast_path)
-        overrides = dict(overrides or {})
-        check_overrides(overrides)
+        overrides = check_overrides(dict(overrides or {}))
+        if not isinstance(recipe, (str, Recipe)):
+            raise CnnzooError(f"recipe={recipe!r}: give a recipe's name ('d2l', 'modern', "
+                              f"'best') or a Recipe")
         base = recipe if isinstance(recipe, Recipe) else (
-            recipe_for(model, recipe) if kind == "registry" else Recipe(name=recipe)
-            if recipe == "d2l" else _named_recipe_for_own_model(recipe))
-        chosen = base.replace(epochs=epochs, lr=lr, batch_size=batch_size, resize=resize,
+            recipe_for(model, recipe) if kind == "registry" else named_recipe(recipe))
+        if kind == "module" and "init" not in overrides:
+            # a module given as it is keeps its weights (trained ones, perhaps): no recipe
+            # initialises it unless told to (init="xavier")
+            base = dataclasses.replace(base, init="default")
+        whole = {name: None if value is None else int(value) for name, value in
+                 dict(epochs=epochs, batch_size=batch_size, resize=resize,
+                      train_subset=train_subset, test_subset=test_subset, seed=seed).items()}
+        chosen = base.replace(epochs=whole["epochs"], lr=None if lr is None else float(lr),
+                              batch_size=whole["batch_size"], resize=whole["resize"],
                               **overrides)
         return cls(model=model, recipe=chosen, data=data, model_kind=kind,
                    model_args=dict(model_args or {}),
                    data_dir=None if data_dir is None else os.path.abspath(data_dir),
-                   seed=0 if seed is None else int(seed),
-                   device="auto" if device is None else device,
-                   train_subset=train_subset, test_subset=test_subset,
+                   seed=whole["seed"] or 0, device="auto" if device is None else device,
+                   train_subset=whole["train_subset"], test_subset=whole["test_subset"],
                    **{name: bool(fast_path.get(name)) for name in FAST_PATH})
-
-
-def _named_recipe_for_own_model(name: str) -> Recipe:
-    """A named recipe for a model of the user's own: the textbook's defaults, or cnnzoo's
-    modern recipe as it is for the zoo's small nets (its deep-net variant needs the model's
-    family to choose)."""
-    from .recipes import MODERN_SMALL, RECIPES
-
-    if name == "modern":
-        return dataclasses.replace(Recipe(), name="modern", **MODERN_SMALL).validated()
-    if name in RECIPES:
-        raise CnnzooError(f"recipe={name!r} is made for the zoo's resnet9_fmnist; for a model "
-                          f"of your own use 'd2l', 'modern' or a Recipe")
-    raise CnnzooError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
 
 
 # train's parameters: name -> (what it must be, the check)
@@ -142,9 +135,11 @@ def check_parameters(**given) -> None:
             raise CnnzooError(f"{name}={value!r}: {name} must be {what}")
 
 
-def check_overrides(overrides: dict) -> None:
+def check_overrides(overrides: dict) -> dict:
     """The recipe fields given to ``train`` as keywords (``weight_decay=5e-4``), each of the
-    field's type: a one-line ``CnnzooError`` naming an unknown field or a wrong value."""
+    field's type (NumPy's numbers taken as Python's): a one-line ``CnnzooError`` naming an
+    unknown field or a wrong value. Returns them as the recipe holds them."""
+    checked = {}
     hints = typing.get_type_hints(Recipe)
     for name, value in overrides.items():
         if name not in hints or name == "name":
@@ -155,39 +150,64 @@ def check_overrides(overrides: dict) -> None:
             continue
         kinds = typing.get_args(hints[name]) or (hints[name],)
         if bool in kinds:
-            fits = isinstance(value, bool)
+            fits, kind = isinstance(value, bool), bool
         elif int in kinds and float not in kinds:
-            fits = whole_number(value)
+            fits, kind = whole_number(value), int
         elif float in kinds:
             fits = (isinstance(value, numbers.Real) and not isinstance(value, bool)
                     and math.isfinite(value))
+            kind = float
         else:
-            fits = isinstance(value, str)
+            fits, kind = isinstance(value, str), str
         if not fits:
-            kind = " or ".join(k.__name__ for k in kinds if k is not type(None))
-            raise CnnzooError(f"{name}={value!r}: the recipe's {name} is {kind}")
+            wanted = " or ".join(k.__name__ for k in kinds if k is not type(None))
+            raise CnnzooError(f"{name}={value!r}: the recipe's {name} is {wanted}")
+        checked[name] = kind(value)
+    return checked
 
 
 def for_resume(run_dir: Path, config: dict, model, given: dict) -> None:
     """Refuse, in one line naming them, the parameters of a new run given beside ``resume``
     (``given``: name -> value, None for not given); ``model`` is what ``train`` was given
     (None, the run's own name, or the user's model for a run of one)."""
+    from torch import nn
+
     kind = config.get("model_kind", "registry")
     if kind == "registry":
         if model is not None and model != config["model"]:
-            shown = model if isinstance(model, str) else type(model).__name__
+            shown = model if isinstance(model, str) else (
+                type(model).__name__ if isinstance(model, nn.Module) else
+                getattr(model, "__name__", type(model).__name__))
             raise CnnzooError(f"resume={str(run_dir)!r} continues the run of "
                               f"{config['model']}, not {shown}; leave out model= or give "
                               f"{config['model']!r}")
     elif model is None or isinstance(model, str):
-        raise CnnzooError(f"{run_dir} is a run of a model of your own ({config['model']}); "
-                          f"resume it by giving the model too: train(model, resume=...)")
+        raise CnnzooError(f"{run_dir} is a run of a model of your own ({config['model']}), "
+                          f"which cnnzoo does not keep as code; it is resumed from Python "
+                          f"only, given the model again")
     conflicts = [name for name, value in given.items() if name not in RESUME_MAY_CHANGE
                  and not (value is None or value is False or value == {})]
     if conflicts:
         listed = ", ".join(f"{name}=" for name in conflicts)
         raise CnnzooError(f"resume= continues a run as it was set up; leave out {listed} "
                           f"(only epochs=, device= and data_dir= may be given)")
+
+
+def _label_names(data) -> tuple[str, ...]:
+    """Class names "0", "1", ... for as many classes as the labels of both splits need (a
+    small test set may lack the last class); labels that are not whole numbers are left for
+    ``DataSet.from_tensors`` to refuse, naming its split."""
+    import torch
+
+    counts = []
+    for _, labels in data:
+        try:
+            labels = torch.as_tensor(labels)
+        except (TypeError, ValueError, RuntimeError):
+            continue
+        if labels.numel() and not (labels.is_floating_point() or labels.is_complex()):
+            counts.append(int(labels.max()) + 1)
+    return tuple(str(index) for index in range(max(counts, default=0)))
 
 
 def model_kind(model) -> tuple[str, str]:
@@ -203,7 +223,9 @@ def model_kind(model) -> tuple[str, str]:
     if isinstance(model, nn.Module):
         return type(model).__name__, "module"
     if callable(model):
-        return getattr(model, "__name__", type(model).__name__), "builder"
+        from .rundir import builder_name
+
+        return builder_name(model), "builder"
     raise CnnzooError(f"model={type(model).__name__}: give a registered model's name (see "
                       f"list_models()), an nn.Module, or a function that builds one")
 
@@ -216,11 +238,7 @@ def data_sets(data):
     from ..data.catalog import IN_MEMORY
 
     if isinstance(data, str):
-        name = canonical_name(data)
-        if name == IN_MEMORY:
-            raise CnnzooError(f"data={data!r}: give the images themselves, data=((train_images, "
-                              f"train_labels), (test_images, test_labels))")
-        return name, None
+        return canonical_name(data), None
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
         raise CnnzooError(f"data={type(data).__name__}: give a data set's name ('fashion-mnist'), "
                           f"or the training and the test set: (train, test), each a DataSet "
@@ -237,11 +255,7 @@ def data_sets(data):
         # splits need (a small test set may lack the last class)
         classes = given[0].classes if given else None
         if classes is None:
-            import torch
-
-            counts = [int(torch.as_tensor(labels).max()) + 1 for _, labels in data
-                      if torch.as_tensor(labels).numel()]
-            classes = tuple(str(index) for index in range(max(counts, default=0)))
+            classes = _label_names(data)
         sets = []
         for split, part in zip(("train", "test"), data):
             try:
@@ -254,6 +268,7 @@ def data_sets(data):
         raise CnnzooError(f"data's training images have {train.image_size[0]} channels, its "
                           f"test images {test.image_size[0]}")
     if tuple(train.classes) != tuple(test.classes):
-        raise CnnzooError(f"data's training and test sets have other classes "
-                          f"({len(train.classes)} and {len(test.classes)})")
+        what = (f"{len(train.classes)} and {len(test.classes)}"
+                if len(train.classes) != len(test.classes) else "the same number, named apart")
+        raise CnnzooError(f"data's training and test sets have other classes ({what})")
     return IN_MEMORY, (train, test)

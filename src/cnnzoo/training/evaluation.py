@@ -3,6 +3,7 @@ model as a run's evaluations compute them."""
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from torch import nn
 from .._html import html_table
 from ..device import memory_format, pick_device
 from ..errors import CnnzooError, CnnzooWarning
+from ..geometry import whole_number
 from .recipes import Recipe
 from .rundir import Run, data_options, load_run
 
@@ -91,6 +93,11 @@ def _iterator(run: Run, dataset, batch_size: int):
                          normalize=run.config.get("normalize_stats"))
 
 
+def as_run(run_dir) -> Run:
+    """``run_dir`` as a ``Run``: one already read, or read from its folder (``load_run``)."""
+    return run_dir if isinstance(run_dir, Run) else load_run(run_dir)
+
+
 def evaluates_flipped(run: Run) -> bool:
     """Whether the run's recipe evaluates with flip test-time augmentation."""
     return bool(run.config.get("recipe", {}).get("eval_flip", False))
@@ -107,7 +114,7 @@ def _computes_as(run: Run, fp32: bool) -> tuple[bool, bool]:
 def run_logits(run: Run, x: torch.Tensor, *, fp32: bool = False) -> torch.Tensor:
     """The float32 logits of the run's model for ``x`` (preprocessed, see ``preprocess``),
     computed as in the run's own evaluations: its flip setting, bf16 autocast if it trained with
-    ``--amp`` (unless ``fp32``), channels-last if it trained so; on ``x``'s device."""
+    ``amp=True`` (unless ``fp32``), channels-last if it trained so; on ``x``'s device."""
     amp, channels_last = _computes_as(run, fp32)
     layout = memory_format(channels_last)
     model = run.model.to(x.device, memory_format=layout)
@@ -133,7 +140,10 @@ def run_dataset(run: Run, split: str = "test", data_dir=None):
     run loaded it, from the run's data directory unless ``data_dir`` is given; its classes must
     be those of the run."""
     from ..data import load_dataset
+    from ..data.catalog import IN_MEMORY, IN_MEMORY_ONLY
 
+    if run.config["data"] == IN_MEMORY:
+        raise CnnzooError(IN_MEMORY_ONLY)
     dataset = load_dataset(run.config["data"], split=split,
                            data_dir=data_dir or run.config.get("data_dir"),
                            **data_options(run.config))
@@ -170,22 +180,26 @@ def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None, data=
              device: str = "auto", batch_size: int | None = None, fp32: bool = False,
              plot: bool = True, progress=None) -> EvalResult:
     """Evaluate a run's model (a run directory, or a ``Run`` read from one) on its data set's
-    ``split``, or on ``data`` (a ``DataSet``, or ``(images, labels)`` as tensors or arrays: a
-    run trained on images given from Python keeps none); writes confusion.png (confusion-train.png for the training split) in the run
-    directory unless told not. A picture that cannot be written (a run directory on a
-    read-only medium) is a ``CnnzooWarning`` and ``plot`` None: the numbers are returned.
+    ``split``, or on ``data`` (a ``DataSet``, or ``(images, labels)`` as tensors or arrays: a run
+    trained on images given from Python keeps none); writes confusion.png (confusion-train.png for
+    the training split) in the run directory unless told not. A picture that cannot be written (a
+    run directory on a read-only medium) is a ``CnnzooWarning`` and ``plot`` None: the numbers are
+    returned.
 
     The data set and preprocessing (resize, normalisation) are those recorded in the run (for
     a run on a subset of the split, the subset's images), and so is the batch size (the
     recipe's ``eval_batch_size``) unless ``batch_size`` is given.
     The model computes as it did in the run's own evaluations: under bf16 autocast if it
-    trained with ``--amp`` (unless ``fp32``), channels-last if it trained so; the accuracy is
+    trained with ``amp=True`` (unless ``fp32``), channels-last if it trained so; the accuracy is
     then the one the run recorded. ``progress(total)``, if given, is called once with the
     number of batches and returns what to call after each batch (a progress bar's update).
     """
     from . import allocator
 
-    run = run_dir if isinstance(run_dir, Run) else load_run(run_dir)
+    run = as_run(run_dir)
+    if batch_size is not None and not (whole_number(batch_size) and batch_size >= 1):
+        raise CnnzooError(f"batch_size={batch_size!r}: batch_size must be a whole number of at "
+                          f"least 1")
     dev = pick_device(device)
     amp, channels_last = _computes_as(run, fp32)
     if batch_size is None:
@@ -243,20 +257,23 @@ def load_image(path, channels: int, size: tuple[int, int], dark_background: bool
     """
     from PIL import Image, UnidentifiedImageError
 
-    from ..data.folder import FORMATS, eight_bit
+    from ..data.folder import FORMATS, eight_bit, upright
 
     try:
         # Only the PNG and JPEG readers may look at the file: others are needless attack
-        # surface, and Pillow's EPS reader runs Ghostscript on what it is given.
-        with Image.open(path, formats=FORMATS) as image:
-            image = eight_bit(image).convert("L" if channels == 1 else "RGB")
-            image = image.resize((size[1], size[0]), Image.BILINEAR)
+        # surface, and Pillow's EPS reader runs Ghostscript on what it is given. Pillow only
+        # warns of an image between one and two times its pixel limit: refused here too.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=FORMATS) as image:
+                image = eight_bit(upright(image)).convert("L" if channels == 1 else "RGB")
+                image = image.resize((size[1], size[0]), Image.BILINEAR)
     except FileNotFoundError as error:
         raise CnnzooError(f"{path}: no such file") from error
     except UnidentifiedImageError as error:
         raise CnnzooError(f"{path}: not a readable image (cnnzoo reads PNG and JPEG files)"
                           ) from error
-    except Image.DecompressionBombError as error:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise CnnzooError(f"{path}: larger than Pillow's decompression-bomb limit "
                           f"({Image.MAX_IMAGE_PIXELS:,} pixels)") from error
     except (OSError, ValueError, SyntaxError, EOFError) as error:
@@ -271,14 +288,18 @@ def load_image(path, channels: int, size: tuple[int, int], dark_background: bool
 
 
 def predict(run_dir, images: list, *, topk: int = 3, device: str = "auto") -> list[Prediction]:
-    """Top-k classes with probabilities for image files, preprocessed as in training and
-    computed as in the run's own evaluations (``run_logits``), in batches of the recipe's
-    ``eval_batch_size`` as ``evaluate`` computes."""
-    if topk < 1:
-        raise CnnzooError(f"top-k must be at least 1, not {topk}")
+    """Top-k classes with probabilities for image files (a list of paths), preprocessed as in
+    training and computed as in the run's own evaluations (``run_logits``), in batches of the
+    recipe's ``eval_batch_size`` as ``evaluate`` computes. ``run_dir`` is a run directory or
+    a ``Run`` read from one (a run of a model of your own: ``load_run(folder, model=...)``)."""
+    if not (whole_number(topk) and topk >= 1):
+        raise CnnzooError(f"topk={topk!r}: topk must be a whole number of at least 1")
+    if isinstance(images, (str, os.PathLike)) or not isinstance(images, (list, tuple)) or \
+            not all(isinstance(path, (str, os.PathLike)) for path in images):
+        raise CnnzooError(f"images={type(images).__name__}: give a list of image files' paths")
     if not images:
         raise CnnzooError("no images given to predict")
-    run = load_run(run_dir)
+    run = as_run(run_dir)
     channels, height, width = run.config["image_size"]
     dark = run.config["data"] in DARK_BACKGROUND
     pixels = torch.stack([load_image(p, channels, (height, width), dark) for p in images])

@@ -1,4 +1,5 @@
-"""``--fast``: the fast-path flags that train a given model quickest on this machine, measured.
+"""``fast=True`` (``--fast``): the fast-path flags that train a given model quickest on this
+machine, measured.
 
 Which flags pay depends on the model as much as on the machine (BENCHMARKS.md). On the 2-core
 Xeon with AMX, bf16 autocast with channels-last made the sigmoid LeNet's steps 1.2x and
@@ -215,7 +216,7 @@ def _entry(known) -> Choice | None:
 
 
 def check(config: dict, world_size: int) -> None:
-    """Refuse ``--fast`` beside the flags it chooses, ``--compile`` or torchrun."""
+    """Refuse ``fast=True`` beside the flags it chooses, ``compile=True`` or torchrun."""
     given = [f"{key}=True" for key in ("amp", "channels_last", "cuda_graphs", "compile")
              if config.get(key)]
     if given:

@@ -21,11 +21,13 @@ from torch import nn
 
 from .._html import html_table
 from .._io import write_json
+from ..data.catalog import IN_MEMORY, IN_MEMORY_ONLY
 from ..device import synchronize
 from ..errors import CnnzooError
+from ..geometry import whole_number
 from . import distributed
 from .checkpoint import save_weights
-from .config import RunConfig, data_sets, for_resume, model_kind
+from .config import DEFAULT_MODEL, RunConfig, data_sets, for_resume, model_kind
 from .evaluation import evaluate_batches
 from .pooling import use_plain_pooling
 from .prepare import prepare
@@ -173,7 +175,7 @@ def train(model=None, data=None, recipe=None, *, epochs: int | None = None,
                  train_subset=train_subset, test_subset=test_subset, model_args=model_args),
             recipe_overrides)
         user_model = None if isinstance(model, str) else model
-        if stop_after_epoch is not None and not (isinstance(stop_after_epoch, int)
+        if stop_after_epoch is not None and not (whole_number(stop_after_epoch)
                                                  and stop_after_epoch >= 1):
             raise CnnzooError(f"stop_after_epoch={stop_after_epoch!r}: give an epoch (1 or more)")
         return _run(config, state, run_dir, ctx, reporter, user_model, sets, resume is None
@@ -199,12 +201,14 @@ def _configure(model, data, recipe, resume, out, given: dict, overrides: dict):
 
         # the run's own data set and recipe named again are no conflict
         if isinstance(data, str) and canonical_name(data) == config["data"] or \
-                config["data"] == "in-memory":
+                config["data"] == IN_MEMORY:
             data_given = None
         else:
             data_given = data
         if recipe == config["recipe"].get("name"):
             recipe = None
+        if given["seed"] is not None and given["seed"] == config.get("seed"):
+            given = dict(given, seed=None)
         for_resume(run_dir, config, model, dict(given, data=data_given, recipe=recipe,
                                                 out=out, **overrides))
         state = load_for_resume(run_dir, config, given["epochs"])
@@ -213,16 +217,14 @@ def _configure(model, data, recipe, resume, out, given: dict, overrides: dict):
         if given["data_dir"] is not None:
             config["data_dir"] = os.path.abspath(given["data_dir"])
         sets = None
-        if config["data"] == "in-memory":
-            if data is None:
-                raise CnnzooError(f"{run_dir} trained on images given from Python, which it "
-                                  f"does not keep; give them again: train(..., data=..., "
-                                  f"resume=...)")
+        if config["data"] == IN_MEMORY:
+            if data is None or isinstance(data, str):
+                raise CnnzooError(f"{run_dir}: {IN_MEMORY_ONLY}")
             _, sets = data_sets(data)
         return config, state, run_dir, sets
-    name, kind = model_kind("lenet5_d2l" if model is None else model)
+    name, kind = model_kind(DEFAULT_MODEL if model is None else model)
     data_name, sets = data_sets("fashion-mnist" if data is None else data)
-    if data_name == "in-memory" and given["data_dir"] is not None:
+    if data_name == IN_MEMORY and given["data_dir"] is not None:
         raise CnnzooError("data_dir= says where a named data set's files are; the data given "
                           "from Python has none")
     run = RunConfig.resolve(name, kind, data=data_name,
@@ -273,8 +275,9 @@ def _run(config, state, run_dir, ctx, reporter, user_model, sets, claim_dir: boo
                     save_weights(run_dir / WEIGHTS, net)
         distributed.barrier(ctx)
     finally:
-        if user_model is not None:  # the user's module as it came, but for its weights
-            use_plain_pooling(net)
+        # the model handed back has torch's own pooling layers (traced, scripted and shown
+        # as any other model), and the user's module the classes it came with
+        use_plain_pooling(net)
     result = TrainResult(run_dir, net, config["model"], str(dev), history,
                          wall_seconds=time.perf_counter() - wall_start,
                          train_seconds=fit.train_seconds,

@@ -138,15 +138,26 @@ def _data(config: dict, data):
         train_set, test_set = data
     known = config.get("classes")  # a resumed run's: the data must be the run's
     if known is not None and list(train_set.classes) != list(known):
-        raise CnnzooError(f"the data's classes ({', '.join(train_set.classes[:5])}"
-                          f"{', ...' if len(train_set.classes) > 5 else ''}) are not those the "
-                          f"run was trained on ({', '.join(known[:5])}"
-                          f"{', ...' if len(known) > 5 else ''}); give the run's data")
+        found = list(train_set.classes)
+        first = next((i for i, (a, b) in enumerate(zip(found, known)) if a != b),
+                     min(len(found), len(known)))
+        raise CnnzooError(f"the data's {len(found)} classes ({_names(found, first)}) are not "
+                          f"those the run was trained on ({_names(known, first)}); give the "
+                          f"run's data")
     if config["train_subset"]:
         train_set = train_set.subset(config["train_subset"], seed=config["seed"])
     if config["test_subset"]:
         test_set = test_set.subset(config["test_subset"], seed=config["seed"])
     return train_set, test_set
+
+
+def _names(classes: list, first: int) -> str:
+    """A few class names from the ``first`` one that differs (where they part, not where they
+    agree)."""
+    start = 0 if first < 5 else first - 1
+    shown = classes[start:start + 5]
+    return (("..., " if start else "") + ", ".join(map(str, shown))
+            + (", ..." if start + 5 < len(classes) else ""))
 
 
 def _restore(state: dict, net, optimizer, scheduler, device: torch.device) -> None:

@@ -51,42 +51,38 @@ class Reporter:
 
 
 class Reporters(Reporter):
-    """Several reporters hearing the same run."""
+    """Several reporters hearing the same run, each told every event in turn."""
 
     def __init__(self, *reporters: Reporter):
         self.reporters = reporters
 
-    def start(self, info):
+    def _tell(self, event: str, *args) -> None:
         for reporter in self.reporters:
-            reporter.start(info)
+            getattr(reporter, event)(*args)
+
+    def start(self, info):
+        self._tell("start", info)
 
     def epoch_start(self, epoch, epochs, num_batches):
-        for reporter in self.reporters:
-            reporter.epoch_start(epoch, epochs, num_batches)
+        self._tell("epoch_start", epoch, epochs, num_batches)
 
     def step(self):
-        for reporter in self.reporters:
-            reporter.step()
+        self._tell("step")
 
     def epoch_end(self, row):
-        for reporter in self.reporters:
-            reporter.epoch_end(row)
+        self._tell("epoch_end", row)
 
     def note(self, text):
-        for reporter in self.reporters:
-            reporter.note(text)
+        self._tell("note", text)
 
     def warn(self, text):
-        for reporter in self.reporters:
-            reporter.warn(text)
+        self._tell("warn", text)
 
     def end(self, result):
-        for reporter in self.reporters:
-            reporter.end(result)
+        self._tell("end", result)
 
     def close(self):
-        for reporter in self.reporters:
-            reporter.close()
+        self._tell("close")
 
 
 def in_notebook() -> bool:
@@ -104,13 +100,13 @@ def reporter_for(progress: bool | None = None, curves: bool | None = None,
     """What ``train(progress=..., curves=..., reporter=...)`` reports to: ``reporter`` if given,
     else a ``NotebookReporter`` in a notebook or a ``TextReporter`` elsewhere (None and True
     alike), or the silent ``Reporter`` for ``progress=False``; with live curves beside it in a
-    notebook unless ``curves=False``."""
+    notebook, unless ``curves=False`` (or ``progress=False`` without ``curves=True``)."""
     for name, value in (("progress", progress), ("curves", curves)):
         if value is not None and not isinstance(value, bool):
             raise CnnzooError(f"{name}={value!r}: {name} must be True, False or None")
     if reporter is not None and not all(callable(getattr(reporter, name, None)) for name in
                                         ("start", "epoch_start", "step", "epoch_end", "note",
-                                         "warn")):
+                                         "warn", "end", "close")):
         raise CnnzooError(f"reporter={type(reporter).__name__}: a reporter needs the methods of "
                           f"cnnzoo.training.Reporter (subclass it)")
     notebook = in_notebook()
@@ -120,7 +116,7 @@ def reporter_for(progress: bool | None = None, curves: bool | None = None,
     if reporter is None:
         reporter = (Reporter() if progress is False else
                     NotebookReporter() if notebook else TextReporter())
-    if notebook and curves is not False:
+    if notebook and (curves or curves is None and progress is not False):
         return Reporters(reporter, LiveCurves())
     return reporter
 
@@ -231,6 +227,9 @@ class LiveCurves(Reporter):
         self.handle = None
         self.history: list[dict] = []
         self.title = ""
+
+    def warn(self, text):
+        """Nothing: the reporter beside it says the warning."""
 
     def start(self, info):
         self.history = list(info.get("history", []))

@@ -138,22 +138,33 @@ BEST = dict(optimizer="sgd", lr=0.2, momentum=0.9, nesterov=True, weight_decay=5
 BEST_MODELS = ("resnet9_fmnist",)
 
 
+# A model neither the book nor its family's recipe knows (one of the user's): the book's
+# ResNet rate at a batch most models take, the data at its own size.
+D2L_OTHERS = (0.05, 128, None)
+
+
 def recipe_for(model_name: str, recipe: str = "d2l") -> Recipe:
     """The named recipe (``"d2l"``, ``"modern"`` or ``"best"``) resolved for a registered
     model."""
     from ..models import model_info
 
+    info = model_info(model_name)
+    return named_recipe(recipe, model_name, info.family, info.input_size)
+
+
+def named_recipe(recipe: str, model_name: str | None = None, family: str = "custom",
+                 input_size=None) -> Recipe:
+    """The named recipe for a model of that name, family and default input size (C, H, W):
+    what ``recipe_for`` gives a registered model, and ``train`` a module of the user's."""
     if recipe not in RECIPES:
         raise CnnzooError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
-    info = model_info(model_name)
-    lr, batch_size, resize = (D2L.get(model_name)
-                              or D2L_BY_FAMILY.get(info.family, (0.05, 128, None)))
+    lr, batch_size, resize = (D2L.get(model_name) or D2L_BY_FAMILY.get(family, D2L_OTHERS))
     base = Recipe(name="d2l", lr=lr, batch_size=batch_size, resize=resize)
     if recipe == "d2l":
         return base.validated()
     if recipe == "best":
         return dataclasses.replace(base, name="best", **BEST).validated()
     # a model that records no input size is taken as a small one, as the data will be
-    small = info.family == "lenet" or info.input_size is None or info.input_size[1] <= 32
+    small = family == "lenet" or input_size is None or input_size[1] <= 32
     fields = MODERN_SMALL if small else MODERN_DEEP
     return dataclasses.replace(base, name="modern", **fields).validated()

@@ -16,6 +16,7 @@ import csv
 import errno
 import io
 import os
+import stat
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,8 +29,8 @@ except ImportError:  # Windows
     fcntl = None
     import msvcrt
 
-from .._io import atomic_write_text, read_json
-from ..data.catalog import canonical_name
+from .._io import TEXT_LIMIT, atomic_write_text, read_json, regular_file
+from ..data.catalog import IN_MEMORY, canonical_name
 from ..errors import CnnzooError
 from ..geometry import parse_size
 from .checkpoint import load_checkpoint, load_weights, save_checkpoint
@@ -47,6 +48,10 @@ class RunLock:
     can be resumed at once and a reused pid never looks like a live owner; a lock held by a live
     process makes a second run refuse instead of mixing its files with the first's. On taking
     the lock, temporary files that a killed writer left behind are removed.
+
+    The lock file is opened without following a link, and written only when it is a regular
+    file of one name that holds nothing or a pid: a ``.lock`` that is a link, a FIFO, a device,
+    another file's second name or a file of someone else's is refused, never truncated.
     """
 
     def __init__(self, folder: Path):
@@ -56,10 +61,18 @@ class RunLock:
     def __enter__(self):
         for _ in range(10):  # a holder that is just leaving may unlink the file we opened
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _NONBLOCK, 0o644)
             except OSError as error:
+                if error.errno == errno.ELOOP:
+                    raise CnnzooError(f"{self.path} is a link, not cnnzoo's lock file; remove "
+                                      f"it") from error
                 raise CnnzooError(f"cannot write in {self.path.parent}: {error.strerror}"
                                   ) from error
+            try:
+                _check_lock_file(fd, self.path)
+            except CnnzooError:
+                os.close(fd)
+                raise
             try:
                 held = not _try_lock(fd)
             except OSError as error:
@@ -67,9 +80,9 @@ class RunLock:
                 raise CnnzooError(f"cannot lock {self.path}: {error.strerror or error}"
                                   ) from error
             if held:
+                owner = _read_start(fd).strip()
                 os.close(fd)
-                owner = self._owner()
-                who = f"pid {owner}" if owner else "pid unknown"
+                who = f"pid {int(owner)}" if owner.isdigit() else "pid unknown"
                 raise CnnzooError(f"{self.path.parent} is in use by another cnnzoo process "
                                   f"({who}); wait for it to finish or choose another out=")
             if _same_file(fd, self.path):
@@ -79,15 +92,10 @@ class RunLock:
             raise CnnzooError(f"cannot lock {self.path.parent}: its lock file keeps changing")
         self._fd = fd
         os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)  # the check above read from it
         os.write(fd, str(os.getpid()).encode())
         remove_stale_temporaries(self.path.parent)
         return self
-
-    def _owner(self) -> int | None:
-        try:
-            return int(self.path.read_text().strip())
-        except (OSError, ValueError):
-            return None
 
     def __exit__(self, *exc):
         fd, self._fd = self._fd, None
@@ -101,6 +109,31 @@ class RunLock:
             os.close(fd)
             with contextlib.suppress(OSError):
                 self.path.unlink()
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # a FIFO opens at once, to be refused
+
+
+def _check_lock_file(fd: int, path: Path) -> None:
+    """A one-line ``CnnzooError`` unless the open ``fd`` is a lock file cnnzoo may write: a
+    regular file with no other name, empty or holding a pid."""
+    status = os.fstat(fd)
+    if not stat.S_ISREG(status.st_mode):
+        raise CnnzooError(f"{path} is not a regular file (a FIFO, a device or a folder), not "
+                          f"cnnzoo's lock file; remove it")
+    if status.st_nlink != 1:
+        raise CnnzooError(f"{path} is another file's name too (a hard link), not cnnzoo's "
+                          f"lock file; remove it")
+    content = _read_start(fd) if status.st_size <= 32 else b"x"
+    if content.strip() and not content.strip().isdigit():
+        raise CnnzooError(f"{path} holds something other than a process id: it is not "
+                          f"cnnzoo's lock file; remove it or choose another folder")
+
+
+def _read_start(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    return os.read(fd, 32)
 
 
 def _try_lock(fd: int) -> bool:
@@ -136,6 +169,13 @@ def is_run_file(name: str) -> bool:
         name.startswith(f".{run_file}.") and name.endswith(".tmp") for run_file in RUN_FILES)
 
 
+def belongs_to_run(path: Path) -> bool:
+    """Whether ``path`` is one of a run directory's own files (``RUN_FILES``, the lock): a
+    name a run writes, in a folder that holds a run's configuration."""
+    path = Path(path)
+    return is_run_file(path.name) and (path.parent / CONFIG).exists()
+
+
 def remove_stale_temporaries(folder: Path) -> list[Path]:
     """Delete the temporary files of ``RUN_FILES`` that a killed run left in ``folder``.
 
@@ -165,6 +205,7 @@ def read_metrics(folder: Path) -> list[dict]:
     path = Path(folder) / METRICS
     if not path.exists():
         return []
+    regular_file(path, TEXT_LIMIT)
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
@@ -209,7 +250,7 @@ CONFIG_FIELDS = (
 
 def data_options(config: dict) -> dict:
     """The options a run's data set is loaded with, the same wherever the run is read: a folder
-    of images is read at the run's ``--resize`` size, so that images of several sizes do."""
+    of images is read at the run's ``resize``, so that images of several sizes do."""
     resize = (config.get("recipe") or {}).get("resize")
     return {"image_size": (resize, resize)} if config["data"] == "folder" and resize else {}
 
@@ -229,7 +270,8 @@ def read_config(folder: Path) -> dict:
                               f"({key!r})")
     # runs of older versions kept the name as typed ("FashionMNIST"); every use compares the
     # canonical one
-    config["data"] = canonical_name(config["data"])
+    if config["data"] != IN_MEMORY:
+        config["data"] = canonical_name(config["data"])
     return config
 
 
@@ -291,8 +333,9 @@ def build_model(config: dict, model=None) -> torch.nn.Module:
 
     kind = config.get("model_kind", "registry")  # absent in older runs
     if model is None and kind != "registry":
-        raise CnnzooError(f"the run trained a model of your own ({config['model']}); give it "
-                          f"to build the run's: load_run(folder, model={config['model']}())")
+        raise CnnzooError(f"the run trained a model of your own ({config['model']}), which "
+                          f"cnnzoo does not keep as code; it is read from Python only, "
+                          f"given the model again")
     model_args = config.get("model_args") or {}  # absent in older runs
     if isinstance(model, torch.nn.Module):
         return model
@@ -300,39 +343,62 @@ def build_model(config: dict, model=None) -> torch.nn.Module:
         return call_builder(model, len(config["classes"]), config["input_size"][0], model_args)
     info = model_info(config["model"])
     check_model_args(config["model"], model_args)
-    kwargs = dict(model_args, num_classes=len(config["classes"]),
-                  in_channels=config["input_size"][0])
+    kwargs = dict(model_args, **data_arguments(info.builder, len(config["classes"]),
+                                               config["input_size"][0]))
     kwargs.update(info.sized_for(config["input_size"]))
     return get_model(config["model"], **kwargs)  # too large for memory: get_model says so
 
 
-def call_builder(builder, num_classes: int, in_channels: int, model_args: dict | None = None
-                 ) -> torch.nn.Module:
-    """``builder(**model_args)`` with ``num_classes`` and ``in_channels`` where it takes them
-    (by name, or in ``**kwargs``), so that a builder of the user's fits the data; what it
-    returns must be an ``nn.Module``."""
+def data_arguments(builder, num_classes: int, in_channels: int) -> dict:
+    """The arguments that fit a builder's model to the data: ``num_classes`` where it takes
+    it by name or in ``**kwargs`` (as torchvision's builders pass it on), ``in_channels``
+    only where it names it (``**kwargs`` of torchvision's kind refuse it further down)."""
     import inspect
 
-    name = getattr(builder, "__name__", type(builder).__name__)
+    parameters = inspect.signature(builder).parameters
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    kwargs = {}
+    if "num_classes" in parameters or open_ended:
+        kwargs["num_classes"] = num_classes
+    if "in_channels" in parameters:
+        kwargs["in_channels"] = in_channels
+    return kwargs
+
+
+def call_builder(builder, num_classes: int, in_channels: int, model_args: dict | None = None
+                 ) -> torch.nn.Module:
+    """``builder(**model_args)`` with the arguments that fit it to the data
+    (``data_arguments``); what it returns must be an ``nn.Module``, and a builder that fails
+    is one ``CnnzooError`` line that keeps its error as the cause."""
+    import inspect
+
+    name = builder_name(builder)
     try:
         parameters = inspect.signature(builder).parameters
     except (TypeError, ValueError) as error:
-        raise CnnzooError(f"model={builder!r} is neither a model name, an nn.Module nor a "
-                          f"function that builds one") from error
+        raise CnnzooError(f"model={name}: give a model's name, an nn.Module, or a function "
+                          f"that builds one") from error
     open_ended = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-    kwargs = {}
-    for key, value in (("num_classes", num_classes), ("in_channels", in_channels)):
-        if open_ended or key in parameters:
-            kwargs[key] = value
-    for key, value in (model_args or {}).items():
+    for key in model_args or {}:
         if not (open_ended or key in parameters):
             raise CnnzooError(f"{name} takes no model argument {key!r}; it takes: "
                               f"{', '.join(parameters) or 'none'}")
-        kwargs[key] = value
-    built = builder(**kwargs)
+    kwargs = dict(model_args or {}, **data_arguments(builder, num_classes, in_channels))
+    try:
+        built = builder(**kwargs)
+    except (TypeError, ValueError, RuntimeError) as error:
+        shown = ", ".join(f"{key}={value!r}" for key, value in kwargs.items())
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise CnnzooError(f"{name}({shown}) failed: {first}") from error
     if not isinstance(built, torch.nn.Module):
         raise CnnzooError(f"model={name} returned a {type(built).__name__}, not an nn.Module")
     return built
+
+
+def builder_name(builder) -> str:
+    """A builder's name for messages and run folders: its own, or "builder" for a lambda."""
+    name = getattr(builder, "__name__", type(builder).__name__)
+    return name if name.isidentifier() else "builder"
 
 
 def load_run(folder, model=None) -> Run:
@@ -345,6 +411,8 @@ def load_run(folder, model=None) -> Run:
     """
     from .checkpoint import load_state
 
+    if not isinstance(folder, (str, os.PathLike)):
+        raise CnnzooError(f"folder={folder!r}: give the path of a run directory")
     folder = Path(folder)
     if not folder.is_dir():
         problem = "a file, not a folder" if folder.exists() else "no such folder"
