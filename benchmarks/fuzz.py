@@ -1,6 +1,6 @@
 """Bad-input campaign: the data readers and the command-line parser against random and damaged input.
 
-Four targets, each fed by a hypothesis strategy:
+Eight targets, each fed by a hypothesis strategy:
 
     idx     an MNIST data directory whose images or labels file is valid, damaged (truncated,
             extended, bytes flipped, header fields changed, gzip cut or corrupted) or random
@@ -10,6 +10,16 @@ Four targets, each fed by a hypothesis strategy:
     cli     ``cnnzoo.cli.build_parser().parse_args`` on token lists drawn from the real
             subcommands, flags and choices mixed with junk, then the checks the commands make
             before any heavy work (``parse_input_size``, ``parse_unit``, model and data set names)
+    config      a run directory whose ``config.json`` has values changed, keys removed or added
+                (in the recipe too) or its bytes damaged, read back (``load_run``) and resumed up
+                to its first epoch
+    checkpoint  the same with ``checkpoint.pt``: entries removed or replaced, tensors of other
+                shapes, dtypes or NaN inside the model and optimiser state, with or without a
+                valid digest, bytes damaged
+    metrics     the same with ``metrics.csv``: other headers, junk cells, short rows, damage
+    lock        the run lock with ``.lock`` a link (to a file, to nothing, to /dev/null), a hard
+                link, a FIFO, a folder, held by another process or holding anything: the linked
+                file must come out unchanged, and only a free lock of cnnzoo's may be taken
 
 Every case must end in a result or in a one-line ``CnnzooError``; anything else (another
 exception, a multi-line message, a case running past its time limit, a crash of the interpreter)
@@ -18,6 +28,8 @@ is a defect. Each target runs in its own child process so that a crash is counte
     .venv/bin/python benchmarks/fuzz.py                      # 5000 cases per target
     .venv/bin/python benchmarks/fuzz.py --cases 500 --target idx --target cli
     .venv/bin/python benchmarks/fuzz.py --seed 3             # another stream of cases
+    .venv/bin/python benchmarks/fuzz.py --cases 10000 --jobs 2 --target config \
+        --target checkpoint --target metrics --target lock      # the run directory's files
 
 tests/test_fuzz.py runs the same targets with a few hundred cases each.
 """
@@ -580,6 +592,310 @@ def run_cli(tokens: list[str], workdir: Path) -> str:
     return "parsed" if outcome == "loaded" else "error"
 
 
+# --- targets: a run directory's files -----------------------------------------------------------
+
+# Two runs of lenet5_d2l on a little synthetic data, made once per process: one finished (its
+# final weights, which eval and predict read), one stopped after the first of two epochs (only
+# its checkpoint, which resume and eval read; SGD with momentum, so the optimiser has state).
+_RUNS: dict[str, Path] = {}
+
+
+def template_runs() -> dict[str, Path]:
+    if not _RUNS:
+        from cnnzoo.training import train
+
+        root = Path(tempfile.mkdtemp(prefix="cnnzoo-fuzz-runs-"))
+        tiny = dict(data="synthetic", train_subset=64, test_subset=32, batch_size=32,
+                    device="cpu", progress=False)
+        _RUNS["finished"] = train("lenet5_d2l", epochs=1, out=root / "finished",
+                                  **tiny).run_dir
+        _RUNS["interrupted"] = train("lenet5_d2l", epochs=2, out=root / "interrupted",
+                                     momentum=0.9, stop_after_epoch=1, **tiny).run_dir
+    return _RUNS
+
+
+class _Reached(BaseException):
+    """Raised by ``_StopAtStart`` when a resumed run has been set up (a BaseException, so that
+    no ``except Exception`` of the code under test takes it for a failure)."""
+
+
+def _stop_at_start():
+    from cnnzoo.training.progress import Reporter
+
+    class StopAtStart(Reporter):
+        def start(self, info):
+            raise _Reached()
+    return StopAtStart()
+
+
+def read_run(folder: Path) -> str:
+    """What a user does with a handed-over run directory, each step ending in a result or one
+    line: read it back (``load_run``: eval, predict and export start so), then resume it up to
+    the moment its first epoch would start (configuration, checkpoint, data, model, optimiser,
+    schedule and random state restored, the lock taken). "error" if any step refused."""
+    from cnnzoo.training import load_run, train
+
+    outcome, _ = answered(lambda: load_run(folder))
+
+    def resume():
+        try:
+            train(resume=folder, epochs=50, reporter=_stop_at_start())
+        except _Reached:
+            return None
+        raise Defect("a resumed run trained without starting")  # never reached: start raises
+    resumed, _ = answered(resume)
+    return "error" if "error" in (outcome, resumed) else "loaded"
+
+
+def _scratch_copy(kind: str, workdir: Path) -> Path:
+    folder = workdir / "run"
+    shutil.copytree(template_runs()[kind], folder)
+    return folder
+
+
+JSON_VALUES = st.sampled_from((
+    None, True, False, 0, 1, -1, 2, 3, 1.5, 1e-320, 1e308, float("nan"), 2 ** 31, 2 ** 64, "",
+    "x", "0.1", "lenet5_d2l", "resnet18", "synthetic", "folder", "in-memory", "cpu", "cuda:7",
+    "sgd", "adamw", "modern", [], [1], [1, 28, 28], [3, 32, 32], [0, 28, 28], [1, 60000, 60000],
+    [[0.5], [0.5]], [[0.5], [0.0]], ["class0"], {}, {"width": 8}, {"a": 1}))
+
+
+@dataclass
+class ConfigCase:
+    kind: str        # finished | interrupted
+    edits: list      # (where: "top" | "recipe", key, op: delete | set, value)
+    damage: tuple    # then the bytes of the file
+
+
+@st.composite
+def config_cases(draw):
+    import dataclasses as dc
+
+    from cnnzoo.training.recipes import Recipe
+
+    top_keys = ["model", "data", "classes", "recipe", "image_size", "input_size", "seed",
+                "train_subset", "test_subset", "device", "data_dir", "model_kind",
+                "model_args", "normalize_stats", "fast", "amp", "channels_last",
+                "cuda_graphs", "compile", "fast_path", "new_key"]
+    recipe_keys = [f.name for f in dc.fields(Recipe)] + ["mixup"]
+    edits = []
+    for _ in range(draw(st.integers(0, 3))):
+        where = draw(st.sampled_from(("top", "recipe", "recipe")))
+        key = draw(st.sampled_from(top_keys if where == "top" else recipe_keys))
+        op = draw(st.sampled_from(("set", "set", "set", "delete")))
+        edits.append((where, key, op, draw(JSON_VALUES) if op == "set" else None))
+    kinds = ("none",) * 6 + MUTATIONS  # most cases damage the values, some the bytes
+    return ConfigCase(draw(st.sampled_from(("finished", "interrupted"))), edits,
+                      draw(damage(kinds)))
+
+
+def run_config(case: ConfigCase, workdir: Path) -> str:
+    folder = _scratch_copy(case.kind, workdir)
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    for where, key, op, value in case.edits:
+        target = config if where == "top" else config.get("recipe")
+        if not isinstance(target, dict):
+            continue
+        if op == "delete":
+            target.pop(key, None)
+        else:  # a copy: the pool's lists and dicts are shared between cases
+            target[key] = json.loads(json.dumps(value))
+    path.write_bytes(apply_damage(json.dumps(config, indent=2).encode(), case.damage))
+    return read_run(folder)
+
+
+@dataclass
+class CheckpointCase:
+    entry: str       # the entry changed: model | optimizer | scheduler | epoch | rng_cpu | ...
+    op: str          # delete | set | tensor | state (into the optimiser's or model's insides)
+    value: object
+    digest: bool     # written with its digest (as cnnzoo writes) or without (an old version's)
+    damage: tuple    # then the bytes of the file
+
+
+TENSORS = st.sampled_from(("zeros1", "zeros7u8", "nan_like", "shape3", "int_like", "empty",
+                           "huge_like", "bool_like"))
+
+
+@st.composite
+def checkpoint_cases(draw):
+    entry = draw(st.sampled_from(("model", "optimizer", "scheduler", "epoch", "rng_cpu",
+                                  "extra", "sha256")))
+    op = draw(st.sampled_from(("delete", "set", "tensor", "state", "state")))
+    value = draw(JSON_VALUES) if op == "set" else draw(TENSORS)
+    kinds = ("none",) * 6 + MUTATIONS
+    return CheckpointCase(entry, op, value, draw(st.booleans()), draw(damage(kinds)))
+
+
+def _tensor(kind: str, like):
+    import torch
+
+    like = like if hasattr(like, "shape") else torch.zeros(3)
+    return {"zeros1": lambda: torch.zeros(1), "zeros7u8": lambda: torch.zeros(7, dtype=torch.uint8),
+            "nan_like": lambda: torch.full_like(like.float(), float("nan")),
+            "shape3": lambda: torch.zeros(3), "int_like": lambda: like.to(torch.int64),
+            "empty": lambda: torch.zeros(0), "huge_like": lambda: torch.full_like(
+                like.float(), 1e38) * 10, "bool_like": lambda: like.bool()}[kind]()
+
+
+def run_checkpoint(case: CheckpointCase, workdir: Path) -> str:
+    import io as io_module
+
+    import torch
+
+    from cnnzoo.training.checkpoint import DIGEST, digest
+
+    folder = _scratch_copy("interrupted", workdir)
+    path = folder / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    state.pop(DIGEST, None)
+    entry, op = case.entry, case.op
+    if op == "delete":
+        state.pop(entry, None)
+    elif op == "set":
+        state[entry] = case.value
+    elif op == "tensor":
+        state[entry] = _tensor(case.value, state.get(entry))
+    elif entry == "model" or entry not in ("optimizer", "scheduler"):  # a tensor inside
+        key = sorted(state["model"])[len(case.value) % len(state["model"])]
+        state["model"][key] = _tensor(case.value, state["model"][key])
+    elif entry == "optimizer":
+        inner = state["optimizer"]["state"]
+        index = sorted(inner)[len(case.value) % len(inner)]
+        inner[index] = {"momentum_buffer": _tensor(case.value, inner[index]["momentum_buffer"])}
+    else:
+        state["scheduler"] = {"last_epoch": _tensor(case.value, None)}
+    if case.digest:
+        state[DIGEST] = digest(state)
+    buffer = io_module.BytesIO()
+    torch.save(state, buffer)
+    path.write_bytes(apply_damage(buffer.getvalue(), case.damage))
+    return read_run(folder)
+
+
+@dataclass
+class MetricsCase:
+    kind: str
+    header: list     # the columns written
+    rows: list       # each a list of cell texts
+    damage: tuple
+
+
+CELLS = st.one_of(st.sampled_from(("1", "2", "0", "-1", "0.5", "nan", "inf", "-inf", "1e999",
+                                   "", "x", "1.5", "3", "99", " 1", "1,2", '"', "\x00", "é")),
+                  st.text(max_size=6))
+
+
+@st.composite
+def metrics_cases(draw):
+    from cnnzoo.training.rundir import METRIC_FIELDS
+
+    header = list(METRIC_FIELDS)
+    if draw(st.integers(0, 3)) == 0:
+        header = draw(st.lists(st.sampled_from((*METRIC_FIELDS, "extra", "", "epoch")),
+                               max_size=8))
+    count = draw(st.integers(0, 4))
+    rows = []
+    for epoch in range(1, count + 1):
+        row = [str(epoch), "0.5", "0.5", "0.5", "1.0", "100.0"][:len(header)]
+        row += ["1"] * (len(header) - len(row))
+        for _ in range(draw(st.integers(0, 2))):
+            if row:
+                row[draw(st.integers(0, len(row) - 1))] = draw(CELLS)
+        if draw(st.integers(0, 9)) == 0:
+            row = row[:draw(st.integers(0, len(row)))]
+        rows.append(row)
+    kinds = ("none",) * 6 + MUTATIONS
+    return MetricsCase(draw(st.sampled_from(("finished", "interrupted"))), header, rows,
+                       draw(damage(kinds)))
+
+
+def run_metrics(case: MetricsCase, workdir: Path) -> str:
+    import csv
+
+    folder = _scratch_copy(case.kind, workdir)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(case.header)
+    writer.writerows(case.rows)
+    (folder / "metrics.csv").write_bytes(apply_damage(buffer.getvalue().encode(), case.damage))
+    return read_run(folder)
+
+
+@dataclass
+class LockCase:
+    form: str        # what .lock is: regular, symlink-file, symlink-missing, symlink-devnull,
+                     # hardlink, fifo, folder
+    content: bytes   # of a regular lock file
+    held: bool       # another process holds the lock while this one tries
+
+
+@st.composite
+def lock_cases(draw):
+    form = draw(st.sampled_from(("regular", "regular", "regular", "symlink-file",
+                                 "symlink-missing", "symlink-devnull", "hardlink", "fifo",
+                                 "folder")))
+    content = draw(st.one_of(st.just(b""), st.integers(0, 2 ** 40).map(lambda n: str(n).encode()),
+                             st.sampled_from((b"12345\n", b" 7 ", b"pid 3", b"\x00", b"-1",
+                                              b"1" * 40, b"notes\n" * 20)),
+                             st.binary(max_size=40)))
+    return LockCase(form, content, form == "regular" and draw(st.integers(0, 4)) == 0)
+
+
+def run_lock(case: LockCase, workdir: Path) -> str:
+    """Take a run directory's lock (as ``train --resume`` and ``train --out`` do) with its
+    ``.lock`` as the case has it; the file it may point to must come out unchanged, and a lock
+    that is not cnnzoo's must be refused."""
+    import fcntl
+
+    from cnnzoo.training.rundir import RunLock
+
+    folder = workdir / "run"
+    folder.mkdir()
+    lock = folder / ".lock"
+    victim = workdir / "precious.txt"
+    victim.write_bytes(b"the user's file\n")
+    if case.form == "regular":
+        lock.write_bytes(case.content)
+    elif case.form == "symlink-file":
+        lock.symlink_to(victim)
+    elif case.form == "symlink-missing":
+        lock.symlink_to(workdir / "nothing-here")
+    elif case.form == "symlink-devnull":
+        lock.symlink_to("/dev/null")
+    elif case.form == "hardlink":
+        os.link(victim, lock)
+    elif case.form == "fifo":
+        os.mkfifo(lock)
+    else:
+        lock.mkdir()
+    holder = None
+    if case.held:
+        holder = os.open(lock, os.O_RDWR)
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def take():
+        with RunLock(folder):
+            return None
+    try:
+        outcome, _ = answered(take)
+    finally:
+        if holder is not None:
+            os.close(holder)
+    if victim.read_bytes() != b"the user's file\n":
+        raise Defect(f"taking the lock changed the file its .lock ({case.form}) names")
+    # what cnnzoo writes there: nothing yet, or a pid (at most 32 bytes)
+    ours = case.form == "regular" and len(case.content) <= 32 and (
+        not case.content.strip() or case.content.strip().isdigit())
+    if outcome == "loaded" and not (ours and not case.held):
+        raise Defect(f"a lock that is not cnnzoo's to take ({case.form}, held={case.held}) "
+                     f"was taken")
+    if outcome == "error" and ours and not case.held:
+        raise Defect("cnnzoo's own lock file, free, was refused")
+    return outcome
+
+
 # --- shared checks and the driver ----------------------------------------------------------------
 
 def check_dataset(dataset) -> None:
@@ -604,6 +920,10 @@ TARGETS = {
     "cifar": Target("cifar", cifar_cases, run_cifar, ("loaded", "error")),
     "folder": Target("folder", folder_cases, run_folder, ("loaded", "error")),
     "cli": Target("cli", cli_cases, run_cli, ("parsed", "help", "error")),
+    "config": Target("config", config_cases, run_config, ("loaded", "error")),
+    "checkpoint": Target("checkpoint", checkpoint_cases, run_checkpoint, ("loaded", "error")),
+    "metrics": Target("metrics", metrics_cases, run_metrics, ("loaded", "error")),
+    "lock": Target("lock", lock_cases, run_lock, ("loaded", "error")),
 }
 
 
@@ -685,6 +1005,8 @@ def _worker(args) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=5000, help="cases per target (5000)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="targets run at once, each in a process of its own (1)")
     parser.add_argument("--target", action="append", choices=tuple(TARGETS),
                         help="run only this target (repeatable; default all)")
     parser.add_argument("--seed", type=int, default=0, help="hypothesis seed (0)")
@@ -700,10 +1022,13 @@ def main(argv=None) -> int:
     print(f"cnnzoo bad-input campaign: {args.cases} cases per target, seed {args.seed}; "
           f"python {platform.python_version()}, torch {torch.__version__}, "
           f"{os.cpu_count()} CPU cores")
-    print(f"{'target':<8}{'cases':>7}  {'outcomes':<40}{'defects':>8}{'seconds':>9}")
+    print(f"{'target':<11}{'cases':>7}  {'outcomes':<40}{'defects':>8}{'seconds':>9}")
     found = 0
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    for name in args.target or TARGETS:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run_target(name: str):
+        """One target's campaign in a child process: (its result, or None, and the time)."""
         with tempfile.TemporaryDirectory(prefix="cnnzoo-fuzz-") as scratch:
             result_path, last_path = Path(scratch) / "result.json", Path(scratch) / "last"
             start = time.perf_counter()
@@ -711,24 +1036,33 @@ def main(argv=None) -> int:
                 [sys.executable, __file__, "--worker", name, "--cases", str(args.cases),
                  "--seed", str(args.seed), "--result", str(result_path),
                  "--last-case", str(last_path)], env=env, stderr=subprocess.PIPE, text=True)
+            seconds = time.perf_counter() - start
             if process.returncode != 0 or not result_path.exists():
                 last = last_path.read_text() if last_path.exists() else "?"
                 how = (f"killed by signal {-process.returncode}" if process.returncode < 0
                        else f"exit status {process.returncode}")
-                print(f"{name:<8}{'?':>7}  interpreter died ({how}); last case: {last[:300]}")
-                print(process.stderr[-2000:])
+                return None, f"interpreter died ({how}); last case: {last[:300]}\n" \
+                             f"{process.stderr[-2000:]}", seconds
+            return json.loads(result_path.read_text()), "", seconds
+
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        runs = {name: pool.submit(run_target, name) for name in args.target or TARGETS}
+        for name, future in runs.items():  # in order, each as soon as it and those before end
+            result, failure, seconds = future.result()
+            if result is None:
+                print(f"{name:<11}{'?':>7}  {failure}")
                 found += 1
                 continue
-            result = json.loads(result_path.read_text())
-        outcomes = ", ".join(f"{key} {value}" for key, value in sorted(result["outcomes"].items()))
-        defects = sum(d["count"] for d in result["defects"])
-        found += len(result["defects"])
-        print(f"{name:<8}{result['cases']:>7}  {outcomes:<40}{defects:>8}"
-              f"{time.perf_counter() - start:>9.1f}", flush=True)
-        for defect in result["defects"]:
-            print(f"    defect x{defect['count']}: {defect['kind']}")
-            print(f"        e.g. {defect['message'][:300]!r}")
-            print(f"        from {defect['example'][:300]}")
+            outcomes = ", ".join(f"{key} {value}"
+                                 for key, value in sorted(result["outcomes"].items()))
+            defects = sum(d["count"] for d in result["defects"])
+            found += len(result["defects"])
+            print(f"{name:<11}{result['cases']:>7}  {outcomes:<40}{defects:>8}{seconds:>9.1f}",
+                  flush=True)
+            for defect in result["defects"]:
+                print(f"    defect x{defect['count']}: {defect['kind']}")
+                print(f"        e.g. {defect['message'][:300]!r}")
+                print(f"        from {defect['example'][:300]}")
     print(f"distinct defects: {found}")
     return 1 if found else 0
 

@@ -192,19 +192,41 @@ def test_damaged_idx_file_is_one_line_error_naming_it(tmp_path, defect):
     assert file_name in message and words in message
 
 
-def test_missing_data_set_says_where_it_looked_and_how_to_get_it(tmp_path, monkeypatch):
+def test_missing_data_set_says_where_it_looked_and_how_to_get_it(tmp_path, monkeypatch,
+                                                                  private_cache):
     spec = dataclasses.replace(catalog.FASHION_MNIST, system_dirs=(tmp_path / "system",))
     monkeypatch.setitem(catalog.SOURCES, "fashion-mnist", spec)
-    (tmp_path / "mine").mkdir()
-    write(tmp_path / "mine" / "t10k-images-idx3-ubyte.gz", idx_bytes(np.zeros((2, 3, 3))))
     with pytest.raises(DataSetNotFoundError) as error:
-        load_dataset("fashion-mnist", "test", data_dir=tmp_path / "mine", download=False)
+        load_dataset("fashion-mnist", "test", download=False)
     message = one_line(error)
-    for words in (str(tmp_path / "mine"), str(tmp_path / "system"), str(tmp_path / "cache"),
-                  "lacks t10k-labels-idx1-ubyte", "apt-get install dataset-fashion-mnist",
+    for words in (str(tmp_path / "system"), str(private_cache / "fashion-mnist"),
+                  "apt-get install dataset-fashion-mnist",
                   "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"):
         assert words in message
     assert isinstance(error.value, CnnzooError) and isinstance(error.value, FileNotFoundError)
+
+
+def test_a_data_dir_is_the_only_place_read(tmp_path, monkeypatch, private_cache):
+    # the system's copy holds both splits; the folder asked for holds the training split and
+    # half of the test split: the test split is missing, not taken from the system's copy
+    spec = dataclasses.replace(catalog.FASHION_MNIST, system_dirs=(tmp_path / "system",))
+    monkeypatch.setitem(catalog.SOURCES, "fashion-mnist", spec)
+    make_idx_set(tmp_path / "system")
+    make_idx_set(tmp_path / "mine")
+    (tmp_path / "mine" / "t10k-labels-idx1-ubyte").unlink()
+    assert load_dataset("fashion-mnist", "train", data_dir=tmp_path / "mine",
+                        download=False).source == str(tmp_path / "mine")
+    with pytest.raises(DataSetNotFoundError) as error:
+        load_dataset("fashion-mnist", "test", data_dir=tmp_path / "mine", download=False)
+    message = one_line(error)
+    assert str(tmp_path / "mine") in message and "lacks t10k-labels-idx1-ubyte" in message
+    assert str(tmp_path / "system") not in message and str(private_cache) not in message
+    assert "apt-get" not in message  # the system's copy would not be read either
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataSetNotFoundError):
+        load_dataset("fashion-mnist", "train", data_dir=tmp_path / "empty", download=False)
+    assert load_dataset("fashion-mnist", "test", download=False).source == \
+        str(tmp_path / "system")
 
 
 def mirror_of(directory: Path, spec, monkeypatch, md5=None):

@@ -27,7 +27,8 @@ fuzz = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = fuzz  # its dataclasses look their module up there
 _spec.loader.exec_module(fuzz)
 
-CASES = {"idx": 400, "cifar": 300, "folder": 400, "cli": 400}
+CASES = {"idx": 400, "cifar": 300, "folder": 400, "cli": 400, "config": 60, "checkpoint": 60,
+         "metrics": 60, "lock": 300}
 
 
 @pytest.fixture

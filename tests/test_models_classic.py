@@ -14,6 +14,7 @@ from torch.nn import functional as F
 import cnnzoo
 from cnnzoo.errors import CnnzooError, InputTooSmallError
 from cnnzoo.models.lenet import PartialConv2d, Subsampling, lenet5_connections
+from fixtures.weights import assert_input_matters, informative
 
 
 def count(model):
@@ -21,8 +22,9 @@ def count(model):
 
 
 def assert_same_function(model, reference, input_size, train=False):
-    ours = list(model.parameters())
-    theirs = list(reference.parameters())
+    informative(model)  # BatchNorm's statistics copied too, so its place shows in eval mode
+    ours = list(model.parameters()) + list(model.buffers())
+    theirs = list(reference.parameters()) + list(reference.buffers())
     assert [p.shape for p in ours] == [p.shape for p in theirs]
     with torch.no_grad():
         for src, dst in zip(ours, theirs):
@@ -30,7 +32,9 @@ def assert_same_function(model, reference, input_size, train=False):
     model.eval(), reference.eval()
     x = torch.rand(3, *input_size)
     with torch.no_grad():
-        torch.testing.assert_close(model(x), reference(x))
+        expected = reference(x)
+        assert_input_matters(expected)
+        torch.testing.assert_close(model(x), expected)
         if train:  # normalised by the batch, a BatchNorm on the other side of a ReLU differs
             model.train(), reference.train()
             torch.testing.assert_close(model(x), reference(x))

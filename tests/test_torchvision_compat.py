@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 
 import cnnzoo
 from cnnzoo.errors import CnnzooError
+from fixtures.weights import assert_input_matters, informative
 
 # cnnzoo name -> torchvision builder name and keyword arguments (no weights, its own init)
 TORCHVISION = {
@@ -51,19 +52,22 @@ def test_torchvision_state_dict_loads_unchanged_and_outputs_agree(name):
     builders = torchvision_models()
     tv_name, kwargs = TORCHVISION[name]
     torch.manual_seed(0)
-    reference = builders[tv_name](weights=None, **kwargs).eval()
+    reference = informative(builders[tv_name](weights=None, **kwargs)).eval()
     ours = cnnzoo.get_model(name).eval()
     ours.load_state_dict(reference.state_dict(), strict=True)
 
     x = torch.randn(*SMALL)
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), reference(x), rtol=1e-5, atol=1e-5)
+        expected = reference(x)
+        assert_input_matters(expected)
+        torch.testing.assert_close(ours(x), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_googlenet_with_auxiliary_heads_matches_torchvision_in_both_modes():
     builders = torchvision_models()
     torch.manual_seed(0)
-    reference = builders["googlenet"](weights=None, aux_logits=True, init_weights=True)
+    reference = informative(builders["googlenet"](weights=None, aux_logits=True,
+                                                  init_weights=True))
     ours = cnnzoo.get_model("googlenet", aux_logits=True)
     ours.load_state_dict(reference.state_dict(), strict=True)
 
@@ -76,20 +80,25 @@ def test_googlenet_with_auxiliary_heads_matches_torchvision_in_both_modes():
         outputs.append(model(x))
     assert type(outputs[0]).__name__ == "GoogLeNetOutputs" and len(outputs[0]) == 3
     for mine, theirs in zip(*outputs):
+        assert_input_matters(theirs)
         torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-5)
     with torch.no_grad():
-        torch.testing.assert_close(ours.eval()(x), reference.eval()(x), rtol=1e-5, atol=1e-5)
+        expected = reference.eval()(x)
+        assert_input_matters(expected)
+        torch.testing.assert_close(ours.eval()(x), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_get_model_loads_a_torchvision_file_saved_with_torch_save(tmp_path):
     builders = torchvision_models()
     torch.manual_seed(0)
-    reference = builders["resnet18"](weights=None, num_classes=7).eval()
+    reference = informative(builders["resnet18"](weights=None, num_classes=7)).eval()
     torch.save(reference.state_dict(), tmp_path / "resnet18.pth")
     ours = cnnzoo.get_model("resnet18", num_classes=7, weights=tmp_path / "resnet18.pth").eval()
     x = torch.randn(*SMALL)
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), reference(x), rtol=1e-5, atol=1e-5)
+        expected = reference(x)
+        assert_input_matters(expected)
+        torch.testing.assert_close(ours(x), expected, rtol=1e-5, atol=1e-5)
 
 
 # --- weights files, without torchvision ---------------------------------------------------------
@@ -167,10 +176,17 @@ def test_weights_that_do_not_fit_give_one_line_errors(tmp_path):
 def test_googlenet_transform_input_matches_torchvision():
     builders = torchvision_models()
     torch.manual_seed(0)
-    reference = builders["googlenet"](weights=None, aux_logits=False, init_weights=True,
-                                      transform_input=True).eval()
+    reference = informative(builders["googlenet"](weights=None, aux_logits=False,
+                                                  init_weights=True, transform_input=True))
+    reference.eval()
     ours = cnnzoo.get_model("googlenet", transform_input=True).eval()
     ours.load_state_dict(reference.state_dict(), strict=True)
     x = torch.randn(*SMALL)
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), reference(x), rtol=1e-5, atol=1e-5)
+        expected = reference(x)
+        assert_input_matters(expected)
+        torch.testing.assert_close(ours(x), expected, rtol=1e-5, atol=1e-5)
+        # the transform acts: the same weights without it give other logits
+        plain = cnnzoo.get_model("googlenet").eval()
+        plain.load_state_dict(reference.state_dict(), strict=True)
+        assert not torch.allclose(plain(x), expected, rtol=1e-3, atol=1e-3)

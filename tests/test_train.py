@@ -391,8 +391,8 @@ def test_a_metrics_file_without_its_header_is_damaged_not_empty(tmp_path):
 
 @pytest.mark.parametrize("setting, message", [
     (dict(lr=1e308), "lr=1e\\+308: lr must be a positive number float32 can hold"),
-    (dict(weight_decay=1e308), "weight_decay=1e\\+308: weight_decay must be a number >= 0 "
-                               "that float32 can hold"),
+    (dict(weight_decay=1e308), "weight_decay=1e\\+308: weight_decay must be 0 or a positive "
+                               "number float32 can hold"),
     (dict(lr=float("inf")), "lr=inf: lr must be a positive number"),
     (dict(crop_padding=1_000_000), "crop_padding=1000000 is too large for the 28x28 input"),
     (dict(crop_padding=28), "crop_padding=28 is too large for the 28x28 input.*at most 27"),

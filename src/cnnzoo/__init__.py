@@ -37,6 +37,7 @@ _EXPORTS = {
     "evaluate": "cnnzoo.training",
     "EvalResult": "cnnzoo.training",
     "predict": "cnnzoo.training",
+    "compare_runs": "cnnzoo.training",
     "to_fully_convolutional": "cnnzoo.models.convert",
     "export_model": "cnnzoo.export",
 }

@@ -48,8 +48,10 @@ def atomic_file(path, *, suffix: str = ".tmp") -> Iterator[tuple[BinaryIO, Path]
         mode, existed = path.stat().st_mode & 0o777, True
     except OSError:
         mode, existed = NEW_FILE_MODE, False
+    _remove_orphans(path, suffix)
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=suffix,
+                                    dir=path.parent)
     except OSError as error:
         raise refused(path, error, existed) from error
     temporary = Path(name)
@@ -74,6 +76,33 @@ def atomic_file(path, *, suffix: str = ".tmp") -> Iterator[tuple[BinaryIO, Path]
             temporary.unlink()
         raise
     _fsync_dir(path.parent)
+
+
+def _remove_orphans(path: Path, suffix: str) -> None:
+    """Remove the temporary files of ``path`` that a killed process left (SIGKILL, a power cut:
+    nothing ran to remove them). Each one's name holds its writer's process id, so a file that
+    another process is writing now is left alone."""
+    prefix = f".{path.name}."
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path.parent):
+            name = entry.name
+            if not (name.startswith(prefix) and name.endswith(suffix)):
+                continue
+            pid, dash, _ = name[len(prefix):].partition("-")
+            if dash and pid.isdigit() and not _alive(int(pid)) and entry.is_file(
+                    follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):  # another user's, or no such id
+        return True
+    return True
 
 
 def refused(path: Path, error: OSError, existed: bool) -> CnnzooError:

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .errors import CnnzooError
+from .errors import CnnzooError, out_of_memory_as
 from .device import synchronize
 from .training.step import GRAPH_WARMUP_STEPS, TrainStep, check_graphs
 
@@ -290,6 +290,20 @@ def _training_split(name: str, data_dir: str | None, num_samples: int | None):
     return load_dataset(name, split="train", data_dir=data_dir, **options)
 
 
+def _in_memory(function):
+    """``function`` (a benchmark of one model) with the allocator refusing memory, for the data
+    of a large batch or the activations of a large input, as one line naming the sizes."""
+    @functools.wraps(function)
+    def guarded(name, *args, batch_size=None, resize=None, **options):
+        batch = f"batch_size={batch_size}" if batch_size else "its recipe's batch size"
+        side = f", resize={resize}" if resize else ""
+        with out_of_memory_as(f"benchmarking {name} at {batch}{side} does not fit in "
+                              f"memory; give a smaller batch_size= or resize="):
+            return function(name, *args, batch_size=batch_size, resize=resize, **options)
+    return guarded
+
+
+@_in_memory
 def check_bench(name: str, *, data: str = "synthetic", resize: int | None = None,
                 batch_size: int | None = None, device: str = "auto", steps: int = 30,
                 data_dir: str | None = None) -> None:
@@ -318,6 +332,7 @@ def _allocator_state() -> str:
     return "keeps freed memory" if allocator.in_force() else "default"
 
 
+@_in_memory
 def bench_textbook(name: str, *, data: str = "synthetic", resize: int | None = None,
                    batch_size: int | None = None, device: str = "auto", steps: int = 30,
                    warmup: int | None = None, data_dir: str | None = None,
@@ -344,6 +359,7 @@ def bench_textbook(name: str, *, data: str = "synthetic", resize: int | None = N
     return TextbookResult(examples / seconds, loss, _allocator_state())
 
 
+@_in_memory
 def bench_model(name: str, *, data: str = "synthetic", resize: int | None = None,
                 batch_size: int | None = None, device: str = "auto", compile: bool = False,
                 amp: bool = False, channels_last: bool = False, cuda_graphs: bool = False,

@@ -195,6 +195,28 @@ def curves_figure(history: list[dict], title: str = "") -> Picture:
     return fig
 
 
+@drawing
+def curves_overlay(histories: dict[str, list[dict]]) -> Picture:
+    """Several runs' curves on one figure (``cnnzoo compare``): test accuracy on the left,
+    training loss on the right, against epochs, a line per run (name -> rows of
+    ``metrics.csv``)."""
+    fig = new_figure(figsize=(10, 4))
+    accuracy, loss = fig.subplots(1, 2)
+    for name, history in histories.items():
+        epochs = [row["epoch"] for row in history]
+        line, = accuracy.plot(epochs, [row["test_acc"] for row in history], "-o", ms=3,
+                              label=name)
+        loss.plot(epochs, [row["train_loss"] for row in history], "-o", ms=3,
+                  color=line.get_color(), label=name)
+    for ax, what in ((accuracy, "test accuracy"), (loss, "training loss")):
+        ax.set_xlabel("epoch")
+        ax.set_title(what, fontsize=10)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    accuracy.legend(loc="best", fontsize=8)
+    return fig
+
+
 def plot_confusion(matrix, classes: list[str], path: Path, title: str = "") -> None:
     """``confusion_figure`` written to ``path``."""
     save_figure(confusion_figure(matrix, classes, title), path)

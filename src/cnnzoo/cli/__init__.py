@@ -26,8 +26,8 @@ import warnings
 from ..errors import CnnzooError, CnnzooWarning
 
 # Subcommand modules, in the order --help lists them.
-COMMANDS = ("models", "shapes", "summary", "cost", "data", "train", "eval", "predict", "bench",
-            "leaderboard",
+COMMANDS = ("models", "shapes", "summary", "cost", "data", "train", "eval", "predict", "compare",
+            "bench", "leaderboard",
             "show", "report", "export")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._tables import text_table
 from ..errors import CnnzooError
 
 
@@ -23,16 +24,10 @@ def run(args) -> int:
     if not rows:
         raise CnnzooError(f"no model matches {args.pattern!r}; `cnnzoo models` lists them all")
     header = ("name", "family", "year", "input", "classes", "parameters", "source")
-    table = [header] + [
+    print(text_table(header, [
         (row.name, row.family, _text(row.year),
          "x".join(map(str, row.input_size)) if row.input_size else "—", _text(row.num_classes),
-         f"{row.params:,}", row.source) for row in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    numeric = {2, 4, 5}
-    for line in table:
-        cells = [cell.rjust(width) if i in numeric else cell.ljust(width)
-                 for i, (cell, width) in enumerate(zip(line, widths))]
-        print("  ".join(cells).rstrip())
+         f"{row.params:,}", row.source) for row in rows], numeric={2, 4, 5}))
     return 0
 
 

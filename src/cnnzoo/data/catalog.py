@@ -184,12 +184,15 @@ def existing_folder(path: str | Path, what: str) -> Path:
 
 
 def search_dirs(name: str, data_dir: str | Path | None, system_dirs=(), alias_dirs=()) -> list:
-    """The directories looked in for data set ``name``, in order (existing or not)."""
-    dirs = []
+    """The directories looked in for data set ``name``, in order (existing or not): inside
+    ``data_dir`` only, when it is given (a copy elsewhere is not the one asked for, and a split
+    missing there is an error, not a reason to read another copy's); else the system's copy and
+    the cache."""
     if data_dir is not None:
         base = Path(data_dir).expanduser()
-        dirs += [base / name, base, *(base / alias for alias in alias_dirs)]
-    dirs += [*system_dirs, cache_root() / name]
+        dirs = [base / name, base, *(base / alias for alias in alias_dirs)]
+    else:
+        dirs = [*system_dirs, cache_root() / name]
     return list(dict.fromkeys(dirs))
 
 
@@ -230,7 +233,9 @@ def _locate_idx(spec: IdxSource, split: str, data_dir, download: bool):
             problem = f"download failed ({error})"
     where = ", ".join(str(d) for d in dirs)
     found_part = f" ({'; '.join(partial)})" if partial else ""
-    install = f"install it with `{spec.install_hint}`, or " if spec.install_hint else ""
+    # the system's copy is not read when data_dir is given: installing it would not help
+    install = (f"install it with `{spec.install_hint}`, or "
+               if spec.install_hint and data_dir is None else "")
     raise DataSetNotFoundError(
         f"{spec.name} ({split}) not found in {where}{found_part}; {problem}; {install}put "
         f"{', '.join(names)} from {spec.mirrors[0]} into {target}")

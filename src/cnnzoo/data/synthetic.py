@@ -20,6 +20,7 @@ NOISE_STD = 0.1  # per pixel, in [0, 1] units
 AMPLITUDE = 0.2  # of the grating around the class's background brightness
 PHASE_JITTER = 0.5  # radians, uniform in +-this
 DEFAULT_NUM_SAMPLES = {"train": 1000, "test": 200}
+CHUNK = 4096  # images made at a time
 
 
 def make_synthetic(split: str, *, num_samples: int | None = None,
@@ -39,6 +40,8 @@ def make_synthetic(split: str, *, num_samples: int | None = None,
     if not (isinstance(seed, int) and 0 <= seed < 2 ** 64):
         raise CnnzooError(f"synthetic: seed must be an int in 0 .. 2**64 - 1, not {seed!r}")
 
+    # the result first: a set too large to hold is refused before any work
+    images = torch.empty((count, channels, height, width), dtype=torch.uint8)
     template_rng = torch.Generator().manual_seed(seed)
     sample_rng = torch.Generator().manual_seed(_mix(seed, split))
     k = torch.arange(num_classes, dtype=torch.float32)
@@ -53,14 +56,21 @@ def make_synthetic(split: str, *, num_samples: int | None = None,
     v = torch.arange(height, dtype=torch.float32)[:, None] / height
     u = torch.arange(width, dtype=torch.float32)[None, :] / width
     channel_shift = torch.arange(channels, dtype=torch.float32) * math.pi / 3
-    # (N, C, H, W) from per-sample (N,), per-channel (C,) and per-pixel (H, W) terms.
-    position = (u * torch.cos(angle[labels])[:, None, None]
-                + v * torch.sin(angle[labels])[:, None, None])
-    argument = (2 * math.pi * cycles[labels][:, None, None, None] * position[:, None]
-                + (phase[labels] + jitter)[:, None, None, None] + channel_shift[:, None, None])
-    images = brightness[labels][:, None, None, None] + AMPLITUDE * torch.cos(argument)
-    images += NOISE_STD * torch.randn(images.shape, generator=sample_rng, dtype=torch.float32)
-    images = (images.clamp(0, 1) * 255).round().to(torch.uint8)
+    # made in chunks, the float images of a chunk take a bounded amount of memory beside the
+    # result (the noise drawn chunk after chunk is the same stream as drawn at once: CHUNK
+    # images hold a multiple of the 16 numbers torch draws at a time)
+    for start in range(0, count, CHUNK):
+        part = slice(start, start + CHUNK)
+        chosen = labels[part]
+        # (n, C, H, W) from per-sample (n,), per-channel (C,) and per-pixel (H, W) terms.
+        position = (u * torch.cos(angle[chosen])[:, None, None]
+                    + v * torch.sin(angle[chosen])[:, None, None])
+        argument = (2 * math.pi * cycles[chosen][:, None, None, None] * position[:, None]
+                    + (phase[chosen] + jitter[part])[:, None, None, None]
+                    + channel_shift[:, None, None])
+        chunk = brightness[chosen][:, None, None, None] + AMPLITUDE * torch.cos(argument)
+        chunk += NOISE_STD * torch.randn(chunk.shape, generator=sample_rng, dtype=torch.float32)
+        images[part] = (chunk.clamp(0, 1) * 255).round().to(torch.uint8)
     classes = tuple(f"class{i}" for i in range(num_classes))
     source = (f"synthetic: {num_classes} classes of oriented gratings, {count} {split} samples "
               f"of {channels}x{height}x{width}, seed {seed}")

@@ -13,6 +13,7 @@ import fnmatch
 import inspect
 import math
 import numbers
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,6 +177,9 @@ def get_model(name: str, weights=None, **kwargs) -> nn.Module:
     model whose weights alone do not fit in memory (a fixed-size head built for a huge input).
     """
     builder = model_info(name).builder
+    if weights is not None and not isinstance(weights, (str, os.PathLike)) or weights == "":
+        raise CnnzooError(f"weights={weights!r}: give the path of a weights file (.safetensors "
+                          f"or a torch.save'd state_dict)")
     _check_arguments(name, builder, kwargs)
     with out_of_memory_as(f"{name}{_built_for(kwargs)} does not fit in memory (its layers' "
                           f"weights alone); try a smaller "

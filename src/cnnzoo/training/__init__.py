@@ -4,6 +4,7 @@
 - ``prepare``: data, model, device and fast path made ready; ``loop``: ``train`` and the epochs
 - ``progress``: ``Reporter``s (terminal, log, notebook, live curves)
 - ``rundir``: what a run leaves and ``load_run``; ``checkpoint``: weights and checkpoints
+- ``compare``: ``compare_runs``, runs side by side
 - ``evaluation``: ``evaluate`` and ``predict``; ``fastpath``, ``step``, ``optim``, ``pooling``,
   ``allocator``, ``distributed``: how the steps run
 
@@ -14,6 +15,7 @@ line's list of recipes) is read without importing torch.
 from .._lazy import lazy_exports
 
 _EXPORTS = {
+    "Comparison": ".compare", "compare_runs": ".compare",
     "RunConfig": ".config",
     "EvalResult": ".evaluation", "Prediction": ".evaluation", "evaluate": ".evaluation",
     "predict": ".evaluation",

@@ -130,6 +130,9 @@ def load_checkpoint(path: Path) -> dict:
         what = (f"entries missing or of the wrong type: {', '.join(wrong)}" if wrong
                 else "its model entry is not a dict of tensors")
         raise CnnzooError(f"{path} is not a cnnzoo checkpoint: {what}")
+    if state["epoch"] < 1:  # a checkpoint is written after an epoch ends
+        raise CnnzooError(f"{path} is damaged: it claims epoch {state['epoch']}, where the "
+                          f"first is 1")
     recorded = state.pop(DIGEST, None)
     check_digest(path, state, recorded)
     return state

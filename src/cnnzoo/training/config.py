@@ -17,13 +17,12 @@ import dataclasses
 import math
 import numbers
 import os
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CnnzooError
 from ..geometry import whole_number
-from .recipes import Recipe, named_recipe, recipe_for
+from .recipes import Recipe, field_value, named_recipe, recipe_for
 
 SEED_LIMIT = 2 ** 64  # torch.manual_seed takes 0 .. 2**64 - 1
 FAST_PATH = ("compile", "amp", "channels_last", "cuda_graphs", "fast")
@@ -139,31 +138,66 @@ def check_overrides(overrides: dict) -> dict:
     """The recipe fields given to ``train`` as keywords (``weight_decay=5e-4``), each of the
     field's type (NumPy's numbers taken as Python's): a one-line ``CnnzooError`` naming an
     unknown field or a wrong value. Returns them as the recipe holds them."""
+    names = [f.name for f in dataclasses.fields(Recipe) if f.name != "name"]
     checked = {}
-    hints = typing.get_type_hints(Recipe)
     for name, value in overrides.items():
-        if name not in hints or name == "name":
-            fields = ", ".join(f for f in hints if f != "name")
+        if name not in names:
             raise CnnzooError(f"train() takes no parameter {name!r}; the recipe's fields are: "
-                              f"{fields}")
-        if value is None:
-            continue
-        kinds = typing.get_args(hints[name]) or (hints[name],)
-        if bool in kinds:
-            fits, kind = isinstance(value, bool), bool
-        elif int in kinds and float not in kinds:
-            fits, kind = whole_number(value), int
-        elif float in kinds:
-            fits = (isinstance(value, numbers.Real) and not isinstance(value, bool)
-                    and math.isfinite(value))
-            kind = float
-        else:
-            fits, kind = isinstance(value, str), str
-        if not fits:
-            wanted = " or ".join(k.__name__ for k in kinds if k is not type(None))
-            raise CnnzooError(f"{name}={value!r}: the recipe's {name} is {wanted}")
-        checked[name] = kind(value)
+                              f"{', '.join(names)}")
+        if value is not None:
+            checked[name] = field_value(name, value)
     return checked
+
+
+MODEL_KINDS = ("registry", "module", "builder")
+MAX_IMAGE_ELEMENTS = 3 * 4096 * 4096  # an image of a run: a 4096x4096 photo, 200 MB as floats
+# a run's record beyond what CONFIG_FIELDS of rundir requires: key, its default in the
+# records of older versions that lack it, what it must be, the check (None passes where it is
+# the default: unset)
+RECORD_FIELDS = {
+    **{name: (None, *CHECKS[name]) for name in ("train_subset", "test_subset", "data_dir")},
+    "seed": (0, *CHECKS["seed"]),
+    "device": ("auto", *CHECKS["device"]),
+    "model_args": ({}, *CHECKS["model_args"]),
+    "model_kind": ("registry", "one of " + ", ".join(MODEL_KINDS), lambda v: v in MODEL_KINDS),
+    **{name: (False, *CHECKS[name]) for name in FAST_PATH},
+}
+
+
+def check_record(config: dict, where) -> None:
+    """Check a run's record read back from ``where`` (its ``config.json``) as a new run's
+    configuration is checked, completing what older versions' records lack; a value of the
+    wrong type or range (a damaged or edited file) is one ``CnnzooError`` naming the file and
+    the key. The recipe (``Recipe.from_record``) and the sizes are checked as well."""
+    for name, (default, what, fits) in RECORD_FIELDS.items():
+        value = config.setdefault(name, default)
+        if not (fits(value) or (value is None and default is None)):
+            raise CnnzooError(f"{where} is damaged: its {name} is {value!r}, where it must be "
+                              f"{what}")
+    for name in ("image_size", "input_size"):
+        channels, height, width = config[name]
+        if channels * height * width > MAX_IMAGE_ELEMENTS:
+            raise CnnzooError(f"{where} is damaged: its {name} {channels}x{height}x{width} is "
+                              f"beyond any image a run trains on (at most "
+                              f"{MAX_IMAGE_ELEMENTS:,} values)")
+    if config["input_size"][0] != config["image_size"][0]:
+        raise CnnzooError(f"{where} is damaged: its input_size and image_size have other "
+                          f"channel counts ({config['input_size'][0]}, "
+                          f"{config['image_size'][0]})")
+    stats = config.get("normalize_stats")
+    if stats is not None and not _statistics(stats, config["image_size"][0]):
+        raise CnnzooError(f"{where} is damaged: its normalize_stats must be [means, stds], "
+                          f"{config['image_size'][0]} finite numbers each, the stds above 0")
+
+
+def _statistics(stats, channels: int) -> bool:
+    def numbers_of(values) -> bool:
+        return (isinstance(values, list) and len(values) == channels
+                and all(isinstance(v, numbers.Real) and not isinstance(v, bool)
+                        and math.isfinite(v) for v in values))
+
+    return (isinstance(stats, list) and len(stats) == 2 and all(map(numbers_of, stats))
+            and all(v > 0 for v in stats[1]))
 
 
 def for_resume(run_dir: Path, config: dict, model, given: dict) -> None:

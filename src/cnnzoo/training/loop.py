@@ -23,7 +23,7 @@ from .._html import html_table
 from .._io import write_json
 from ..data.catalog import IN_MEMORY, IN_MEMORY_ONLY
 from ..device import synchronize
-from ..errors import CnnzooError
+from ..errors import CnnzooError, out_of_memory_as
 from ..geometry import whole_number
 from . import distributed
 from .checkpoint import save_weights
@@ -239,7 +239,11 @@ def _run(config, state, run_dir, ctx, reporter, user_model, sets, claim_dir: boo
     # the folder as it was checked, compared again once its lock is held: another process may
     # train in it while this one sets up (a dated folder is claimed new)
     seen = progress_files(run_dir) if not claim_dir else (None,) * len(PROGRESS_FILES)
-    prep = prepare(config, state, ctx, reporter, model=user_model, data=sets, run_dir=run_dir)
+    with out_of_memory_as(f"setting up the run of {config['model']} does not fit in memory "
+                          f"(its data set, or the model at the input size); give a smaller "
+                          f"resize= or train_subset="):
+        prep = prepare(config, state, ctx, reporter, model=user_model, data=sets,
+                       run_dir=run_dir)
     net, dev = prep.net, prep.device
     eager_net = net
     if ctx.enabled:
@@ -268,8 +272,13 @@ def _run(config, state, run_dir, ctx, reporter, user_model, sets, claim_dir: boo
                                 parameters=sum(p.numel() for p in net.parameters()),
                                 history=list(history)))
             setup_seconds = time.perf_counter() - wall_start
-            finished = fit.run(prep.train_batches, prep.test_batches, prep.test_count, run_dir,
-                               history, prep.start_epoch, stop_after_epoch)
+            size = "x".join(map(str, config["input_size"]))
+            with out_of_memory_as(f"training {config['model']} at batch_size="
+                                  f"{prep.recipe.batch_size} on {size} inputs does not fit in "
+                                  f"{dev.type} memory; give a smaller batch_size= (or "
+                                  f"resize=); whatever epochs finished are kept in {run_dir}"):
+                finished = fit.run(prep.train_batches, prep.test_batches, prep.test_count,
+                                   run_dir, history, prep.start_epoch, stop_after_epoch)
             if finished and ctx.is_main:
                 with fit.timed("save_seconds"):
                     save_weights(run_dir / WEIGHTS, net)

@@ -25,6 +25,7 @@ from torch.optim.adamw import adamw
 from torch.optim.sgd import sgd
 
 from ..errors import CnnzooError
+from ..geometry import whole_number
 from .recipes import Recipe
 
 
@@ -73,23 +74,32 @@ class _Optimizer:
     def load_state_dict(self, state: dict) -> None:
         """Take the state ``state_dict`` (or ``torch.optim``'s) wrote for these parameters;
         the learning rate is the schedule's to set."""
-        groups = state.get("param_groups", [])
+        groups, entries = state.get("param_groups", []), state.get("state", {})
+        if not (isinstance(groups, list) and all(isinstance(g, dict) and isinstance(
+                g.get("params", []), list) for g in groups) and isinstance(entries, dict)):
+            raise CnnzooError("the checkpoint's optimiser state is not torch.optim's layout")
         count = sum(len(group.get("params", ())) for group in groups)
         if count != len(self.params):
             raise CnnzooError(f"the checkpoint's optimiser holds {count} parameters, the model "
                               f"{len(self.params)}")
         loaded = {}
-        for i, saved in state.get("state", {}).items():
+        for i, saved in entries.items():
             if not (isinstance(i, int) and 0 <= i < count and isinstance(saved, dict)):
                 raise CnnzooError(f"the checkpoint's optimiser state has an entry {i!r} that "
                                   f"is no parameter of the model")
+            if sorted(saved) != sorted(self.STATE):  # another optimiser's, or damaged
+                raise CnnzooError(f"the checkpoint's optimiser state of parameter {i} holds "
+                                  f"{', '.join(map(str, saved)) or 'nothing'}, where "
+                                  f"{type(self).__name__} keeps {', '.join(self.STATE)}")
             p = self.params[i]
             loaded[p] = {name: self._placed(name, value, p) for name, value in saved.items()}
         self.state = loaded
 
     def _placed(self, name: str, value, p: torch.Tensor):
-        if not isinstance(value, torch.Tensor):
-            return value
+        if not (isinstance(value, torch.Tensor) and value.is_floating_point()
+                and bool(torch.isfinite(value).all())):
+            raise CnnzooError(f"the checkpoint's optimiser state {name!r} is not a tensor of "
+                              f"finite numbers")
         if value.shape != p.shape:
             raise CnnzooError(f"the checkpoint's optimiser state {name!r} has shape "
                               f"{tuple(value.shape)}, its parameter {tuple(p.shape)}")
@@ -98,6 +108,8 @@ class _Optimizer:
 
 class SGD(_Optimizer):
     """SGD with optional (Nesterov) momentum and L2 weight decay, as ``torch.optim.SGD``."""
+
+    STATE = ("momentum_buffer",)  # what the state of each parameter holds
 
     def __init__(self, params, lr: float, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float = 0.0, *, fused: bool = False, graph: bool = False):
@@ -126,6 +138,7 @@ class AdamW(_Optimizer):
     """Adam with decoupled weight decay, as ``torch.optim.AdamW`` (betas 0.9, 0.999; eps 1e-8)."""
 
     betas, eps = (0.9, 0.999), 1e-8
+    STATE = ("step", "exp_avg", "exp_avg_sq")
 
     def __init__(self, params, lr: float, weight_decay: float = 0.01, *, fused: bool = False,
                  graph: bool = False):
@@ -140,6 +153,9 @@ class AdamW(_Optimizer):
 
     def _placed(self, name: str, value, p: torch.Tensor):
         if name == "step":  # a float32 count: on the device when fused or recorded
+            if not (isinstance(value, torch.Tensor) and value.numel() == 1
+                    and bool(torch.isfinite(value).all()) and float(value) >= 0):
+                raise CnnzooError("the checkpoint's optimiser state 'step' is not a count")
             on_device = self.capturable or self.fused
             return value.to(p.device if on_device else "cpu", torch.float32, copy=True)
         return super()._placed(name, value, p)
@@ -209,5 +225,9 @@ class Schedule:
         return dict(last_epoch=self.steps)
 
     def load_state_dict(self, state: dict) -> None:
-        self.steps = int(state["last_epoch"])
+        steps = state.get("last_epoch") if isinstance(state, dict) else None
+        if not (whole_number(steps) and 0 <= steps <= self.total_steps):
+            raise CnnzooError(f"the checkpoint's schedule is at step {steps!r}, where this run "
+                              f"has 0 to {self.total_steps}")
+        self.steps = int(steps)
         self._apply()

@@ -20,7 +20,7 @@ from ..errors import CnnzooError, CnnzooWarning, out_of_memory_as
 from . import allocator, distributed, fastpath
 from .optim import Schedule, make_optimizer
 from .recipes import Recipe
-from .rundir import build_model, check_model_args, data_options, read_metrics
+from .rundir import CHECKPOINT, build_model, check_model_args, data_options, read_metrics
 from .step import check_graphs
 
 
@@ -76,7 +76,8 @@ def prepare(config: dict, state: dict | None, ctx: distributed.Context, reporter
     # the model sees the recipe's resize, or the data at its own size
     input_hw = (recipe.resize, recipe.resize) if recipe.resize else tuple(train_set.image_size[1:])
     config.update(classes=list(train_set.classes), image_size=list(train_set.image_size),
-                  input_size=[train_set.image_size[0], *input_hw])
+                  input_size=[train_set.image_size[0], *input_hw],
+                  data_source={"train": train_set.source, "test": test_set.source})
     distributed.check_last_batch(ctx, len(train_set), recipe.batch_size)
     distributed.check_test_set(ctx, len(test_set))
     # a crop's offset runs over 0..2 x padding: at a padding of the side or more, the first
@@ -113,7 +114,7 @@ def prepare(config: dict, state: dict | None, ctx: distributed.Context, reporter
     scheduler = Schedule(optimizer, recipe, recipe.epochs * len(train_batches))
     history, start_epoch = [], 1
     if state is not None:
-        _restore(state, net, optimizer, scheduler, device)
+        _restore(state, net, optimizer, scheduler, device, run_dir / CHECKPOINT)
         start_epoch = state["epoch"] + 1
         history = read_metrics(run_dir)[: state["epoch"]]
     config.update(device_used=str(device), torch=torch.__version__, cnnzoo=__version__,
@@ -160,15 +161,27 @@ def _names(classes: list, first: int) -> str:
             + (", ..." if start + 5 < len(classes) else ""))
 
 
-def _restore(state: dict, net, optimizer, scheduler, device: torch.device) -> None:
+def _restore(state: dict, net, optimizer, scheduler, device: torch.device, path) -> None:
+    """Load a resumed run's checkpoint (``path``) into its model, optimiser, schedule and
+    random generators; whatever does not fit them is one line naming the file, before any
+    step is taken."""
     from .checkpoint import load_state
 
-    load_state(net, state["model"], "the checkpoint")
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng_cpu"])
+    load_state(net, state["model"], path)
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    except CnnzooError as error:
+        raise CnnzooError(f"{path} does not fit this run: {error}") from error
+    generators = [("rng_cpu", torch.set_rng_state)]
     if device.type == "cuda" and "rng_cuda" in state:
-        torch.cuda.set_rng_state(state["rng_cuda"], device)
+        generators.append(("rng_cuda", lambda value: torch.cuda.set_rng_state(value, device)))
+    for name, set_state in generators:
+        try:
+            set_state(state[name])
+        except (RuntimeError, TypeError, ValueError) as error:  # torch's words for a bad state
+            raise CnnzooError(f"{path} is damaged: its random generator state ({name}) is "
+                              f"not one torch can take") from error
 
 
 def xavier_init(model: nn.Module) -> None:

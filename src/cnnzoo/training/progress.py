@@ -157,6 +157,8 @@ class TextReporter(Reporter):
               f"batch {recipe['batch_size']}, input {'x'.join(map(str, info['input_size']))}, "
               f"device {info['device_used']}{resumed}", file=self.stream)
         print(f"run directory: {self.run_dir}", file=self.stream)
+        if info.get("data_source"):
+            print(f"data: {data_line(info['data_source'])}", file=self.stream)
         if info.get("fast_path"):
             from .fastpath import describe
 
@@ -246,6 +248,14 @@ class LiveCurves(Reporter):
             self.handle = display(figure, display_id=True)
         else:
             self.handle.update(figure)
+
+
+def data_line(source: dict) -> str:
+    """Where a run's data came from, ``source`` being its record's ``data_source``: one place
+    ("/usr/share/datasets/fashion-mnist"), or the train and test splits' where they differ."""
+    if source.get("train") == source.get("test"):
+        return str(source.get("train"))
+    return f"train {source.get('train')}; test {source.get('test')}"
 
 
 def rate_text(examples_per_sec: float) -> str:

@@ -8,14 +8,19 @@ fields (the command-line flags). The run directory records the fully resolved re
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
+import typing
 from dataclasses import dataclass
 
 from ..errors import CnnzooError
+from ..geometry import whole_number
 
 RECIPES = ("d2l", "modern", "best")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "onecycle", "cosine")
 FLOAT32_MAX = 3.4028234663852886e38  # the optimisers hold lr and weight decay as float32
+FLOAT32_TINY = 1.1754943508222875e-38  # float32's smallest normal number: 1e-320 becomes 0
 
 
 @dataclass(frozen=True)
@@ -56,26 +61,84 @@ class Recipe:
         checks = [  # field, whether its value is good, what it must be
             ("epochs", self.epochs >= 1, "at least 1"),
             ("batch_size", self.batch_size >= 1, "at least 1"),
-            ("lr", 0 < self.lr <= FLOAT32_MAX, "a positive number float32 can hold"),
+            ("lr", FLOAT32_TINY <= self.lr <= FLOAT32_MAX, "a positive number float32 can "
+             "hold (1.2e-38 to 3.4e38)"),
             ("optimizer", self.optimizer in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
             ("schedule", self.schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
             ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
-            ("weight_decay", 0 <= self.weight_decay <= FLOAT32_MAX,
-             "a number >= 0 that float32 can hold"),
+            ("weight_decay", self.weight_decay == 0
+             or FLOAT32_TINY <= self.weight_decay <= FLOAT32_MAX,
+             "0 or a positive number float32 can hold (1.2e-38 to 3.4e38)"),
             ("warmup_fraction", 0 <= self.warmup_fraction < 1, "in [0, 1)"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
             ("init", self.init in ("xavier", "default"), "xavier or default"),
             ("resize", self.resize is None or self.resize >= 1, "at least 1"),
             ("erasing", 0 <= self.erasing <= 1, "a probability, in [0, 1]"),
             ("crop_padding", self.crop_padding >= 0, "0 or more"),
-            ("grad_clip", self.grad_clip is None or 0 < self.grad_clip <= FLOAT32_MAX,
-             "a positive number float32 can hold"),
+            ("grad_clip", self.grad_clip is None
+             or FLOAT32_TINY <= self.grad_clip <= FLOAT32_MAX,
+             "a positive number float32 can hold (1.2e-38 to 3.4e38)"),
             ("eval_batch_size", self.eval_batch_size >= 1, "at least 1"),
         ]
         for name, ok, what in checks:
             if not ok:
-                raise CnnzooError(f"{name}={getattr(self, name)!r}: {name} must be {what}")
+                raise FieldError(name, getattr(self, name), what)
         return self
+
+    @classmethod
+    def from_record(cls, record: dict, where) -> "Recipe":
+        """The recipe a run's ``config.json`` holds (``where``: the file), each field checked
+        as a new run's is: a field this version does not know (a newer version's run, or an
+        edit), a value of the wrong type or range, is one ``CnnzooError`` naming the file.
+        A field missing (a run of an older version) takes its default."""
+        from .. import __version__
+
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in record:
+            if key not in known:
+                raise CnnzooError(f"{where} holds a recipe field {key!r} that cnnzoo "
+                                  f"{__version__} does not know (a run of a newer version?); "
+                                  f"its fields are: {', '.join(sorted(known))}")
+        try:
+            values = {key: field_value(key, value) for key, value in record.items()}
+            return cls(**values).validated()
+        except FieldError as error:
+            raise CnnzooError(f"{where} is damaged: its recipe's {error.name} is "
+                              f"{error.value!r}, where it must be {error.what}") from error
+
+
+class FieldError(CnnzooError):
+    """A recipe field of the wrong type or range: ``lr=0: lr must be ...``."""
+
+    def __init__(self, name: str, value, what: str):
+        super().__init__(f"{name}={value!r}: {name} must be {what}")
+        self.name, self.value, self.what = name, value, what
+
+
+def field_value(name: str, value):
+    """``value`` as the recipe's field ``name`` holds it (NumPy's numbers as Python's; None
+    where the field may be unset), or a one-line ``CnnzooError`` for a value of another type:
+    ``lr='0.1'``, ``epochs=1.5``, ``flip=1``."""
+    hints = typing.get_type_hints(Recipe)
+    kinds = typing.get_args(hints[name]) or (hints[name],)
+    if value is None and type(None) in kinds:
+        return None
+    if bool in kinds:
+        fits, kind = isinstance(value, bool), bool
+    elif int in kinds and float not in kinds:
+        fits, kind = whole_number(value), int
+    elif float in kinds:
+        fits = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                and math.isfinite(value))
+        kind = float
+    else:
+        fits, kind = isinstance(value, str), str
+    if not fits:
+        names = {bool: "True or False", int: "a whole number", float: "a finite number",
+                 str: "a string"}
+        wanted = " or ".join(names[k] for k in kinds if k is not type(None))
+        raise FieldError(name, value, wanted + (" or None" if type(None) in kinds else ""))
+    return kind(value)
 
 
 # The textbook's recipes (d2l classic train_ch6): lr, batch size, resize per model.

@@ -17,7 +17,7 @@ import errno
 import io
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -34,6 +34,8 @@ from ..data.catalog import IN_MEMORY, canonical_name
 from ..errors import CnnzooError
 from ..geometry import parse_size
 from .checkpoint import load_checkpoint, load_weights, save_checkpoint
+from .config import check_record
+from .recipes import Recipe
 
 CONFIG, METRICS, CURVES = "config.json", "metrics.csv", "curves.png"
 CHECKPOINT, WEIGHTS, LOCK = "checkpoint.pt", "model.safetensors", ".lock"
@@ -268,6 +270,8 @@ def read_config(folder: Path) -> dict:
         if not ok(config.get(key)):
             raise CnnzooError(f"{path} is not a cnnzoo run configuration: it lacks {what} "
                               f"({key!r})")
+    config["recipe"] = asdict(Recipe.from_record(config["recipe"], path))
+    check_record(config, path)
     # runs of older versions kept the name as typed ("FashionMNIST"); every use compares the
     # canonical one
     if config["data"] != IN_MEMORY:
