@@ -32,7 +32,7 @@ def test_a_row_per_run_with_the_settings_they_differ_in(runs):
     # lr and epochs differ; the batch size, the seed and the data do not
     assert comparison.differing == ["epochs", "lr"]
     header, rows = comparison.rows()
-    assert header == ("run", "model", "recipe", "epochs", "lr", "done", "best test acc",
+    assert header == ("run", "model", "recipe", "epochs", "lr", "done", "best acc",
                       "final test acc", "seconds")
     by_name = {row[0]: row for row in rows}
     assert by_name["bn"][3:6] == ("2", "0.5", "2/2")

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from cnnzoo.training import train
+from cnnzoo.training.rundir import read_metrics
 
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which(
     "torchrun")
@@ -40,11 +41,15 @@ def assert_same_run(run_dir, single):
     a, b = load_file(run_dir / "model.safetensors"), load_file(single.run_dir / "model.safetensors")
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=1e-4, rtol=1e-4, msg=key)
-    rows = [line.split(",") for line in (run_dir / "metrics.csv").read_text().splitlines()[1:]]
+    rows = read_metrics(run_dir)
     assert len(rows) == len(single.history)
     for row, expected in zip(rows, single.history):
-        assert abs(float(row[1]) - expected["train_loss"]) < 1e-5
-        assert float(row[2]) == expected["train_acc"] and float(row[3]) == expected["test_acc"]
+        assert abs(row["train_loss"] - expected["train_loss"]) < 1e-5
+        assert row["train_acc"] == expected["train_acc"]
+        assert row["test_acc"] == expected["test_acc"]
+        # each process holds the averaged gradients: their norm is the one process's
+        assert row["grad_norm"] == pytest.approx(expected["grad_norm"], rel=1e-4)
+        assert row["lr"] == expected["lr"]
 
 
 @needs_torchrun

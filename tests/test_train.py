@@ -33,7 +33,9 @@ def test_short_run_learns_and_leaves_a_complete_run_directory(tmp_path):
     assert config["recipe"]["epochs"] == 3 and config["recipe"]["lr"] == 0.1
     assert len(config["classes"]) == 10
     lines = (run_dir / "metrics.csv").read_text().splitlines()
-    assert lines[0].split(",")[:4] == ["epoch", "train_loss", "train_acc", "test_acc"]
+    assert lines[0].split(",") == ["epoch", "train_loss", "train_acc", "val_acc", "test_acc",
+                                   "lr", "grad_norm", "seconds", "elapsed",
+                                   "examples_per_sec"]
     assert len(lines) == 4
     with Image.open(run_dir / "curves.png") as image:
         assert image.size[0] > 300 and image.size[1] > 200
@@ -233,7 +235,8 @@ def test_compile_warm_up_is_never_counted_as_steps_even_across_epochs_and_resume
     assert math.isnan(resumed.examples_per_sec)
     assert main(["report", str(tmp_path / "run"), "--device", "cpu"]) == 0
     page = (tmp_path / "run" / "report.html").read_text()
-    assert page.count("<td class=\"num\">—</td>") == 2  # epoch 1 and epoch 3
+    # the examples/s of epochs 1 and 3, and the val acc of all three (no validation split)
+    assert page.count("<td class=\"num\">—</td>") == 2 + 3
 
 
 def test_fast_path_flags_change_how_not_what_the_run_computes(tmp_path):

@@ -177,14 +177,19 @@ def plot_curves(history: list[dict], path: Path, title: str = "") -> None:
 
 @drawing
 def curves_figure(history: list[dict], title: str = "") -> Picture:
-    """Train loss, train accuracy and test accuracy against epochs (the book's ``Animator``
-    picture), from rows of ``metrics.csv``."""
+    """Train loss, train accuracy and validation or test accuracy against epochs (the book's
+    ``Animator`` picture), from rows of ``metrics.csv``; a run with a validation split has its
+    test accuracy once, a point at its last epoch."""
     epochs = [row["epoch"] for row in history]
     fig = new_figure(figsize=(5.5, 3.8))
     ax = fig.subplots()
     ax.plot(epochs, [row["train_loss"] for row in history], "-o", ms=3, label="train loss")
     ax.plot(epochs, [row["train_acc"] for row in history], "--s", ms=3, label="train acc")
-    ax.plot(epochs, [row["test_acc"] for row in history], "-.^", ms=3, label="test acc")
+    for key, style in (("val_acc", "-.^"), ("test_acc", "-.v")):
+        points = [(row["epoch"], row[key]) for row in history if row.get(key) is not None]
+        if points:
+            ax.plot(*zip(*points), style, ms=3 if len(points) > 1 else 6,
+                    label=key.replace("_", " "))
     ax.set_xlabel("epoch")
     ax.set_xlim(0.5, max(epochs) + 0.5)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
@@ -197,18 +202,24 @@ def curves_figure(history: list[dict], title: str = "") -> Picture:
 
 @drawing
 def curves_overlay(histories: dict[str, list[dict]]) -> Picture:
-    """Several runs' curves on one figure (``cnnzoo compare``): test accuracy on the left,
+    """Several runs' curves on one figure (``cnnzoo compare``): the accuracy each epoch was
+    judged by (validation, or test where a run holds no validation split out) on the left,
     training loss on the right, against epochs, a line per run (name -> rows of
     ``metrics.csv``)."""
+    def eval_acc(row):  # as training.rundir.eval_acc, which this module does not import
+        return row["val_acc"] if row.get("val_acc") is not None else row.get("test_acc")
+
     fig = new_figure(figsize=(10, 4))
     accuracy, loss = fig.subplots(1, 2)
     for name, history in histories.items():
         epochs = [row["epoch"] for row in history]
-        line, = accuracy.plot(epochs, [row["test_acc"] for row in history], "-o", ms=3,
+        points = [(row["epoch"], eval_acc(row)) for row in history
+                  if eval_acc(row) is not None]
+        line, = accuracy.plot(*(zip(*points) if points else ([], [])), "-o", ms=3,
                               label=name)
         loss.plot(epochs, [row["train_loss"] for row in history], "-o", ms=3,
                   color=line.get_color(), label=name)
-    for ax, what in ((accuracy, "test accuracy"), (loss, "training loss")):
+    for ax, what in ((accuracy, "validation (or test) accuracy"), (loss, "training loss")):
         ax.set_xlabel("epoch")
         ax.set_title(what, fontsize=10)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))

@@ -149,7 +149,7 @@ def build_report(run_dir, *, device: str = "auto", count: int = 16, data_dir=Non
     from .show.predictions import check_count, run_predictions
     from .device import pick_device
     from .training import evaluate, load_run
-    from .training.progress import rate_text
+    from .training.progress import epoch_table
 
     check_count(count)
     pick_device(device)
@@ -187,14 +187,10 @@ def build_report(run_dir, *, device: str = "auto", count: int = 16, data_dir=Non
     if history:
         page.add('<div class="columns"><div>')
         page.figure(_curve_png(history, title), "training curves",
-                    "Training loss and accuracy, and test accuracy, after each epoch.")
+                    "Training loss and accuracy, and validation (or test) accuracy, after "
+                    "each epoch.")
         page.add("</div><div>")
-        page.add(html_table(["epoch", "train loss", "train acc", "test acc", "seconds",
-                         "examples/s"],
-                        [[r["epoch"], f"{r['train_loss']:.4f}", f"{r['train_acc']:.4f}",
-                          f"{r['test_acc']:.4f}", f"{r['seconds']:.1f}",
-                          rate_text(r["examples_per_sec"])] for r in history],
-                        numeric=range(6)))
+        page.add(html_table(*epoch_table(history), numeric=range(7)))
         page.add("</div></div>")
     else:
         page.add('<p class="note">No finished epoch is recorded in metrics.csv.</p>')

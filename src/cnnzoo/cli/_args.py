@@ -171,6 +171,29 @@ def positive_float(text: str) -> float:
     return value
 
 
+def val_size(text: str) -> int | float:
+    """argparse ``type=`` for ``--val``: a whole number of images (0: none) or a fraction in
+    (0, 1)."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value.is_integer() and value >= 0:
+        return int(value)
+    if 0 < value < 1:
+        return value
+    raise argparse.ArgumentTypeError(f"give a number of images (0: none) or a fraction "
+                                     f"between 0 and 1, not {text}")
+
+
+def accuracy(text: str) -> float:
+    """argparse ``type=`` for an accuracy: a number above 0 and at most 1."""
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"an accuracy is at most 1, not {text}")
+    return value
+
+
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 

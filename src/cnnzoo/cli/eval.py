@@ -9,11 +9,16 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "eval", help="evaluate a trained run on its test set",
         description="Accuracy, per-class accuracy and the confusion matrix of a run's model on "
-                    "its data set's test split (or --split train); the matrix is also saved "
-                    "as DIR/confusion.png (DIR/confusion-train.png for the training split).")
+                    "its data set's test split (or --split train/val); the matrix is also saved "
+                    "as DIR/confusion.png (confusion-train.png for the training split, "
+                    "confusion-best.png for --best).")
     p.add_argument("run_dir", metavar="DIR", help="a run directory written by cnnzoo train")
-    p.add_argument("--split", default="test", choices=("test", "train"),
-                   help="the split to evaluate on (default test)")
+    p.add_argument("--split", default="test", choices=("test", "train", "val"),
+                   help="the images to evaluate on: test (default), train (those the run "
+                        "trained on) or val (its validation hold-out)")
+    p.add_argument("--best", action="store_true",
+                   help="the weights of the epoch of best validation accuracy "
+                        "(best.safetensors) instead of the final ones")
     p.add_argument("--data-dir", metavar="DIR",
                    help="where the data set's files are (the run's by default)")
     add_device(p)
@@ -52,15 +57,16 @@ def run(args) -> int:
     from ..device import pick_device
     from ._args import progress_bars, warn_amp
 
-    run = load_run(args.run_dir)
+    run = load_run(args.run_dir, best=args.best)
     if run.config.get("amp") and not args.fp32:
         warn_amp(pick_device(args.device), evaluating=True)
     with progress_bars(f"evaluating on {args.split}") as progress:
         result = evaluate(run, split=args.split, data_dir=args.data_dir, device=args.device,
                           fp32=args.fp32, progress=progress)
     precision = " (bf16 autocast, as the run trained; --fp32 for float32)" if result.amp else ""
+    weights = " with the best epoch's weights" if args.best else ""
     print(f"{args.split} accuracy {result.accuracy:.4f} on {result.num_examples:,} images"
-          f"{precision}")
+          f"{weights}{precision}")
     width = max(len(c) for c in result.classes)
     print("\nper-class accuracy:")
     for name, acc in zip(result.classes, result.per_class):

@@ -142,6 +142,27 @@ class DataSet:
         return DataSet(self.images.index_select(0, indices), self.labels.index_select(0, indices),
                        self.classes, self.name, f"{self.source} [subset: {note}]")
 
+    def split(self, n: int, seed: int = 0) -> tuple[DataSet, DataSet]:
+        """(the rest, ``n`` held out): a stratified, seeded hold-out of ``n`` images (each
+        class keeps its share, as ``subset`` draws them) and the images it leaves, the two
+        disjoint and together the whole set, each in the original order."""
+        if not 1 <= n < len(self):
+            raise ValueError(f"a hold-out needs 1 to {len(self) - 1} of the {len(self)} "
+                             f"images, not {n}")
+        held = self._stratified_indices(n, seed)
+        keep = torch.ones(len(self), dtype=torch.bool)
+        keep[held] = False
+        rest = keep.nonzero().flatten()
+        note = f"{n} of {len(self)} held out, stratified, seed {seed}"
+
+        def part(indices, what):
+            indices = indices.to(self.device)
+            return DataSet(self.images.index_select(0, indices),
+                           self.labels.index_select(0, indices), self.classes, self.name,
+                           f"{self.source} [{what}: {note}]")
+
+        return part(rest, "training part"), part(held, "validation part")
+
     def _stratified_indices(self, n: int, seed: int) -> torch.Tensor:
         if n < 1:
             raise ValueError(f"a subset needs at least one image, not {n}")

@@ -4,7 +4,9 @@
 - ``prepare``: data, model, device and fast path made ready; ``loop``: ``train`` and the epochs
 - ``progress``: ``Reporter``s (terminal, log, notebook, live curves)
 - ``rundir``: what a run leaves and ``load_run``; ``checkpoint``: weights and checkpoints
-- ``compare``: ``compare_runs``, runs side by side
+- ``compare``: ``compare_runs``, runs side by side; ``runfile``: a run described in a YAML or
+  JSON file (``read_run_file``)
+- ``events``: TensorBoard's event files; ``determinism``: ``deterministic=True``
 - ``evaluation``: ``evaluate`` and ``predict``; ``fastpath``, ``step``, ``optim``, ``pooling``,
   ``allocator``, ``distributed``: how the steps run
 
@@ -20,6 +22,7 @@ _EXPORTS = {
     "EvalResult": ".evaluation", "Prediction": ".evaluation", "evaluate": ".evaluation",
     "predict": ".evaluation",
     "TrainingDiverged": ".loop", "TrainResult": ".loop", "train": ".loop",
+    "run_config": ".loop", "read_run_file": ".runfile",
     "Reporter": ".progress",
     "RECIPES": ".recipes", "Recipe": ".recipes", "recipe_for": ".recipes",
     "Run": ".rundir", "load_run": ".rundir",

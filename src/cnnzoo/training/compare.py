@@ -15,12 +15,13 @@ from pathlib import Path
 from .._html import html_table
 from .._tables import text_table
 from ..errors import CnnzooError
-from .rundir import CONFIG, WEIGHTS, read_config, read_metrics
+from .rundir import CONFIG, WEIGHTS, eval_acc, read_config, read_metrics
 
 # the settings a row shows when the runs differ in them (besides model and recipe name):
 # the recipe's fields, then the run's own
-RUN_SETTINGS = ("data", "seed", "train_subset", "test_subset", "model_args", "amp",
-                "channels_last", "compile", "cuda_graphs", "world_size")
+RUN_SETTINGS = ("data", "seed", "train_subset", "test_subset", "val", "target_acc",
+                "deterministic", "model_args", "amp", "channels_last", "compile",
+                "cuda_graphs", "world_size")
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,10 @@ class RunSummary:
 
     @property
     def best(self) -> dict | None:
-        """The epoch of the highest test accuracy (the first of equals), None before one."""
-        return max(self.history, key=lambda row: row["test_acc"], default=None)
+        """The epoch of the highest accuracy each epoch was judged by (validation, or test
+        in a run without a validation split; the first of equals), None before one."""
+        judged = [row for row in self.history if eval_acc(row) is not None]
+        return max(judged, key=eval_acc, default=None)
 
     @property
     def seconds(self) -> float:
@@ -54,7 +57,7 @@ class Comparison:
 
     def rows(self) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
         """The header and the rows of the table, as text."""
-        header = ("run", "model", "recipe", *self.differing, "done", "best test acc",
+        header = ("run", "model", "recipe", *self.differing, "done", "best acc",
                   "final test acc", "seconds")
         rows = []
         for run in self.runs:
@@ -62,8 +65,10 @@ class Comparison:
             done = f"{len(run.history)}/{run.planned_epochs}" + ("" if run.finished else " *")
             rows.append((run.path.name, run.model, run.recipe,
                          *(_shown(run.settings.get(key)) for key in self.differing), done,
-                         f"{best['test_acc']:.4f} (epoch {best['epoch']})" if best else "—",
-                         f"{last['test_acc']:.4f}" if last else "—", f"{run.seconds:.1f}"))
+                         f"{eval_acc(best):.4f} {_split(best)}(epoch {best['epoch']})"
+                         if best else "—",
+                         f"{last['test_acc']:.4f}" if last and last.get("test_acc") is not None
+                         else "—", f"{run.seconds:.1f}"))
         return header, rows
 
     def table(self) -> str:
@@ -129,6 +134,11 @@ def compare_runs(paths) -> Comparison:
     differing = [key for key in keys
                  if len({_shown(run.settings.get(key)) for run in runs}) > 1]
     return Comparison(runs, differing)
+
+
+def _split(row: dict) -> str:
+    """"val " where the accuracy is a validation accuracy; nothing for a test one."""
+    return "val " if row.get("val_acc") is not None else ""
 
 
 def _shown(value) -> str:

@@ -27,6 +27,10 @@ from .recipes import Recipe, field_value, named_recipe, recipe_for
 SEED_LIMIT = 2 ** 64  # torch.manual_seed takes 0 .. 2**64 - 1
 FAST_PATH = ("compile", "amp", "channels_last", "cuda_graphs", "fast")
 DEFAULT_MODEL = "lenet5_d2l"  # what train and the command train without a model's name
+# train's parameters that set up a new run, besides the model, data and recipe
+RUN_PARAMETERS = ("epochs", "lr", "batch_size", "resize", "device", "seed", *FAST_PATH,
+                  "data_dir", "train_subset", "test_subset", "val", "target_acc",
+                  "deterministic", "tensorboard", "model_args")
 # the parameters of a new run that a resumed run may take: where it runs and for how long
 RESUME_MAY_CHANGE = ("epochs", "device", "data_dir")
 
@@ -50,6 +54,12 @@ class RunConfig:
     fast: bool = False                # choose amp / channels_last / cuda_graphs by measuring
     train_subset: int | None = None   # a seeded, stratified subset of the training split
     test_subset: int | None = None
+    val: int | float = 0              # images held out of the training split for validation
+                                      # (a fraction below 1 of it; 0: none, the test set is
+                                      # evaluated after every epoch instead)
+    target_acc: float | None = None   # stop once the epoch's evaluation reaches this accuracy
+    deterministic: bool = False       # torch's deterministic algorithms only
+    tensorboard: bool = False         # TensorBoard event files in the run directory
 
     def record(self) -> dict:
         """The configuration as a run directory's ``config.json`` holds it."""
@@ -60,14 +70,17 @@ class RunConfig:
     @classmethod
     def resolve(cls, model: str, kind: str, *, data: str, recipe, epochs=None, lr=None,
                 batch_size=None, resize=None, model_args=None, data_dir=None, seed=None,
-                device=None, train_subset=None, test_subset=None, overrides=None,
+                device=None, train_subset=None, test_subset=None, val=None,
+                target_acc=None, deterministic=None, tensorboard=None, overrides=None,
                 **fast_path) -> "RunConfig":
         """A new run's configuration from ``train``'s parameters (None: not given), every
         one checked; ``model`` is the registry name (or the user's model's class name) and
         ``data`` the canonical data set name."""
         check_parameters(epochs=epochs, lr=lr, batch_size=batch_size, resize=resize,
                          seed=seed, train_subset=train_subset, test_subset=test_subset,
-                         device=device, data_dir=data_dir, model_args=model_args, **fast_path)
+                         device=device, data_dir=data_dir, model_args=model_args, val=val,
+                         target_acc=target_acc, deterministic=deterministic,
+                         tensorboard=tensorboard, **fast_path)
         overrides = check_overrides(dict(overrides or {}))
         if not isinstance(recipe, (str, Recipe)):
             raise CnnzooError(f"recipe={recipe!r}: give a recipe's name ('d2l', 'modern', "
@@ -89,7 +102,38 @@ class RunConfig:
                    data_dir=None if data_dir is None else os.path.abspath(data_dir),
                    seed=whole["seed"] or 0, device="auto" if device is None else device,
                    train_subset=whole["train_subset"], test_subset=whole["test_subset"],
+                   val=default_val(data, chosen.name) if val is None else
+                   (int(val) if whole_number(val) else float(val)),
+                   target_acc=None if target_acc is None else float(target_acc),
+                   deterministic=bool(deterministic), tensorboard=bool(tensorboard),
                    **{name: bool(fast_path.get(name)) for name in FAST_PATH})
+
+
+def default_val(data: str, recipe_name: str) -> int:
+    """How many training images a run holds out for validation unless told: the data set's
+    ``VALIDATION`` count (5,000 of Fashion-MNIST's 60,000), so that choosing a recipe or an
+    epoch never looks at the test set; none for the textbook's recipe, which keeps the book's
+    protocol (the whole training split, the test set evaluated after every epoch)."""
+    from ..data.catalog import VALIDATION
+
+    return 0 if recipe_name == "d2l" else VALIDATION.get(data, 0)
+
+
+def new_run(model, data, recipe, given: dict, overrides: dict):
+    """A new run's ``RunConfig`` from ``train``'s arguments (``given``: its parameters by name,
+    None where not given; ``overrides``: recipe fields given as keywords), with the data sets
+    given from Python (or None)."""
+    from ..data.catalog import IN_MEMORY
+
+    name, kind = model_kind(DEFAULT_MODEL if model is None else model)
+    data_name, sets = data_sets("fashion-mnist" if data is None else data)
+    if data_name == IN_MEMORY and given.get("data_dir") is not None:
+        raise CnnzooError("data_dir= says where a named data set's files are; the data given "
+                          "from Python has none")
+    run = RunConfig.resolve(name, kind, data=data_name,
+                            recipe="d2l" if recipe is None else recipe,
+                            overrides=overrides, **given)
+    return run, sets
 
 
 # train's parameters: name -> (what it must be, the check)
@@ -106,6 +150,12 @@ def _path_like(value) -> bool:
     return isinstance(value, (str, os.PathLike))
 
 
+def _val(value) -> bool:
+    if whole_number(value):
+        return value >= 0
+    return _positive_finite(value) and value < 1
+
+
 CHECKS = {
     "epochs": ("a whole number of at least 1", _whole_at_least_one),
     "batch_size": ("a whole number of at least 1", _whole_at_least_one),
@@ -119,7 +169,12 @@ CHECKS = {
                lambda v: isinstance(v, str)),
     "data_dir": ("a folder's path", lambda v: _path_like(v) and str(v).strip() != ""),
     "model_args": ("a dict of the model builder's arguments", lambda v: isinstance(v, dict)),
-    **{name: ("True or False", lambda v: isinstance(v, bool)) for name in FAST_PATH},
+    "val": ("a number of training images to hold out (0: none) or a fraction of them below 1",
+            _val),
+    "target_acc": ("an accuracy above 0 and at most 1",
+                   lambda v: _positive_finite(v) and v <= 1),
+    **{name: ("True or False", lambda v: isinstance(v, bool))
+       for name in (*FAST_PATH, "deterministic", "tensorboard")},
 }
 
 
@@ -160,7 +215,9 @@ RECORD_FIELDS = {
     "device": ("auto", *CHECKS["device"]),
     "model_args": ({}, *CHECKS["model_args"]),
     "model_kind": ("registry", "one of " + ", ".join(MODEL_KINDS), lambda v: v in MODEL_KINDS),
-    **{name: (False, *CHECKS[name]) for name in FAST_PATH},
+    "val": (0, *CHECKS["val"]),
+    "target_acc": (None, *CHECKS["target_acc"]),
+    **{name: (False, *CHECKS[name]) for name in (*FAST_PATH, "deterministic", "tensorboard")},
 }
 
 

@@ -153,6 +153,31 @@ def run_dataset(run: Run, split: str = "test", data_dir=None):
     return dataset
 
 
+EVAL_SPLITS = ("test", "train", "val")
+
+
+def used_images(run: Run, split: str = "test", data_dir=None):
+    """The images of ``split`` that the run used, as it drew them: the test set (or its
+    ``test_subset``), the training images (less any validation hold-out, then its
+    ``train_subset``), or ``"val"``, the validation hold-out."""
+    from .prepare import VAL_SEED, validation_count
+
+    if split not in EVAL_SPLITS:
+        raise CnnzooError(f"split={split!r}: split must be one of {', '.join(EVAL_SPLITS)}")
+    dataset = run_dataset(run, "test" if split == "test" else "train", data_dir)
+    if split != "test":
+        held = validation_count(run.config.get("val", 0), len(dataset))
+        if not held and split == "val":
+            raise CnnzooError(f"{run.path} held out no validation split (its val is 0)")
+        if held:
+            training, validation = dataset.split(held, seed=VAL_SEED)
+            dataset = validation if split == "val" else training
+    subset = run.config.get(f"{split}_subset")  # a run on a subset: the images it used
+    if subset:
+        dataset = dataset.subset(subset, seed=run.config["seed"])
+    return dataset
+
+
 def given_dataset(run: Run, data):
     """``data`` (a ``DataSet`` or ``(images, labels)``) as a ``DataSet`` of the run's classes
     and image channels; a one-line ``CnnzooError`` for data of another kind."""
@@ -171,9 +196,11 @@ def given_dataset(run: Run, data):
     return data
 
 
-def confusion_file(split: str) -> str:
-    """The picture of a split's confusion matrix: each split its own, the test split's plain."""
-    return CONFUSION if split == "test" else f"confusion-{split}.png"
+def confusion_file(split: str, weights: str = "final") -> str:
+    """The picture of a split's confusion matrix: each split its own, the test split's plain;
+    ``-best`` for the best epoch's weights."""
+    suffix = ("" if split == "test" else f"-{split}") + ("-best" if weights == "best" else "")
+    return f"{CONFUSION[:-4]}{suffix}.png"
 
 
 def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None, data=None,
@@ -209,10 +236,7 @@ def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None, data=
     if data is not None:
         dataset = given_dataset(run, data)
     else:
-        dataset = run_dataset(run, split, data_dir)
-        subset = run.config.get(f"{split}_subset")  # a run on a subset: the images it used
-        if subset:
-            dataset = dataset.subset(subset, seed=run.config["seed"])
+        dataset = used_images(run, split, data_dir)
     model = run.model.to(dev, memory_format=memory_format(channels_last))
     batches = _iterator(run, dataset.to(dev), batch_size)
     confusion = evaluate_batches(model, batches, len(run.classes), amp=amp,
@@ -226,7 +250,7 @@ def evaluate(run_dir, *, split: str = "test", data_dir: str | None = None, data=
     if plot:
         from ..plots import plot_confusion
 
-        path = run.path / confusion_file(split)
+        path = run.path / confusion_file(split, run.weights)
         try:
             plot_confusion(result.confusion, result.classes, path,
                            title=f"{run.config['model']}: {split} accuracy {result.accuracy:.4f}")

@@ -27,14 +27,14 @@ from ..errors import CnnzooError, out_of_memory_as
 from ..geometry import whole_number
 from . import distributed
 from .checkpoint import save_weights
-from .config import DEFAULT_MODEL, RunConfig, data_sets, for_resume, model_kind
+from .config import RUN_PARAMETERS, data_sets, for_resume, new_run
 from .evaluation import evaluate_batches
 from .pooling import use_plain_pooling
 from .prepare import prepare
-from .progress import Reporter, rate_text, reporter_for
-from .rundir import (CONFIG, CURVES, PROGRESS_FILES, WEIGHTS, RunLock, check_out,
-                     claim_new_dir, config_to_resume, load_for_resume, make_dir,
-                     progress_files, save_epoch)
+from .progress import Reporter, epoch_table, rate_text, reporter_for
+from .rundir import (BEST, CONFIG, CURVES, EVENTS, PROGRESS_FILES, WEIGHTS, RunLock,
+                     accuracy_text, check_out, claim_new_dir, config_to_resume, eval_acc,
+                     load_for_resume, make_dir, progress_files, save_epoch)
 from .step import GRAPH_WARMUP_STEPS, TrainStep
 
 
@@ -66,23 +66,39 @@ class TrainResult:
     def final(self) -> dict:
         return self.history[-1]
 
+    @property
+    def target(self) -> dict | None:
+        """Where the run reached its ``target_acc``: ``{"epoch", "accuracy", "seconds"}``,
+        the seconds MLPerf's time to train (from the first step, evaluations included); None
+        without a target or short of it."""
+        return target_reached(self.history, self.config.get("target_acc"))
+
     def __repr__(self) -> str:
         final = self.final
         return (f"TrainResult({self.model_name} on {self.config.get('data', '?')}, "
                 f"{final['epoch']} epoch{'s' * (final['epoch'] != 1)}: loss "
-                f"{final['train_loss']:.3f}, train acc {final['train_acc']:.3f}, test acc "
-                f"{final['test_acc']:.3f}; {rate_text(self.examples_per_sec)} examples/s on "
+                f"{final['train_loss']:.3f}, train acc {final['train_acc']:.3f}, "
+                f"{accuracy_text(final)}; {rate_text(self.examples_per_sec)} examples/s on "
                 f"{self.device}, {self.wall_seconds:.1f} s; run_dir={str(self.run_dir)!r})")
 
     def _repr_html_(self) -> str:
-        header = ["epoch", "train loss", "train acc", "test acc", "seconds", "examples/s"]
-        rows = [[row["epoch"], f"{row['train_loss']:.4f}", f"{row['train_acc']:.4f}",
-                 f"{row['test_acc']:.4f}", f"{row['seconds']:.1f}",
-                 rate_text(row["examples_per_sec"])] for row in self.history]
+        header, rows = epoch_table(self.history)
         caption = (f"{self.model_name} on {self.config.get('data', '?')}: "
                    f"{self.wall_seconds:.1f} s in all, run directory {self.run_dir}")
         return html_table(header, rows, numeric=range(len(header)), caption=caption,
                           inline=True)
+
+
+def target_reached(history: list[dict], target: float | None) -> dict | None:
+    """The first epoch of ``history`` whose evaluation reached ``target``, with its accuracy
+    and the seconds from the first step to the end of that evaluation; None if none did."""
+    if target is None:
+        return None
+    for row in history:
+        accuracy = eval_acc(row)
+        if accuracy is not None and accuracy >= target:
+            return dict(epoch=row["epoch"], accuracy=accuracy, seconds=row.get("elapsed"))
+    return None
 
 
 DIVERGED_LOSS = 1e4  # a mean cross-entropy this large means the weights blew up
@@ -128,7 +144,9 @@ def train(model=None, data=None, recipe=None, *, epochs: int | None = None,
           device: str | None = None, seed: int | None = None, out=None, compile: bool = False,
           amp: bool = False, channels_last: bool = False, cuda_graphs: bool = False,
           fast: bool = False, resume=None, data_dir=None, train_subset: int | None = None,
-          test_subset: int | None = None, model_args: dict | None = None,
+          test_subset: int | None = None, val: int | float | None = None,
+          target_acc: float | None = None, deterministic: bool = False,
+          tensorboard: bool = False, model_args: dict | None = None,
           progress: bool | None = None, curves: bool | None = None,
           reporter: Reporter | None = None, stop_after_epoch: int | None = None,
           **recipe_overrides) -> TrainResult:
@@ -151,6 +169,17 @@ def train(model=None, data=None, recipe=None, *, epochs: int | None = None,
     run, never what they compute; ``fast`` chooses them by timing each candidate here.
     ``train_subset`` / ``test_subset`` take seeded stratified subsets for quick runs.
 
+    ``val`` holds that many training images out (or that fraction of them), stratified and
+    the same in every run, for validation: each epoch is then evaluated on them, the weights
+    of the best epoch are kept (``best.safetensors``) and the test set is evaluated once, at
+    the end. By default Fashion-MNIST, MNIST and CIFAR-10 hold out 5,000, but for the
+    textbook's recipe, which keeps the book's protocol (``val=0``: the whole training split,
+    the test set after every epoch). ``target_acc`` ends the run after the first epoch whose
+    evaluation reaches it (``result.target``: the epoch and MLPerf's time to train).
+    ``deterministic`` computes with torch's deterministic algorithms only (docs/training.md
+    says what is reproducible); ``tensorboard`` writes TensorBoard event files into the run
+    directory's ``events/`` (the ``tensorboard`` package, ``cnnzoo[tensorboard]``).
+
     ``resume`` continues the run in that directory from its last checkpoint as it was set up:
     only ``epochs`` (to extend it), ``device`` and ``data_dir`` may be given beside it, and the
     model and data again where the run was of your own model or data.
@@ -172,17 +201,35 @@ def train(model=None, data=None, recipe=None, *, epochs: int | None = None,
             dict(epochs=epochs, lr=lr, batch_size=batch_size, resize=resize, device=device,
                  seed=seed, compile=compile, amp=amp, channels_last=channels_last,
                  cuda_graphs=cuda_graphs, fast=fast, data_dir=data_dir,
-                 train_subset=train_subset, test_subset=test_subset, model_args=model_args),
+                 train_subset=train_subset, test_subset=test_subset, val=val,
+                 target_acc=target_acc, deterministic=deterministic,
+                 tensorboard=tensorboard, model_args=model_args),
             recipe_overrides)
         user_model = None if isinstance(model, str) else model
         if stop_after_epoch is not None and not (whole_number(stop_after_epoch)
                                                  and stop_after_epoch >= 1):
             raise CnnzooError(f"stop_after_epoch={stop_after_epoch!r}: give an epoch (1 or more)")
-        return _run(config, state, run_dir, ctx, reporter, user_model, sets, resume is None
-                    and out is None, stop_after_epoch, wall_start)
+        if config.get("tensorboard") and ctx.is_main:
+            from .events import check_available
+
+            check_available()
+        from .determinism import deterministic as deterministic_algorithms
+
+        with deterministic_algorithms(config.get("deterministic", False)):
+            return _run(config, state, run_dir, ctx, reporter, user_model, sets,
+                        resume is None and out is None, stop_after_epoch, wall_start)
     finally:
         reporter.close()
         distributed.teardown(ctx)
+
+
+def run_config(model=None, data=None, recipe=None, **kwargs) -> dict:
+    """The configuration ``train`` would record for the same arguments, resolved and checked,
+    without training: a run's ``config.json`` before its data is read (what ``cnnzoo train
+    --print-config`` shows). ``kwargs`` are ``train``'s parameters of a new run and recipe
+    fields."""
+    given = {name: kwargs.pop(name, None) for name in RUN_PARAMETERS}
+    return new_run(model, data, recipe, given, kwargs)[0].record()
 
 
 def _configure(model, data, recipe, resume, out, given: dict, overrides: dict):
@@ -222,15 +269,8 @@ def _configure(model, data, recipe, resume, out, given: dict, overrides: dict):
                 raise CnnzooError(f"{run_dir}: {IN_MEMORY_ONLY}")
             _, sets = data_sets(data)
         return config, state, run_dir, sets
-    name, kind = model_kind(DEFAULT_MODEL if model is None else model)
-    data_name, sets = data_sets("fashion-mnist" if data is None else data)
-    if data_name == IN_MEMORY and given["data_dir"] is not None:
-        raise CnnzooError("data_dir= says where a named data set's files are; the data given "
-                          "from Python has none")
-    run = RunConfig.resolve(name, kind, data=data_name,
-                            recipe="d2l" if recipe is None else recipe,
-                            overrides=overrides, **given)
-    return run.record(), None, check_out(out, name), sets
+    run, sets = new_run(model, data, recipe, given, overrides)
+    return run.record(), None, check_out(out, run.model), sets
 
 
 def _run(config, state, run_dir, ctx, reporter, user_model, sets, claim_dir: bool,
@@ -264,6 +304,10 @@ def _run(config, state, run_dir, ctx, reporter, user_model, sets, claim_dir: boo
                     raise CnnzooError(f"another cnnzoo process trained in {run_dir} while this "
                                       f"one set up; nothing was written; run it again")
                 write_json(run_dir / CONFIG, config)
+                if config.get("tensorboard"):
+                    from .events import EventLog
+
+                    fit.events = EventLog(run_dir / EVENTS, prep.scheduler.steps)
                 # a finished run trained further: its final weights no longer describe it, and
                 # eval, predict and export would read them before the checkpoint; the
                 # checkpoint holds the same weights until the run finishes again
@@ -277,13 +321,17 @@ def _run(config, state, run_dir, ctx, reporter, user_model, sets, claim_dir: boo
                                   f"{prep.recipe.batch_size} on {size} inputs does not fit in "
                                   f"{dev.type} memory; give a smaller batch_size= (or "
                                   f"resize=); whatever epochs finished are kept in {run_dir}"):
-                finished = fit.run(prep.train_batches, prep.test_batches, prep.test_count,
-                                   run_dir, history, prep.start_epoch, stop_after_epoch)
+                finished = fit.run(prep, run_dir, history, stop_after_epoch)
             if finished and ctx.is_main:
                 with fit.timed("save_seconds"):
                     save_weights(run_dir / WEIGHTS, net)
+                    if fit.events is not None:
+                        fit.events.end(history, config, fit.confusion, net,
+                                       torch.zeros(1, *config["input_size"], device=dev))
         distributed.barrier(ctx)
     finally:
+        if fit.events is not None:
+            fit.events.close()
         # the model handed back has torch's own pooling layers (traced, scripted and shown
         # as any other model), and the user's module the classes it came with
         use_plain_pooling(net)
@@ -320,6 +368,8 @@ class _Fit:
         self.train_seconds = self.warmup_seconds = 0.0
         self.eval_seconds = self.save_seconds = 0.0
         self.timed_examples = 0
+        self.events = None     # the EventLog of a run with tensorboard=True (rank 0)
+        self.confusion = None  # of the last evaluation, on the device
 
     @contextlib.contextmanager
     def timed(self, total: str):
@@ -331,24 +381,43 @@ class _Fit:
         finally:
             setattr(self, total, getattr(self, total) + time.perf_counter() - start)
 
-    def run(self, train_batches, test_batches, test_count, run_dir, history, start_epoch,
-            stop_after_epoch) -> bool:
-        """Train from ``start_epoch``; True when the last epoch was reached."""
+    def run(self, prep, run_dir, history, stop_after_epoch) -> bool:
+        """Train from ``prep.start_epoch``; True when the run finished: its last epoch, or
+        the first to reach ``target_acc``."""
         rec, num_classes = self.rec, len(self.config["classes"])
+        train_batches = prep.train_batches
+        # each epoch is judged on the validation hold-out, or on the test set without one;
+        # with one, the test set is evaluated once, after the last epoch
+        judged = (prep.val_batches, prep.val_count) if prep.val_batches is not None else \
+            (prep.test_batches, prep.test_count)
+        target = self.config.get("target_acc")
         plotted_at = time.perf_counter()
+        best = max((row["val_acc"] for row in history if row.get("val_acc") is not None),
+                   default=-1.0)
+        # the clock of MLPerf's time to train: from the first step, through every evaluation,
+        # to the end of the evaluation that reaches the target (a resumed run goes on from the
+        # time its last epoch recorded)
+        clock = time.perf_counter() - ((history[-1].get("elapsed") or 0.0) if history else 0.0)
         # compilation, or the recording of the CUDA graph, is timed apart from the steps: the
         # first steps of every process (a resumed run compiles anew), in as many epochs as
         # they take
         warmup_left = (3 if self.config["compile"] else
                        GRAPH_WARMUP_STEPS + 1 if self.config.get("cuda_graphs") else 0)
-        for epoch in range(start_epoch, rec.epochs + 1):
+        for epoch in range(prep.start_epoch, rec.epochs + 1):
             train_batches.set_epoch(epoch)
             self.reporter.epoch_start(epoch, rec.epochs, len(train_batches))
+            first_step = self.scheduler.steps
             sums, timing = self._train_epoch(train_batches, warmup_left)
             warmup_left = max(0, warmup_left - timing["steps"])
-            loss_sum, correct, seen = distributed.all_reduce_sum(self.ctx, sums).tolist()
+            loss_sum, correct, seen, norm_sum = distributed.all_reduce_sum(self.ctx,
+                                                                           sums).tolist()
+            steps = max(timing["steps"], 1)
             row = dict(epoch=epoch, train_loss=loss_sum / max(seen, 1),
-                       train_acc=correct / max(seen, 1))
+                       train_acc=correct / max(seen, 1), val_acc=None, test_acc=None,
+                       lr=self.scheduler.lr_at(max(self.scheduler.steps - 1, 0)),
+                       # every rank holds the same averaged gradients: their norms, summed,
+                       # are world_size times one
+                       grad_norm=norm_sum / steps / self.ctx.world_size)
             self.train_seconds += timing["seconds"]
             self.warmup_seconds += timing["warmup_seconds"]
             examples = timing["examples"]
@@ -360,21 +429,31 @@ class _Fit:
                     f"loss became {row['train_loss']:.3g} in epoch {epoch} (lr {rec.lr:g}); "
                     f"{kept}; try a lower learning rate, e.g. lr={rec.lr / 10:g}")
             with self.timed("eval_seconds"):
-                confusion = evaluate_batches(self.eager_net, _shard(self.ctx, test_batches),
-                                             num_classes, self.amp, self.channels_last,
-                                             flip=rec.eval_flip)
-                correct_test = distributed.all_reduce_sum(self.ctx, confusion.diagonal().sum())
-                correct_test = correct_test.item()
-            row.update(test_acc=correct_test / test_count,
-                       seconds=timing["seconds"] + timing["warmup_seconds"],
+                accuracy = self._accuracy(*judged)
+            row["val_acc" if prep.val_batches is not None else "test_acc"] = accuracy
+            row["elapsed"] = time.perf_counter() - clock
+            reached = target is not None and accuracy >= target
+            last = epoch == rec.epochs or reached
+            if last and prep.val_batches is not None:
+                with self.timed("eval_seconds"):
+                    row["test_acc"] = self._accuracy(prep.test_batches, prep.test_count)
+            row.update(seconds=timing["seconds"] + timing["warmup_seconds"],
                        examples_per_sec=per_second(examples, timing["seconds"]))
             history.append(row)
-            stopping = stop_after_epoch is not None and stop_after_epoch <= epoch < rec.epochs
+            stopping = stop_after_epoch is not None and stop_after_epoch <= epoch and not last
             if self.ctx.is_main:
                 with self.timed("save_seconds"):
+                    if row["val_acc"] is not None and row["val_acc"] > best:
+                        best = row["val_acc"]
+                        save_weights(run_dir / BEST, self.net)
                     save_epoch(run_dir, self.net, self.optimizer, self.scheduler, epoch,
                                self.dev, history)
-                    if (epoch == rec.epochs or stopping
+                    if self.events is not None:
+                        self.events.steps(first_step, torch.stack(self.step.losses).tolist(),
+                                          [self.scheduler.lr_at(step) for step in
+                                           range(first_step, self.scheduler.steps)])
+                        self.events.epoch(row)
+                    if (last or stopping
                             or time.perf_counter() - plotted_at >= PLOT_EVERY_SECONDS):
                         from ..plots import plot_curves
 
@@ -382,12 +461,23 @@ class _Fit:
                                     title=f"{self.config['model']} on {self.config['data']}")
                         plotted_at = time.perf_counter()
             self.reporter.epoch_end(row)
+            if reached:
+                return True
             warning = chance_warning(history, num_classes, rec.lr, rec.epochs)
             if warning and self.ctx.is_main:
                 self.reporter.warn(warning)
             if stopping:
                 return False
         return True
+
+    def _accuracy(self, batches, count: int) -> float:
+        """The model's accuracy over ``batches`` of ``count`` images, the ranks' shares
+        summed; the confusion matrix is kept (``self.confusion``) for the event log."""
+        confusion = evaluate_batches(self.eager_net, _shard(self.ctx, batches),
+                                     len(self.config["classes"]), self.amp,
+                                     self.channels_last, flip=self.rec.eval_flip)
+        self.confusion = distributed.all_reduce_sum(self.ctx, confusion)
+        return self.confusion.diagonal().sum().item() / count
 
     def _train_epoch(self, batches, warmup_steps: int):
         """One epoch of steps on this rank's slices of the global ``batches``; returns (loss
@@ -398,6 +488,7 @@ class _Fit:
         dev, step = self.dev, self.step
         self.eager_net.train()
         step.begin()
+        step.losses = [] if self.events is not None else None
         steps = timed = 0
         warmup_seconds = 0.0
         synchronize(dev)

@@ -213,9 +213,12 @@ class Schedule:
         self.steps = 0
         self._apply()
 
+    def lr_at(self, step: int) -> float:
+        """The learning rate of step ``step`` (0 first), as the schedule sets it."""
+        return self.recipe.lr * lr_factor(self.recipe, step, self.total_steps)
+
     def _apply(self) -> None:
-        self.optimizer.set_lr(self.recipe.lr * lr_factor(self.recipe, self.steps,
-                                                         self.total_steps))
+        self.optimizer.set_lr(self.lr_at(self.steps))
 
     def step(self) -> None:
         self.steps += 1

@@ -34,9 +34,11 @@ class Prepared:
     net: nn.Module               # on the device, initialised or restored from the checkpoint
     optimizer: object
     scheduler: Schedule
-    train_batches: object        # BatchIterator over the training set
+    train_batches: object        # BatchIterator over the training set (less its hold-out)
     test_batches: object
     test_count: int
+    val_batches: object | None   # over the validation hold-out; None without one
+    val_count: int
     history: list[dict]          # the rows of the epochs already trained (a resumed run's)
     start_epoch: int
 
@@ -72,14 +74,17 @@ def prepare(config: dict, state: dict | None, ctx: distributed.Context, reporter
     if ctx.is_main:  # matplotlib, for the curves, loads while the data is decompressed
         import_in_background("cnnzoo.plots")
 
-    train_set, test_set = _data(config, data)
+    train_set, val_set, test_set = _data(config, data)
     # the model sees the recipe's resize, or the data at its own size
     input_hw = (recipe.resize, recipe.resize) if recipe.resize else tuple(train_set.image_size[1:])
     config.update(classes=list(train_set.classes), image_size=list(train_set.image_size),
                   input_size=[train_set.image_size[0], *input_hw],
-                  data_source={"train": train_set.source, "test": test_set.source})
+                  data_source={"train": train_set.source, "test": test_set.source,
+                               **({"val": val_set.source} if val_set else {})})
     distributed.check_last_batch(ctx, len(train_set), recipe.batch_size)
     distributed.check_test_set(ctx, len(test_set))
+    if val_set is not None:
+        distributed.check_test_set(ctx, len(val_set))
     # a crop's offset runs over 0..2 x padding: at a padding of the side or more, the first
     # and last offsets take nothing of the image, and a blank image trains with its label
     if recipe.crop_padding >= min(input_hw):
@@ -105,12 +110,15 @@ def prepare(config: dict, state: dict | None, ctx: distributed.Context, reporter
     net.to(device, memory_format=memory_format(config.get("channels_last", False)))
     optimizer = make_optimizer(recipe, net, device, graph=config.get("cuda_graphs", False))
     train_set, test_set = train_set.to(device), test_set.to(device)
+    val_set = val_set.to(device) if val_set is not None else None
     if recipe.normalize and "normalize_stats" not in config:
         # exact (integer sums), so the same on every device; quickest where the data is now
         config["normalize_stats"] = [v.tolist() for v in train_set.mean_std()]
     stats = config.get("normalize_stats")
     train_batches = batches(train_set, recipe, input_hw, True, config["seed"], stats)
     test_batches = batches(test_set, recipe, input_hw, False, config["seed"], stats)
+    val_batches = (batches(val_set, recipe, input_hw, False, config["seed"], stats)
+                   if val_set is not None else None)
     scheduler = Schedule(optimizer, recipe, recipe.epochs * len(train_batches))
     history, start_epoch = [], 1
     if state is not None:
@@ -122,11 +130,17 @@ def prepare(config: dict, state: dict | None, ctx: distributed.Context, reporter
                   world_size=ctx.world_size)
     config.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     return Prepared(config, recipe, device, net, optimizer, scheduler, train_batches,
-                    test_batches, len(test_set), history, start_epoch)
+                    test_batches, len(test_set), val_batches,
+                    len(val_set) if val_set is not None else 0, history, start_epoch)
+
+
+VAL_SEED = 0  # every run of a data set holds out the same images, whatever its own seed
 
 
 def _data(config: dict, data):
-    """The run's training and test sets (on the CPU): loaded by name, or those given."""
+    """The run's training, validation and test sets (on the CPU; no validation set, None,
+    where the run holds none out): loaded by name, or those given. The hold-out is taken from
+    the whole training split before any ``train_subset`` is drawn from the rest."""
     if data is None:
         from ..data import load_dataset
 
@@ -145,11 +159,26 @@ def _data(config: dict, data):
         raise CnnzooError(f"the data's {len(found)} classes ({_names(found, first)}) are not "
                           f"those the run was trained on ({_names(known, first)}); give the "
                           f"run's data")
+    val_set = None
+    held = validation_count(config.get("val", 0), len(train_set))
+    if held:
+        train_set, val_set = train_set.split(held, seed=VAL_SEED)
     if config["train_subset"]:
         train_set = train_set.subset(config["train_subset"], seed=config["seed"])
     if config["test_subset"]:
         test_set = test_set.subset(config["test_subset"], seed=config["seed"])
-    return train_set, test_set
+    return train_set, val_set, test_set
+
+
+def validation_count(val, train_images: int) -> int:
+    """How many of ``train_images`` a run's ``val`` holds out: that number, or that fraction
+    of them (at least one); one that leaves no training image is a one-line ``CnnzooError``."""
+    held = val if isinstance(val, int) else max(1, round(val * train_images))
+    if held and held >= train_images:
+        raise CnnzooError(f"val={val!r} holds out {held:,} images of a training split of "
+                          f"{train_images:,}, leaving none to train on; hold out fewer "
+                          f"(val=0: none)")
+    return held
 
 
 def _names(classes: list, first: int) -> str:
@@ -234,6 +263,10 @@ def check_fits(model: nn.Module, name: str, input_size, num_classes: int) -> Non
         raise
     except (RuntimeError, ValueError, TypeError, IndexError) as error:
         from ..inspect.shapes import too_small_for
+        from .determinism import nondeterministic_operation
+
+        if nondeterministic_operation(error):  # deterministic=True's to name, not a misfit
+            raise
 
         first = _first_conv(model)
         if first is not None and first[1].in_channels != channels:

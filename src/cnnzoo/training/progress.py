@@ -20,6 +20,7 @@ import time
 import warnings
 
 from ..errors import CnnzooError, CnnzooWarning
+from .rundir import accuracy_text
 
 
 class Reporter:
@@ -201,7 +202,8 @@ class TextReporter(Reporter):
 
     def end(self, result):
         if self.results:
-            print("\n".join(result_lines(result)), file=self.stream, flush=True)
+            print("\n".join(map(self.wording, result_lines(result))), file=self.stream,
+                  flush=True)
 
     def close(self):
         if self.bar is not None:
@@ -252,10 +254,26 @@ class LiveCurves(Reporter):
 
 def data_line(source: dict) -> str:
     """Where a run's data came from, ``source`` being its record's ``data_source``: one place
-    ("/usr/share/datasets/fashion-mnist"), or the train and test splits' where they differ."""
-    if source.get("train") == source.get("test"):
+    ("/usr/share/datasets/fashion-mnist"), or each split's (train, val where the run holds one
+    out, test) where they differ."""
+    if set(source) <= {"train", "test"} and source.get("train") == source.get("test"):
         return str(source.get("train"))
-    return f"train {source.get('train')}; test {source.get('test')}"
+    return "; ".join(f"{split} {source[split]}" for split in ("train", "val", "test")
+                     if split in source)
+
+
+def epoch_table(history: list[dict]) -> tuple[list[str], list[list]]:
+    """The header and rows of a table of a run's epochs (a notebook's, the report's): "—"
+    where an epoch has no validation or test accuracy."""
+    def cell(value):
+        return "—" if value is None else f"{value:.4f}"
+
+    header = ["epoch", "train loss", "train acc", "val acc", "test acc", "seconds",
+              "examples/s"]
+    rows = [[row["epoch"], f"{row['train_loss']:.4f}", f"{row['train_acc']:.4f}",
+             cell(row.get("val_acc")), cell(row.get("test_acc")), f"{row['seconds']:.1f}",
+             rate_text(row["examples_per_sec"])] for row in history]
+    return header, rows
 
 
 def rate_text(examples_per_sec: float) -> str:
@@ -264,10 +282,21 @@ def rate_text(examples_per_sec: float) -> str:
 
 
 def epoch_line(row: dict, epochs: int) -> str:
-    """``epoch   3/10  loss 0.512  train acc 0.811  test acc 0.790  2.9 s  25,311 examples/sec``"""
+    """``epoch   3/10  loss 0.512  train acc 0.811  test acc 0.790  2.9 s  25,311 examples/sec``
+    (``val acc`` in a run that holds a validation split out, ``test acc`` then in its last
+    epoch's line only)."""
     return (f"epoch {row['epoch']:>3}/{epochs}  loss {row['train_loss']:.3f}  "
-            f"train acc {row['train_acc']:.3f}  test acc {row['test_acc']:.3f}  "
+            f"train acc {row['train_acc']:.3f}  {accuracy_text(row, '  ', 3)}  "
             f"{row['seconds']:.1f} s  {rate_text(row['examples_per_sec'])} examples/sec")
+
+
+def target_line(target: float, reached: dict | None) -> str:
+    """Whether a run reached its ``target_acc``, and when: MLPerf's time to train."""
+    if reached is None:
+        return f"target_acc={target:g} not reached"
+    return (f"reached target_acc={target:g} in epoch {reached['epoch']} (acc "
+            f"{reached['accuracy']:.4f}), {reached['seconds']:.1f} s from the first step, "
+            f"evaluations included (MLPerf's time to train)")
 
 
 def result_lines(result) -> list[str]:
@@ -275,7 +304,9 @@ def result_lines(result) -> list[str]:
     and the run directory."""
     final = result.final
     lines = [f"loss {final['train_loss']:.3f}, train acc {final['train_acc']:.3f}, "
-             f"test acc {final['test_acc']:.3f}"]
+             f"{accuracy_text(final, digits=3)}"]
+    if result.config.get("target_acc") is not None:
+        lines.append(target_line(result.config["target_acc"], result.target))
     if math.isfinite(result.examples_per_sec):
         lines.append(f"{result.examples_per_sec:,.0f} examples/sec on {result.device} "
                      f"(training steps)")

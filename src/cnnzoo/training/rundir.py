@@ -5,6 +5,9 @@
     curves.png         loss and accuracies against epochs (redrawn at most every 20 s, and last)
     checkpoint.pt      model, optimizer, scheduler, epoch and RNG states (weights_only loadable)
     model.safetensors  the final weights (removed while a finished run is trained further)
+    best.safetensors   the weights of the epoch of best validation accuracy (runs that hold
+                       out a validation split)
+    events/            TensorBoard's event files (runs with tensorboard=True)
 
 A lock file keeps two processes from writing one directory at once.
 """
@@ -39,7 +42,34 @@ from .recipes import Recipe
 
 CONFIG, METRICS, CURVES = "config.json", "metrics.csv", "curves.png"
 CHECKPOINT, WEIGHTS, LOCK = "checkpoint.pt", "model.safetensors", ".lock"
-METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "test_acc", "seconds", "examples_per_sec")
+BEST, EVENTS = "best.safetensors", "events"
+# metrics.csv's columns. val_acc is empty in a run without a validation split; test_acc, in one
+# with it, is empty but in the last epoch's row (the test set is evaluated once, at the end).
+# lr is the learning rate of the epoch's last step, grad_norm the mean over its steps of the
+# gradients' L2 norm (before clipping), elapsed the wall seconds from the run's first step to
+# the end of this epoch's evaluation (checkpoints of the epochs before included), MLPerf's
+# time to train.
+METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "val_acc", "test_acc", "lr", "grad_norm",
+                 "seconds", "elapsed", "examples_per_sec")
+# the columns older versions wrote, which every metrics.csv has; the others are read as None
+# where a file lacks them
+REQUIRED_METRICS = ("epoch", "train_loss", "train_acc", "test_acc", "seconds",
+                    "examples_per_sec")
+MAY_BE_EMPTY = ("val_acc", "test_acc", "lr", "grad_norm", "elapsed")
+
+
+def eval_acc(row: dict) -> float | None:
+    """The accuracy an epoch was judged by: its validation accuracy where the run holds a
+    validation split out, else its test accuracy."""
+    return row["val_acc"] if row.get("val_acc") is not None else row.get("test_acc")
+
+
+def accuracy_text(row: dict, separator: str = ", ", digits: int = 4) -> str:
+    """An epoch's validation and test accuracies, those it has: "val acc 0.8812, test acc
+    0.8790"."""
+    return separator.join(f"{split} acc {row[f'{split}_acc']:.{digits}f}"
+                          for split in ("val", "test")
+                          if row.get(f"{split}_acc") is not None) or "not evaluated"
 
 
 class RunLock:
@@ -161,7 +191,7 @@ def _same_file(fd: int, path: Path) -> bool:
 
 
 # Files the training loop writes, whose temporaries (".NAME.XXXX.tmp") only a lock holder makes.
-RUN_FILES = (CONFIG, METRICS, CURVES, CHECKPOINT, WEIGHTS)
+RUN_FILES = (CONFIG, METRICS, CURVES, CHECKPOINT, WEIGHTS, BEST)
 
 
 def is_run_file(name: str) -> bool:
@@ -198,12 +228,13 @@ def write_metrics(folder: Path, history: list[dict]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=METRIC_FIELDS, lineterminator="\n")
     writer.writeheader()
     for row in history:
-        writer.writerow({k: row[k] for k in METRIC_FIELDS})
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in METRIC_FIELDS})
     atomic_write_text(Path(folder) / METRICS, buffer.getvalue())
 
 
 def read_metrics(folder: Path) -> list[dict]:
-    """The rows of ``metrics.csv`` (one per finished epoch), [] when there is none yet."""
+    """The rows of ``metrics.csv`` (one per finished epoch), [] when there is none yet; an
+    empty cell, or a column an older version did not write, is None."""
     path = Path(folder) / METRICS
     if not path.exists():
         return []
@@ -211,11 +242,17 @@ def read_metrics(folder: Path) -> list[dict]:
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
-            missing = [name for name in METRIC_FIELDS if name not in (reader.fieldnames or [])]
+            missing = [name for name in REQUIRED_METRICS
+                       if name not in (reader.fieldnames or [])]
             if missing:
                 raise ValueError(f"its header lacks {', '.join(missing)}")
-            return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
-                    for row in reader]
+            rows = []
+            for row in reader:
+                values = {name: None for name in METRIC_FIELDS}
+                values.update({k: None if v == "" and k in MAY_BE_EMPTY else
+                               int(v) if k == "epoch" else float(v) for k, v in row.items()})
+                rows.append(values)
+            return rows
     except (OSError, ValueError, TypeError, csv.Error) as error:  # edited or damaged by hand
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
         raise CnnzooError(f"{path} is damaged ({first}); repair it, or remove it to go on "
@@ -288,6 +325,7 @@ class Run:
     config: dict
     model: torch.nn.Module
     history: list[dict]
+    weights: str = "final"  # "best": the best epoch's (load_run(best=True))
 
     @property
     def classes(self) -> list[str]:
@@ -299,7 +337,7 @@ class Run:
     def __repr__(self) -> str:
         last = self.history[-1] if self.history else None
         done = (f"{last['epoch']} of {self.config['recipe'].get('epochs', '?')} epochs, "
-                f"test acc {last['test_acc']:.4f}" if last else "no epoch finished")
+                f"{accuracy_text(last)}" if last else "no epoch finished")
         return f"Run({str(self.path)!r}: {self.config['model']} on {self.config['data']}, {done})"
 
 
@@ -405,11 +443,13 @@ def builder_name(builder) -> str:
     return name if name.isidentifier() else "builder"
 
 
-def load_run(folder, model=None) -> Run:
+def load_run(folder, model=None, *, best: bool = False) -> Run:
     """Read a run directory back: its configuration, metrics and model with trained weights
     (``model, config, history = load_run(folder)``).
 
-    The final ``model.safetensors`` is used when present, else the last checkpoint's weights.
+    The final ``model.safetensors`` is used when present, else the last checkpoint's weights;
+    with ``best=True``, ``best.safetensors``: the weights of the epoch of best validation
+    accuracy (a run that held out a validation split keeps them).
     A run of a model of the user's own needs ``model``: the module (its weights are replaced
     by the run's) or the function that builds it.
     """
@@ -423,16 +463,24 @@ def load_run(folder, model=None) -> Run:
         raise CnnzooError(f"{folder} is not a run directory ({problem})")
     if not (folder / CONFIG).exists():
         raise CnnzooError(f"{folder} is not a run directory (no {CONFIG})")
+    if not isinstance(best, bool):
+        raise CnnzooError(f"best={best!r}: best must be True or False")
     config = read_config(folder)
+    if best and not (folder / BEST).exists():
+        why = ("it held out no validation split (train with val=)" if not config.get("val")
+               else "no epoch has finished")
+        raise CnnzooError(f"{folder} holds no best-epoch weights ({BEST}): {why}")
     net = build_model(config, model)
-    if (folder / WEIGHTS).exists():
+    if best:
+        load_weights(folder / BEST, net)
+    elif (folder / WEIGHTS).exists():
         load_weights(folder / WEIGHTS, net)
     elif (folder / CHECKPOINT).exists():
         state = load_checkpoint(folder / CHECKPOINT)
         load_state(net, state["model"], folder / CHECKPOINT)
     else:
         raise CnnzooError(f"{folder} holds no weights yet (no {WEIGHTS} or {CHECKPOINT})")
-    return Run(folder, config, net.eval(), read_metrics(folder))
+    return Run(folder, config, net.eval(), read_metrics(folder), "best" if best else "final")
 
 
 # --- a run's directory while it trains ---------------------------------------------------------
@@ -526,6 +574,12 @@ def load_for_resume(run_dir: Path, config: dict, epochs: int | None) -> dict | N
                               f"restore the checkpoint, or train anew with another out=")
         return None
     state = load_checkpoint(run_dir / CHECKPOINT)
+    target = config.get("target_acc")
+    rows = read_metrics(run_dir)[: state["epoch"]]
+    if target is not None and (run_dir / WEIGHTS).exists() and any(
+            (eval_acc(row) or 0.0) >= target for row in rows):
+        raise CnnzooError(f"{run_dir} reached its target_acc={target:g} and finished; train "
+                          f"anew with another out= (or a higher target_acc=) to go further")
     if state["epoch"] >= config["recipe"]["epochs"] and (run_dir / WEIGHTS).exists():
         raise CnnzooError(f"{run_dir} already finished {state['epoch']} "
                           f"epoch{'s' * (state['epoch'] != 1)}; pass epochs=N with "

@@ -33,7 +33,10 @@ def check_graphs(device: torch.device, compile: bool = False, processes: int = 1
 
 
 class TrainStep:
-    """Call it with a batch to train on it; ``totals()`` gives (loss sum, correct, examples).
+    """Call it with a batch to train on it; ``totals()`` gives (loss sum, correct, examples,
+    gradient-norm sum). Each step's gradient norm (the L2 norm of all gradients, before any
+    clipping) is summed on the device; ``losses`` (a list, if set) receives each step's loss
+    as a device tensor, for per-step logs read once per epoch.
 
     ``net`` takes the full-size batches (``batch_size`` examples) and ``eager_net`` (the same
     weights, never compiled or recorded) any other size, such as a short last batch. On the
@@ -54,7 +57,9 @@ class TrainStep:
         self.amp, self.grad_clip, self.scheduler = amp, grad_clip, scheduler
         self.layout = torch.channels_last if channels_last else torch.contiguous_format
         self.use_graph = graph
-        self.sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss, correct, (seen)
+        # loss, correct, (seen), gradient norm: summed in float64 on the device
+        self.sums = torch.zeros(4, device=device, dtype=torch.float64)
+        self.losses: list | None = None
         self.seen = 0  # examples since begin(), counted on the host
         self.graph = None
         self.static_x = self.static_y = None
@@ -67,7 +72,8 @@ class TrainStep:
         self.seen = 0
 
     def totals(self) -> torch.Tensor:
-        """(loss sum, correct predictions, examples) since ``begin``, one float64 tensor."""
+        """(loss sum, correct predictions, examples, gradient-norm sum) since ``begin``, one
+        float64 tensor."""
         totals = self.sums.clone()
         totals[2] = self.seen
         return totals
@@ -89,6 +95,8 @@ class TrainStep:
         else:
             self._record(x, y)
             self.graph.replay()
+        if self.losses is not None:
+            self.losses.append(self.loss.clone())  # a recorded graph rewrites its own output
         if self.scheduler is not None:
             self.scheduler.step()
 
@@ -101,7 +109,11 @@ class TrainStep:
             loss = self.criterion(logits.float(), y)
         (loss if weight == 1 else loss * weight).backward()
         if self.grad_clip:
-            nn.utils.clip_grad_norm_(self.eager_net.parameters(), self.grad_clip)
+            norm = nn.utils.clip_grad_norm_(self.eager_net.parameters(), self.grad_clip)
+        else:
+            norm = nn.utils.get_total_norm(
+                [p.grad for p in self.eager_net.parameters() if p.grad is not None])
+        self.sums[3] += norm
         self.optimizer.step()
         self.loss = loss.detach()
         self.sums[0] += self.loss * y.numel()
