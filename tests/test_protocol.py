@@ -304,3 +304,10 @@ def test_tensorboard_without_its_package_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(CnnzooError, match=r"pip install 'cnnzoo\[tensorboard\]'"):
         train("lenet5_d2l", epochs=1, tensorboard=True, out=tmp_path / "r", **TINY)
     assert not (tmp_path / "r").exists()  # refused before any work
+
+
+def test_val_and_seed_of_0_on_the_command_line_are_kept(capsys):
+    assert main(["train", "--recipe", "modern", "--val", "0", "--seed", "0",
+                 "--print-config"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["val"] == 0 and printed["seed"] == 0

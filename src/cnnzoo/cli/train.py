@@ -95,8 +95,9 @@ def run(args) -> int:
                               f"give one")
         if getattr(args, flag) is not None:
             settings[flag] = getattr(args, flag)
+    # a flag not given is None (or False for a switch); 0 (--val 0, --seed 0) is given
     chosen = {name: getattr(args, name) for name in PARAMETER_FLAGS
-              if getattr(args, name) not in (None, False)}
+              if getattr(args, name) is not None and getattr(args, name) is not False}
     if args.subset is not None:
         chosen["train_subset"] = args.subset
     if args.config is not None:

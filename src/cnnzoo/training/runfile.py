@@ -81,6 +81,8 @@ def read_run_file(path) -> dict:
                 raise CnnzooError(f"{path}: {key} is given twice, at the top and in recipe; "
                                   f"give it once")
         fields.update(inner)
+    if "created" in content and "val" not in content:
+        chosen["val"] = 0  # a run's record without a hold-out: it held none out
     if content.get("fast_path") is not None:
         # a run of fast=True records the switches it chose: rerunning it runs those, measured
         # once, rather than measuring again
