@@ -710,7 +710,7 @@ class CheckpointCase:
     entry: str       # the entry changed: model | optimizer | scheduler | epoch | rng_cpu | ...
     op: str          # delete | set | tensor | state (into the optimiser's or model's insides)
     value: object
-    digest: bool     # written with its digest (as cnnzoo writes) or without (an old version's)
+    digest: bool     # written with its digest (as cnnzoo writes) or without (read as it is)
     damage: tuple    # then the bytes of the file
 
 

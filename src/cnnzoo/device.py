@@ -71,8 +71,8 @@ def amp_warning(device: torch.device, *, evaluating: bool = False) -> str | None
     """The one-line warning for bf16 autocast on a CPU that would emulate it, or None;
     ``evaluating``: for evaluating a run that trained with ``amp=True``.
 
-    bf16 emulated in software is several times slower than float32 (BENCHMARKS.md measures it
-    on a 2-core AVX2 CPU).
+    bf16 emulated in software is several times slower than float32 (measured: BENCHMARKS.md,
+    the CPU without AVX-512).
     """
     if not bf16_emulated(device):
         return None

@@ -149,7 +149,7 @@ def _run_dir(out: Path, model: str, recipe: str, seed: int) -> Path:
 def _check_runs_free(out: Path, models: list[str], recipe: str, seeds: int) -> None:
     """Refuse, before anything trains, a board whose run directories already hold runs (an
     earlier board of these models and recipe, or one interrupted after its first epochs): a
-    board is trained afresh, never merged with or resumed from older runs."""
+    board is trained afresh, never merged with or resumed from the runs already there."""
     from .training.rundir import holds_run
 
     taken = [run_dir for name in models for seed in range(seeds)

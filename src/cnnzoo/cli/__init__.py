@@ -219,8 +219,8 @@ def run(program=main) -> None:
 
     Everything still alive is moved out of the garbage collector's sight first (``gc.freeze``):
     the interpreter's last collections otherwise walk every object torch left behind, for
-    memory the process is about to hand back anyway: 0.75 s of a short `cnnzoo train` on the
-    2-core development CPU (2.4 s against 3.1 s for the whole process).
+    memory the process is about to hand back anyway, a good part of a short `cnnzoo train`
+    (measured: BENCHMARKS.md, the exit).
     Files, exit handlers and module teardown are left as they are.
     """
     try:

@@ -28,7 +28,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-# a wider matrix is no longer read as a table in a terminal (100 classes: 500 columns)
+# a wider matrix does not read as a table in a terminal (100 classes: 500 columns)
 MATRIX_MAX_CLASSES = 20
 TOP_CONFUSIONS = 10
 

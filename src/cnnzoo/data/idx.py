@@ -101,9 +101,9 @@ class _Gunzip:
 
     ``gzip.open`` inflates 8 KB of input per zlib call; each call lets go of the interpreter
     lock, and a thread running Python beside it (the run's plotting library importing) keeps
-    it for up to a switch interval at every one of those thousands of calls: reading
-    Fashion-MNIST took twice as long. Here each call takes up to ``_CHUNK`` bytes in and gives
-    as many out as the read asks for.
+    it for up to a switch interval at every one of those thousands of calls, and the waits
+    outweigh the inflating (measured: BENCHMARKS.md, a run's fixed costs). Here each call takes
+    up to ``_CHUNK`` bytes in and gives as many out as the read asks for.
     Members follow one another as in ``gzip``; a stream cut short raises ``EOFError``, damaged
     data (a CRC among it) ``zlib.error``.
     """

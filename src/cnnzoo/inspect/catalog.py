@@ -24,9 +24,9 @@ class CatalogRow:
 def parameter_count(name: str) -> int:
     """Parameters of the registered model ``name`` at its defaults, counted on a model built
     with ``torch.nn.init``'s initialisers skipped: its tensors are allocated but never written
-    (the operating system maps such pages only when touched), so even VGG-19 builds in a few
-    milliseconds. (The meta device would do as well but for its first use, which imports
-    torch's compiler, about 2 s.)"""
+    (the operating system maps such pages only when touched), so even VGG-19 builds at once.
+    (The meta device would do as well but for its first use, which imports torch's compiler,
+    far slower than the count itself.)"""
     from ..models import get_model
 
     with initialisers_skipped():

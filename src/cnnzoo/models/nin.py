@@ -69,7 +69,7 @@ def nin_d2l(num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5) -
     with dropout after each block but the last; this layout and its single dropout are d2l's;
     one input channel and 10 classes; the class block ends in a ReLU before the average, as in
     d2l, so the logits are never negative, and a class whose map is negative everywhere gets no
-    gradient: 3-6 of the 10 are so at initialisation (seeds 0-3, either init), which is why this
+    gradient: several of the 10 are so at initialisation, with either init, which is why this
     model's result varies so much from run to run (docs/leaderboard.md). PyTorch's default init
     (d2l's recipe applies Xavier itself).
     """

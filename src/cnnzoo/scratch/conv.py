@@ -118,8 +118,9 @@ def learn_edge_kernel(steps: int = 40, lr: float = 0.01, seed: int = 0) -> torch
     A ``Conv2D`` with a (1, 2) kernel, initialised from ``seed``, takes ``steps`` plain
     gradient-descent steps of size ``lr`` on the summed squared error between its output on the
     example's X and ``corr2d(X, [[1, -1]])``. Returns the learned kernel (1, 2), close to
-    [[1, -1]]. The book stops after 20 steps, where some starting points are still 0.1 away;
-    40 bring seeds 0 to 7 within 0.02. The global random state is left as it was.
+    [[1, -1]]. The book stops after 20 steps, where some starting points are still well off;
+    the default of 40 brings them close (docs/scratch.md, "Learning the kernel"). The global
+    random state is left as it was.
     """
     X, K = edge_example()
     Y = corr2d(X, K)

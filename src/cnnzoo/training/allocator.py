@@ -4,14 +4,15 @@ With glibc's default settings a tensor of more than 128 KiB is given its own ``m
 returned to the system when freed, and the top of the heap is trimmed as soon as 128 KiB lie
 free there, so every training step on the CPU faults in and zeroes fresh pages for each of its
 activations and gradients. Raising the mmap and trim thresholds lets those blocks be reused from
-step to step: on the development machine this made the LeNet's CPU steps 1.3-1.7x faster
-(BENCHMARKS.md). It is what ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` in the
-environment would do, set from inside the process. The cost is that up to ``TRIM_BYTES`` of
+step to step, which shortens a small model's CPU steps markedly (measured: BENCHMARKS.md,
+keeping freed memory). It is what ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` in
+the environment would do, set from inside the process. The cost is that up to ``TRIM_BYTES`` of
 freed memory stays with the process.
 
-The trim threshold is the largest mallopt takes, 2 GiB: a 224x224 model's batch of 512 in
-float32 frees more than 1 GiB between its layers (NiN: 0.57 GB a ReLU output), and with a
-1 GiB threshold every batch handed it back and faulted it in again (BENCHMARKS.md).
+The trim threshold is the largest mallopt takes: a 224x224 model's float32 batch of 512 (the
+evaluation batch) frees more than a gigabyte between its layers (NiN: 0.57 GB a ReLU output),
+and a threshold below that would hand it back and fault it in again every batch
+(BENCHMARKS.md, NiN at 224x224).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Both are written atomically (``cnnzoo._io``). Checkpoints hold only tensors and 
 values and are read back with ``torch.load(weights_only=True)``, which refuses to run code from
 the file. Each records the SHA-256 of what it holds (``digest``; in a checkpoint its
 ``sha256`` entry, in a weights file its metadata), checked when it is read: a byte changed on
-the disk is refused in one line instead of training on (files of older versions, which have
-none, are read as they are). Weights that hold NaN or infinities are refused too.
+the disk is refused in one line instead of training on (a file that records no digest is
+read as it is). Weights that hold NaN or infinities are refused too.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def digest(value) -> str:
 
 def check_digest(path, content, recorded) -> None:
     """A one-line ``CnnzooError`` when ``content`` is not what was written (``recorded``, its
-    digest then; None for a file of an older version, which records none)."""
+    digest then; None for a file that records none)."""
     if recorded is not None and digest(content) != recorded:
         raise CnnzooError(f"{path} is damaged: what it holds is not what cnnzoo wrote (its "
                           f"SHA-256 differs from the one recorded in it)")

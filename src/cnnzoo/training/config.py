@@ -206,9 +206,8 @@ def check_overrides(overrides: dict) -> dict:
 
 MODEL_KINDS = ("registry", "module", "builder")
 MAX_IMAGE_ELEMENTS = 3 * 4096 * 4096  # an image of a run: a 4096x4096 photo, 200 MB as floats
-# a run's record beyond what CONFIG_FIELDS of rundir requires: key, its default in the
-# records of older versions that lack it, what it must be, the check (None passes where it is
-# the default: unset)
+# a run's record beyond what CONFIG_FIELDS of rundir requires: key, its default where a record
+# lacks it, what it must be, the check (None passes where it is the default: unset)
 RECORD_FIELDS = {
     **{name: (None, *CHECKS[name]) for name in ("train_subset", "test_subset", "data_dir")},
     "seed": (0, *CHECKS["seed"]),
@@ -223,7 +222,7 @@ RECORD_FIELDS = {
 
 def check_record(config: dict, where) -> None:
     """Check a run's record read back from ``where`` (its ``config.json``) as a new run's
-    configuration is checked, completing what older versions' records lack; a value of the
+    configuration is checked, a key the record lacks taking its default; a value of the
     wrong type or range (a damaged or edited file) is one ``CnnzooError`` naming the file and
     the key. The recipe (``Recipe.from_record``) and the sizes are checked as well."""
     for name, (default, what, fits) in RECORD_FIELDS.items():

@@ -1,14 +1,13 @@
 """``fast=True`` (``--fast``): the fast-path flags that train a given model quickest on this
 machine, measured.
 
-Which flags pay depends on the model as much as on the machine (BENCHMARKS.md). On the 2-core
-Xeon with AMX, bf16 autocast with channels-last made the sigmoid LeNet's steps 1.2x and
-ResNet-9's 2.1x faster, while channels-last made BN-LeNet's 1.8x slower and autocast made the
-from-scratch BN-LeNet's slower too; on a CPU without bf16 arithmetic autocast is emulated and
-several times slower. So ``choose`` does not guess: it times a few training steps of the run's
-own model, optimiser, batch size and input size on random data with each candidate and keeps
-the fastest. The flags change how the steps run, never the recipe; the choice and the figures
-behind it go into the run's configuration, and a resumed run keeps them.
+Which flags pay depends on the model as much as on the machine: on one CPU the same flag
+shortens one model's steps and lengthens another's, and on a CPU without bf16 arithmetic
+autocast is emulated and several times slower (measured per model: BENCHMARKS.md, ``--fast``).
+So ``choose`` does not guess: it times a few training steps of the run's own model, optimiser,
+batch size and input size on random data with each candidate and keeps the fastest. The flags
+change how the steps run, never the recipe; the choice and the figures behind it go into the
+run's configuration, and a resumed run keeps them.
 
 Candidates: channels-last off and on, each with and without bf16 autocast where the device has
 bf16 arithmetic (on a CPU, as oneDNN judges it); on CUDA always with CUDA graphs. Never
@@ -61,7 +60,7 @@ class Choice:
     flags: Flags
     examples_per_sec: dict[str, float]   # each candidate's, by str(Flags)
     measured: str                        # when (UTC, ISO 8601)
-    remembered: bool                     # read from the cache rather than measured now
+    remembered: bool                     # read from the cache rather than measured in this process
     seconds: float                       # spent measuring in this process
 
     def record(self) -> dict:
@@ -91,7 +90,7 @@ def candidates(device: torch.device) -> list[Flags]:
     elif device.type == "cpu":
         amps = (False, True) if cpu_has_fast_bf16() else (False,)
         graphs = False
-    else:  # MPS: nothing measured there; the plain steps
+    else:  # MPS: the plain steps, no flag being known to pay there
         return [Flags()]
     return [Flags(amp, channels_last, graphs) for amp in amps for channels_last in (False, True)]
 
@@ -138,11 +137,11 @@ def examples_per_sec(make_net, recipe, input_size, num_classes: int, device: tor
 def race(turn, candidates: list, rounds: int = ROUNDS) -> dict:
     """Each candidate's best of ``turn(candidate)`` (a rate) over ``rounds`` rounds, the
     candidates taking turns within a round. After a round, one whose best is below the
-    leader's by more than ``DROP_RATIO`` takes no more turns and keeps the best it had. On the
-    2-core development CPU two turns of the same steps in one round differed by up to 1.4x, so
-    a candidate is dropped only when it is slower than a pause alone would make it; and the
-    probe of a 224-px model stops spending seconds a step on it (NiN on two CPU cores: 5 s a
-    step without flags, 1.8 s with ``--amp --channels-last``)."""
+    leader's by more than ``DROP_RATIO`` takes no more turns and keeps the best it had. On a
+    small shared CPU two turns of the same steps in one round can differ by a good part of that
+    ratio, so a candidate is dropped only when it is slower than a pause alone would make it;
+    and the probe of a 224-px model, whose slowest candidates take seconds a step, stops
+    spending them (BENCHMARKS.md, ``--fast``)."""
     best = dict.fromkeys(candidates, 0.0)
     racing = list(candidates)
     for _ in range(rounds):

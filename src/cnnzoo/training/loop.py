@@ -359,7 +359,7 @@ class _Fit:
         self.optimizer, self.scheduler = optimizer, scheduler
         self.rec, self.dev, self.config, self.ctx, self.reporter = rec, dev, config, ctx, reporter
         self.amp = config["amp"]
-        self.channels_last = config.get("channels_last", False)  # absent in older runs
+        self.channels_last = config.get("channels_last", False)  # a record may lack it
         self.step = TrainStep(step_net, eager_net, optimizer, criterion,
                               batch_size=rec.batch_size // ctx.world_size, device=dev,
                               amp=self.amp, channels_last=self.channels_last,

@@ -4,10 +4,10 @@ on the CPU.
 When the kernel equals the stride and there is no padding (LeNet's and DenseNet's 2x2 pools),
 each input pixel lies in exactly one window, so the gradient of the pooling is the output's
 gradient divided by the window's size and repeated over its window: a nearest-neighbour
-upsampling. That gives the same numbers as PyTorch's own ``avg_pool2d_backward``, which on a
-2-core AMD EPYC took 2.2 ms for d2l LeNet's first pool in bf16 channels-last against 0.9 ms for
-the upsampling, which made LeNet's whole training step 7 % faster (BENCHMARKS.md). Only the
-module's class changes; its settings, state and forward pass stay those of ``nn.AvgPool2d``.
+upsampling. That gives the same numbers as PyTorch's own ``avg_pool2d_backward``, which on
+the CPU takes markedly longer for such pools, enough to show in a LeNet's whole training step
+(measured: BENCHMARKS.md, the pooling's backward). Only the module's class changes; its
+settings, state and forward pass stay those of ``nn.AvgPool2d``.
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ class Recipe:
         """The recipe a run's ``config.json`` holds (``where``: the file), each field checked
         as a new run's is: a field this version does not know (a newer version's run, or an
         edit), a value of the wrong type or range, is one ``CnnzooError`` naming the file.
-        A field missing (a run of an older version) takes its default."""
+        A field the record lacks takes its default."""
         from .. import __version__
 
         known = {f.name for f in dataclasses.fields(cls)}
@@ -156,8 +156,8 @@ D2L = {
     # not in the book: the MNIST nets of Liu Er's PyTorch course and the 1998 LeNet (which
     # expects 32x32 inputs).
     # The 1998 LeNet's logits are negated RBF distances, hundreds in size at the start: plain
-    # SGD at 0.1 (or 0.01) blows them up and it stays at chance; at 0.005, 10 epochs of
-    # Fashion-MNIST end at 0.794 / 0.800 / 0.706 test accuracy for seeds 0 / 1 / 2.
+    # SGD at 0.1 (or 0.01) blows them up and it stays at chance; at 0.005 it learns
+    # (docs/training.md, Recipes).
     "lenet5": (0.005, 256, 32),
     "inception_mnist": (0.1, 256, None),
     "residual_mnist": (0.1, 256, None),
@@ -177,10 +177,9 @@ D2L_BY_FAMILY = {
 
 # Our own recipe, the same for every model: AdamW with a one-cycle schedule (linear warm-up,
 # cosine decay), label smoothing, normalised inputs and light augmentation, in the book's 10
-# epochs or fewer. Adam is what Dive-into-DL-PyTorch trains with (lr 0.001: AlexNet 0.902,
-# ResNet-18 0.926 on Fashion-MNIST in 5 epochs, above the book's SGD results); plain or
-# Nesterov SGD at the book's rates with momentum stalls the nets without BatchNorm (AlexNet,
-# VGG, NiN, GoogLeNet).
+# epochs or fewer. Adam is what Dive-into-DL-PyTorch trains with, to results above the book's
+# SGD ones in fewer epochs (docs/training.md, Recipes); plain or Nesterov SGD at the book's
+# rates with momentum stalls the nets without BatchNorm (AlexNet, VGG, NiN, GoogLeNet).
 # The small LeNets take a higher rate and their own initialisation; the deep nets keep the
 # book's Xavier initialisation, without which GoogLeNet (no BatchNorm) does not start learning.
 MODERN_SMALL = dict(optimizer="adamw", lr=0.01, weight_decay=0.05, batch_size=128,

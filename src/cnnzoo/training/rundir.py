@@ -51,8 +51,7 @@ BEST, EVENTS = "best.safetensors", "events"
 # time to train.
 METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "val_acc", "test_acc", "lr", "grad_norm",
                  "seconds", "elapsed", "examples_per_sec")
-# the columns older versions wrote, which every metrics.csv has; the others are read as None
-# where a file lacks them
+# the columns every metrics.csv must have; the others are read as None where a file lacks them
 REQUIRED_METRICS = ("epoch", "train_loss", "train_acc", "test_acc", "seconds",
                     "examples_per_sec")
 MAY_BE_EMPTY = ("val_acc", "test_acc", "lr", "grad_norm", "elapsed")
@@ -234,7 +233,7 @@ def write_metrics(folder: Path, history: list[dict]) -> None:
 
 def read_metrics(folder: Path) -> list[dict]:
     """The rows of ``metrics.csv`` (one per finished epoch), [] when there is none yet; an
-    empty cell, or a column an older version did not write, is None."""
+    empty cell, or a column the file lacks (beyond ``REQUIRED_METRICS``), is None."""
     path = Path(folder) / METRICS
     if not path.exists():
         return []
@@ -309,8 +308,8 @@ def read_config(folder: Path) -> dict:
                               f"({key!r})")
     config["recipe"] = asdict(Recipe.from_record(config["recipe"], path))
     check_record(config, path)
-    # runs of older versions kept the name as typed ("FashionMNIST"); every use compares the
-    # canonical one
+    # a record may hold the name as typed ("FashionMNIST"); every use compares the canonical
+    # one
     if config["data"] != IN_MEMORY:
         config["data"] = canonical_name(config["data"])
     return config
@@ -373,12 +372,12 @@ def build_model(config: dict, model=None) -> torch.nn.Module:
     layer) is a one-line ``CnnzooError``."""
     from ..models import get_model, model_info
 
-    kind = config.get("model_kind", "registry")  # absent in older runs
+    kind = config.get("model_kind", "registry")  # a record may lack it: the default then
     if model is None and kind != "registry":
         raise CnnzooError(f"the run trained a model of your own ({config['model']}), which "
                           f"cnnzoo does not keep as code; it is read from Python only, "
                           f"given the model again")
-    model_args = config.get("model_args") or {}  # absent in older runs
+    model_args = config.get("model_args") or {}  # a record may lack it: none then
     if isinstance(model, torch.nn.Module):
         return model
     if model is not None:

@@ -50,7 +50,7 @@ class TrainStep:
                  scheduler=None, graph: bool = False):
         if graph:
             check_graphs(device)
-        if device.type == "cpu":  # measured faster there; elsewhere not measured
+        if device.type == "cpu":  # where it pays (BENCHMARKS.md); other devices keep their own
             use_tiled_pooling(eager_net)
         self.net, self.eager_net, self.optimizer = net, eager_net, optimizer
         self.criterion, self.batch_size, self.device = criterion, batch_size, device
