@@ -23,6 +23,7 @@ import matplotlib.ticker
 from matplotlib import font_manager
 from matplotlib.figure import Figure
 
+from ._epoch import eval_acc
 from ._io import atomic_write_bytes, check_target
 from .errors import CnnzooError, CnnzooWarning
 
@@ -206,9 +207,6 @@ def curves_overlay(histories: dict[str, list[dict]]) -> Picture:
     judged by (validation, or test where a run holds no validation split out) on the left,
     training loss on the right, against epochs, a line per run (name -> rows of
     ``metrics.csv``)."""
-    def eval_acc(row):  # as training.rundir.eval_acc, which this module does not import
-        return row["val_acc"] if row.get("val_acc") is not None else row.get("test_acc")
-
     fig = new_figure(figsize=(10, 4))
     accuracy, loss = fig.subplots(1, 2)
     for name, history in histories.items():

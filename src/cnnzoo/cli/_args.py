@@ -173,14 +173,16 @@ def positive_float(text: str) -> float:
 
 def val_size(text: str) -> int | float:
     """argparse ``type=`` for ``--val``: a whole number of images (0: none) or a fraction in
-    (0, 1)."""
+    (0, 1), read as the library reads ``val=``: an int counts, a float is a fraction (so
+    ``1.0`` is refused, not one image)."""
     try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value.is_integer() and value >= 0:
-        return int(value)
-    if 0 < value < 1:
+        value = int(text)
+    except ValueError:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value >= 0 if isinstance(value, int) else 0 < value < 1:
         return value
     raise argparse.ArgumentTypeError(f"give a number of images (0: none) or a fraction "
                                      f"between 0 and 1, not {text}")

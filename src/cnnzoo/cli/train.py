@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from ..errors import CnnzooError
 from ..training.config import DEFAULT_MODEL
@@ -125,12 +124,9 @@ def run(args) -> int:
                                                                   ).items()}, "--model-arg"))
     if args.print_config:
         from ..training import run_config
-        from ..training.rundir import config_to_resume
 
-        if args.resume:
-            config = config_to_resume(Path(args.resume))
-        else:
-            config = run_config(model, **chosen, model_args=model_args or None, **settings)
+        config = run_config(model, resume=args.resume, out=args.out, **chosen,
+                            model_args=model_args or None, **settings)
         print(json.dumps(config, indent=2))
         return 0
     reporter = TextReporter(wording=as_flags)

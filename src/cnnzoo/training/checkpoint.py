@@ -23,6 +23,7 @@ from ..safeload import check_finite, load_safetensors, load_torch_file
 
 
 DIGEST = "sha256"  # the checkpoint's entry, and the weights file's metadata key
+EPOCH = "epoch"    # the weights file's metadata key for the epoch it holds
 
 
 def digest(value) -> str:
@@ -68,11 +69,26 @@ def _contiguous_state(state_dict) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
 
 
-def save_weights(path: Path, model: torch.nn.Module) -> None:
-    """The model's state_dict (parameters and buffers) as a safetensors file with its digest,
-    atomically."""
+def save_weights(path: Path, model: torch.nn.Module, epoch: int | None = None) -> None:
+    """The model's state_dict (parameters and buffers) as a safetensors file with its digest
+    (and the epoch whose weights they are, if given), atomically."""
     state = _contiguous_state(model.state_dict())
-    atomic_write_bytes(path, save(state, metadata={DIGEST: digest(state)}))
+    metadata = {DIGEST: digest(state)}
+    if epoch is not None:
+        metadata[EPOCH] = str(epoch)
+    atomic_write_bytes(path, save(state, metadata=metadata))
+
+
+def saved_epoch(path: Path) -> int | None:
+    """The epoch ``save_weights`` recorded in ``path``; None for a missing or unreadable file,
+    or one that records none."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return int((handle.metadata() or {})[EPOCH])
+    except Exception:  # OSError, a missing key, or safetensors' own error for a damaged file
+        return None
 
 
 def load_weights(path: Path, model: torch.nn.Module) -> None:

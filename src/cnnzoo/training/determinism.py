@@ -6,9 +6,10 @@ some kernels add numbers (atomic adds on a GPU, cuDNN's choice of algorithm by t
 split reductions). ``deterministic`` turns those off for the block it guards, and puts back
 what it found after: ``torch.use_deterministic_algorithms(True)``, cuDNN without benchmarking
 and in its deterministic mode, and cuBLAS with a fixed workspace (``CUBLAS_WORKSPACE_CONFIG``,
-which cuBLAS reads when the process first uses it: set it before then, as the command line
-does, for it to take effect). An operation with no deterministic version is one line naming
-it.
+set where unset; cuBLAS reads it when the process first uses it, so it takes effect in a
+process that has done no CUDA matrix product before the block, as a ``cnnzoo train`` process
+has not, and otherwise must be set in the environment beforehand). An operation with no
+deterministic version is one line naming it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import re
 from ..errors import CnnzooError
 
 CUBLAS_WORKSPACE = ":4096:8"  # what CUDA's documentation gives for reproducible cuBLAS
-_NO_DETERMINISTIC = re.compile(r"^(.*?) does not have a deterministic implementation")
+_NO_DETERMINISTIC = re.compile(r"(\S+) does not have a deterministic implementation")
 
 
 @contextlib.contextmanager
@@ -61,6 +62,12 @@ def nondeterministic_operation(error: BaseException) -> str | None:
     """The operation torch names in its error for one without a deterministic version
     (``adaptive_max_pool2d_backward_cuda does not have a deterministic implementation, but
     you set 'torch.use_deterministic_algorithms(True)'...``), or None for another error."""
-    first = (str(error).strip().splitlines() or [""])[0]
-    match = _NO_DETERMINISTIC.match(first)
-    return match.group(1).strip() if match else None
+    # torch's error may come wrapped (by a compiler's or a hook's error): its causes are read
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        match = _NO_DETERMINISTIC.search(str(error))
+        if match:
+            return match.group(1)
+        error = error.__cause__ or error.__context__
+    return None

@@ -100,9 +100,10 @@ def check_last_batch(context: Context, images: int, batch_size: int) -> None:
                           f"another batch_size= (or train_subset=)")
 
 
-def check_test_set(context: Context, images: int) -> None:
-    """Every rank evaluates a slice of the test set, so it needs an image for each."""
+def check_eval_set(context: Context, images: int, name: str = "test") -> None:
+    """Every rank evaluates a slice of an evaluation set (``name``: "test" or "validation"),
+    so it needs an image for each."""
     if images < context.world_size:
-        raise CnnzooError(f"the test set holds {images} image{'s' * (images != 1)}, fewer than "
-                          f"the {context.world_size} processes that evaluate it; use fewer "
-                          f"processes or more test images")
+        raise CnnzooError(f"the {name} set holds {images} image{'s' * (images != 1)}, fewer "
+                          f"than the {context.world_size} processes that evaluate it; use "
+                          f"fewer processes or more {name} images")

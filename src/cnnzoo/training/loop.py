@@ -26,7 +26,7 @@ from ..device import synchronize
 from ..errors import CnnzooError, out_of_memory_as
 from ..geometry import whole_number
 from . import distributed
-from .checkpoint import save_weights
+from .checkpoint import save_weights, saved_epoch
 from .config import RUN_PARAMETERS, data_sets, for_resume, new_run
 from .evaluation import evaluate_batches
 from .pooling import use_plain_pooling
@@ -223,12 +223,15 @@ def train(model=None, data=None, recipe=None, *, epochs: int | None = None,
         distributed.teardown(ctx)
 
 
-def run_config(model=None, data=None, recipe=None, **kwargs) -> dict:
+def run_config(model=None, data=None, recipe=None, *, resume=None, out=None,
+               **kwargs) -> dict:
     """The configuration ``train`` would record for the same arguments, resolved and checked,
     without training: a run's ``config.json`` before its data is read (what ``cnnzoo train
     --print-config`` shows). ``kwargs`` are ``train``'s parameters of a new run and recipe
-    fields."""
+    fields; with ``resume``, the resumed run's, checked as ``train`` checks them."""
     given = {name: kwargs.pop(name, None) for name in RUN_PARAMETERS}
+    if resume is not None:
+        return _configure(model, data, recipe, resume, out, given, kwargs)[0]
     return new_run(model, data, recipe, given, kwargs)[0].record()
 
 
@@ -392,8 +395,14 @@ class _Fit:
             (prep.test_batches, prep.test_count)
         target = self.config.get("target_acc")
         plotted_at = time.perf_counter()
-        best = max((row["val_acc"] for row in history if row.get("val_acc") is not None),
-                   default=-1.0)
+        best_row = max((row for row in history if row.get("val_acc") is not None),
+                       key=lambda row: row["val_acc"], default=None)
+        best = best_row["val_acc"] if best_row is not None else -1.0
+        # the best epoch's weights are written after its checkpoint: a run stopped between
+        # the two resumes with the best epoch checkpointed and its weights in hand
+        if (self.ctx.is_main and best_row is not None and best_row is history[-1]
+                and saved_epoch(run_dir / BEST) != best_row["epoch"]):
+            save_weights(run_dir / BEST, self.net, epoch=best_row["epoch"])
         # the clock of MLPerf's time to train: from the first step, through every evaluation,
         # to the end of the evaluation that reaches the target (a resumed run goes on from the
         # time its last epoch recorded)
@@ -403,6 +412,9 @@ class _Fit:
         # they take
         warmup_left = (3 if self.config["compile"] else
                        GRAPH_WARMUP_STEPS + 1 if self.config.get("cuda_graphs") else 0)
+        if target_reached(history, target) is not None:
+            # a run stopped between its last checkpoint and its final weights: finished
+            return True
         for epoch in range(prep.start_epoch, rec.epochs + 1):
             train_batches.set_epoch(epoch)
             self.reporter.epoch_start(epoch, rec.epochs, len(train_batches))
@@ -443,11 +455,11 @@ class _Fit:
             stopping = stop_after_epoch is not None and stop_after_epoch <= epoch and not last
             if self.ctx.is_main:
                 with self.timed("save_seconds"):
-                    if row["val_acc"] is not None and row["val_acc"] > best:
-                        best = row["val_acc"]
-                        save_weights(run_dir / BEST, self.net)
                     save_epoch(run_dir, self.net, self.optimizer, self.scheduler, epoch,
                                self.dev, history)
+                    if row["val_acc"] is not None and row["val_acc"] > best:
+                        best = row["val_acc"]
+                        save_weights(run_dir / BEST, self.net, epoch=epoch)
                     if self.events is not None:
                         self.events.steps(first_step, torch.stack(self.step.losses).tolist(),
                                           [self.scheduler.lr_at(step) for step in
@@ -481,7 +493,7 @@ class _Fit:
 
     def _train_epoch(self, batches, warmup_steps: int):
         """One epoch of steps on this rank's slices of the global ``batches``; returns (loss
-        sum, correct, examples) of the slices as one device tensor (summed on the device, read
+        sum, correct, examples, gradient-norm sum) of the slices as one device tensor (summed on the device, read
         once per epoch) and the timing, whose examples are the global batches'. The first
         ``warmup_steps`` steps are timed apart; an epoch with no more steps than that is all
         warm-up, and times no step."""

@@ -74,7 +74,7 @@ def prepare(config: dict, state: dict | None, ctx: distributed.Context, reporter
     if ctx.is_main:  # matplotlib, for the curves, loads while the data is decompressed
         import_in_background("cnnzoo.plots")
 
-    train_set, val_set, test_set = _data(config, data)
+    train_set, val_set, test_set = _data(config, data, warn=ctx.is_main)
     # the model sees the recipe's resize, or the data at its own size
     input_hw = (recipe.resize, recipe.resize) if recipe.resize else tuple(train_set.image_size[1:])
     config.update(classes=list(train_set.classes), image_size=list(train_set.image_size),
@@ -82,9 +82,9 @@ def prepare(config: dict, state: dict | None, ctx: distributed.Context, reporter
                   data_source={"train": train_set.source, "test": test_set.source,
                                **({"val": val_set.source} if val_set else {})})
     distributed.check_last_batch(ctx, len(train_set), recipe.batch_size)
-    distributed.check_test_set(ctx, len(test_set))
+    distributed.check_eval_set(ctx, len(test_set))
     if val_set is not None:
-        distributed.check_test_set(ctx, len(val_set))
+        distributed.check_eval_set(ctx, len(val_set), "validation")
     # a crop's offset runs over 0..2 x padding: at a padding of the side or more, the first
     # and last offsets take nothing of the image, and a blank image trains with its label
     if recipe.crop_padding >= min(input_hw):
@@ -137,10 +137,11 @@ def prepare(config: dict, state: dict | None, ctx: distributed.Context, reporter
 VAL_SEED = 0  # every run of a data set holds out the same images, whatever its own seed
 
 
-def _data(config: dict, data):
+def _data(config: dict, data, warn: bool):
     """The run's training, validation and test sets (on the CPU; no validation set, None,
     where the run holds none out): loaded by name, or those given. The hold-out is taken from
-    the whole training split before any ``train_subset`` is drawn from the rest."""
+    the whole training split before any ``train_subset`` is drawn from the rest; a
+    ``train_subset`` larger than the rest is a warning (where ``warn``)."""
     if data is None:
         from ..data import load_dataset
 
@@ -164,6 +165,11 @@ def _data(config: dict, data):
     if held:
         train_set, val_set = train_set.split(held, seed=VAL_SEED)
     if config["train_subset"]:
+        if config["train_subset"] > len(train_set) and warn:
+            after = f" after the validation hold-out of {held:,}" if held else ""
+            warnings.warn(f"train_subset={config['train_subset']:,} is more than the "
+                          f"{len(train_set):,} training images{after}; all "
+                          f"{len(train_set):,} are trained on", CnnzooWarning, stacklevel=4)
         train_set = train_set.subset(config["train_subset"], seed=config["seed"])
     if config["test_subset"]:
         test_set = test_set.subset(config["test_subset"], seed=config["seed"])

@@ -32,6 +32,7 @@ except ImportError:  # Windows
     fcntl = None
     import msvcrt
 
+from .._epoch import eval_acc
 from .._io import TEXT_LIMIT, atomic_write_text, read_json, regular_file
 from ..data.catalog import IN_MEMORY, canonical_name
 from ..errors import CnnzooError
@@ -55,12 +56,6 @@ METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "val_acc", "test_acc", "lr"
 REQUIRED_METRICS = ("epoch", "train_loss", "train_acc", "test_acc", "seconds",
                     "examples_per_sec")
 MAY_BE_EMPTY = ("val_acc", "test_acc", "lr", "grad_norm", "elapsed")
-
-
-def eval_acc(row: dict) -> float | None:
-    """The accuracy an epoch was judged by: its validation accuracy where the run holds a
-    validation split out, else its test accuracy."""
-    return row["val_acc"] if row.get("val_acc") is not None else row.get("test_acc")
 
 
 def accuracy_text(row: dict, separator: str = ", ", digits: int = 4) -> str:
@@ -466,7 +461,7 @@ def load_run(folder, model=None, *, best: bool = False) -> Run:
         raise CnnzooError(f"best={best!r}: best must be True or False")
     config = read_config(folder)
     if best and not (folder / BEST).exists():
-        why = ("it held out no validation split (train with val=)" if not config.get("val")
+        why = ("it held out no validation split (its val is 0)" if not config.get("val")
                else "no epoch has finished")
         raise CnnzooError(f"{folder} holds no best-epoch weights ({BEST}): {why}")
     net = build_model(config, model)
@@ -578,7 +573,7 @@ def load_for_resume(run_dir: Path, config: dict, epochs: int | None) -> dict | N
     if target is not None and (run_dir / WEIGHTS).exists() and any(
             (eval_acc(row) or 0.0) >= target for row in rows):
         raise CnnzooError(f"{run_dir} reached its target_acc={target:g} and finished; train "
-                          f"anew with another out= (or a higher target_acc=) to go further")
+                          f"anew with another out= to go further")
     if state["epoch"] >= config["recipe"]["epochs"] and (run_dir / WEIGHTS).exists():
         raise CnnzooError(f"{run_dir} already finished {state['epoch']} "
                           f"epoch{'s' * (state['epoch'] != 1)}; pass epochs=N with "
