@@ -363,7 +363,7 @@ def test_training_or_benching_beyond_memory_is_one_line_naming_the_size(tmp_path
 
 @pytest.mark.parametrize("weights", [123, b"model.pt", ["a.pt"], True, ""])
 def test_get_model_refuses_weights_that_are_not_a_path(weights):
-    with pytest.raises(CnnzooError, match="weights=.*give the path of a weights file"):
+    with pytest.raises(CnnzooError, match="weights=.*or the path of a weights file"):
         get_model("lenet5_d2l", weights=weights)
 
 

@@ -156,7 +156,8 @@ def test_every_path_option_expands_the_home_folder(tmp_path, monkeypatch):
 
     options = {(path, action.option_strings[0]): action
                for path, parser in subparsers_of(build_parser()) for action in parser._actions
-               if set(action.option_strings) & set(PATH_OPTIONS) and action.dest != "out_channels"}
+               if set(action.option_strings) & set(PATH_OPTIONS) and action.dest != "out_channels"
+               and action.nargs != 0 and action.choices is None}  # a switch or a tag: no path
     assert {("train", "--out"), ("train", "--resume"), ("export", "--weights"),
             ("show predictions", "--out"), ("bench", "--results")} <= set(options)
     assert {where for where, action in options.items() if action.type is not _args.user_path
@@ -178,7 +179,7 @@ def test_every_path_option_expands_the_home_folder(tmp_path, monkeypatch):
      "cuda:N or mps"),
     (["train", "--device", "gpu"], "cnnzoo: error: train: argument --device: unknown device 'gpu'"),
     (["show"], "cnnzoo: error: show: choose a PICTURE: data, filters, features, predictions, "
-               "receptive-field, gradients, architecture (see cnnzoo show --help)"),
+               "receptive-field, gradients, cam, architecture (see cnnzoo show --help)"),
     (["cost"], "cnnzoo: error: cost: choose a KIND: conv (see cnnzoo cost --help)"),
 ])
 def test_argument_errors_are_one_line_starting_as_every_error_does(capsys, argv, message):

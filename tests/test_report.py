@@ -22,7 +22,7 @@ from conftest import train_tiny_run
 from cnnzoo.training import evaluate
 
 PICTURES = {"training curves", "confusion matrix", "predictions", "architecture", "filters",
-            "feature maps"}
+            "feature maps", "Grad-CAMs of mistakes"}
 VOID = {"meta", "img", "br", "hr", "link", "input", "col", "source", "wbr"}
 
 

@@ -16,6 +16,8 @@ _EXPORTS = {
     "CnnzooError": "cnnzoo.errors",
     "ModelInfo": "cnnzoo.models",
     "get_model": "cnnzoo.models",
+    "get_weights": "cnnzoo.models.weights",
+    "Weights": "cnnzoo.models.weights",
     "list_models": "cnnzoo.models",
     "model_info": "cnnzoo.models",
     "register_model": "cnnzoo.models",

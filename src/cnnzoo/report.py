@@ -1,8 +1,8 @@
 """A run's report: one self-contained HTML file that shows what was trained and what it learned.
 
 Configuration, the model's summary table and block diagram, training curves, accuracy per class
-and the confusion matrix, predictions on test images, the first layer's kernels and the feature
-maps of one test image. Every picture is embedded as a base64 PNG data URI and the style sheet
+and the confusion matrix, predictions on test images, Grad-CAMs of the mistakes (with Captum
+installed), the first layer's kernels and the feature maps of one test image. Every picture is embedded as a base64 PNG data URI and the style sheet
 is inline, so the file opens anywhere, offline, and can be mailed or archived as it is.
 """
 
@@ -229,6 +229,21 @@ def build_report(run_dir, *, device: str = "auto", count: int = 16, data_dir=Non
                     f"and the true class; mistakes are framed in red.")
     except CnnzooError as error:
         page.note("predictions could not be drawn", error)
+
+    page.add("<h2>Where it looks when it is wrong</h2>")
+    try:
+        from .show.cam import mistake_indices, run_cams
+
+        wrong = mistake_indices(run, data_dir=data_dir)
+        if wrong:
+            page.figure(figure_png(run_cams(run, indices=wrong, data_dir=data_dir)[0]),
+                        "Grad-CAMs of mistakes",
+                        f"Grad-CAM of the predicted class for the first {len(wrong)} test "
+                        f"images the model gets wrong: the regions its wrong answer rests on.")
+        else:
+            page.add('<p class="note">No mistake among the first test images.</p>')
+    except CnnzooError as error:
+        page.note("the CAMs of mistakes could not be drawn", error)
 
     page.add("<h2>Model</h2>")
     size = tuple(config["input_size"])

@@ -6,7 +6,7 @@ Each picture is a subcommand that writes one picture and prints its path.
 from __future__ import annotations
 
 from ..errors import CnnzooError
-from ..show.limits import MAX_COUNT, MAX_DEPTH, MAX_PER_CLASS
+from ..show.limits import CAM_METHODS, MAX_COUNT, MAX_DEPTH, MAX_PER_CLASS
 from ._args import add_input_size, add_out, add_subcommands, parse_input_size, positive_int
 
 OUT_HELP = ("the picture to write, in the format its name ends in: .png, .svg, .pdf or .jpg "
@@ -111,6 +111,32 @@ def register(subparsers) -> None:
     add_out(p, OUT_HELP.format("gradients[-NAME].png here"))
     p.set_defaults(func=_gradients)
 
+    p = pictures.add_parser("cam", help="where a trained model looks: CAMs and attributions",
+                            description="Which pixels a trained model's decision rests on, for "
+                                        "image files or test images: Grad-CAM, Grad-CAM++, "
+                                        "LayerCAM (on the last stage's maps unless --layer), "
+                                        "saliency, integrated gradients or occlusion, laid over "
+                                        "each image with its true and predicted class. Captum "
+                                        "computes them (pip install 'cnnzoo[explain]').")
+    p.add_argument("source", metavar="RUN|NAME",
+                   help="a run directory, or a registered model with --weights")
+    p.add_argument("images", metavar="IMAGE", nargs="*", help="PNG or JPEG files")
+    p.add_argument("--index", type=int, nargs="+", default=[], metavar="N",
+                   help=f"test images by number (at most {MAX_COUNT} images in all)")
+    p.add_argument("--weights", choices=("fashion-mnist",),
+                   help="NAME's trained weights that cnnzoo ships (`cnnzoo models --weights`)")
+    p.add_argument("--method", choices=CAM_METHODS, default="gradcam",
+                   help="default gradcam")
+    p.add_argument("--layer", help="the module a CAM reads (default: the last stage of the "
+                                   "trunk with maps larger than 1x1)")
+    p.add_argument("--target", metavar="CLASS",
+                   help="explain this class (a name or number) instead of each prediction")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="where the data set's files are, for --index (the run's by default)")
+    add_out(p, OUT_HELP.format("DIR/cam-METHOD-IMAGES.png, or cam-NAME-METHOD-IMAGES.png "
+                               "here with --weights"))
+    p.set_defaults(func=_cam)
+
     p = pictures.add_parser("architecture", help="a block diagram of a model",
                             description="A block diagram drawn from the model itself: its "
                                         "stages and layers, channels and output shapes.")
@@ -148,6 +174,18 @@ def _features(args) -> int:
     return _written(show_features(args.run_dir, args.image, index=args.index, layer=args.layer,
                                   channels=args.channels, data_dir=args.data_dir,
                                   out=args.out, force=args.force))
+
+
+def _cam(args) -> int:
+    from ..show.cam import show_cam
+
+    target = args.target
+    if target is not None and target.isdigit():
+        target = int(target)
+    return _written(show_cam(args.source, args.images, indices=args.index,
+                             weights=args.weights, method=args.method, layer=args.layer,
+                             target=target, data_dir=args.data_dir, out=args.out,
+                             force=args.force))
 
 
 def _predictions(args) -> int:

@@ -42,11 +42,11 @@ def register(subparsers) -> None:
     p.add_argument("--subset", type=positive_int, metavar="N",
                    help="train on a stratified subset of N images (quick runs)")
     p.add_argument("--val", type=val_size, metavar="N|F",
-                   help="hold N training images (or a fraction F < 1 of them) out for "
-                        "validation: each epoch is judged on them, the best epoch's weights "
-                        "are kept and the test set is evaluated once, at the end; 0: none "
-                        "(default 5000 for fashion-mnist, mnist and cifar10, 0 for the d2l "
-                        "recipe, which keeps the book's protocol)")
+                   help="hold N training images (or a fraction F < 1) out for validation. "
+                        "Epochs are judged on them, the best epoch's weights are kept, and the "
+                        "test set is evaluated once, at the end. 0: none. Default: 5000 for "
+                        "fashion-mnist, mnist and cifar10; 0 with the d2l recipe (the book's "
+                        "protocol)")
     p.add_argument("--target-acc", type=accuracy, metavar="A",
                    help="stop after the first epoch whose validation (else test) accuracy "
                         "reaches A, and report the time to reach it as MLPerf does")

@@ -111,17 +111,12 @@ class BatchIterator:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         plan = self._plan()
         images, labels = self.dataset.images, self.dataset.labels
-        height, width = self.output_size
-        resized = self.output_size != tuple(images.shape[2:])
-        shrinking = height < images.shape[2] or width < images.shape[3]
         for start in range(0, self.samples_per_epoch, self.batch_size):
             rows = plan.order[start:start + self.batch_size]
             # index_select, not images[rows]: advanced indexing takes a general path on the CPU,
             # many times slower.
-            x = images.index_select(0, rows).to(torch.float32).div_(255)
-            if resized:
-                x = F.interpolate(x, size=self.output_size, mode="bilinear", align_corners=False,
-                                  antialias=shrinking)
+            x = resized(images.index_select(0, rows).to(torch.float32).div_(255),
+                        self.output_size)
             if plan.crop is not None:
                 x = random_crop(x, self.augment.crop_padding, plan.crop[start:start + len(rows)])
             if plan.flip is not None:
@@ -191,6 +186,16 @@ def random_erase(x: torch.Tensor, probability: float, uniforms: torch.Tensor) ->
 def _epoch_seed(seed: int, epoch: int) -> int:
     state = np.random.SeedSequence([seed, epoch]).generate_state(2)
     return int(state[0]) << 32 | int(state[1])
+
+
+def resized(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Images ``x`` (N, C, H, W), float, at ``size`` (H, W): bilinear, antialiased when
+    shrinking; ``x`` itself at its own size."""
+    if tuple(x.shape[2:]) == tuple(size):
+        return x
+    shrinking = size[0] < x.shape[2] or size[1] < x.shape[3]
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False,
+                         antialias=shrinking)
 
 
 def _output_size(resize, native: tuple[int, int]) -> tuple[int, int]:

@@ -144,12 +144,19 @@ def _natural_key(name: str):
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-def list_models(pattern: str | None = None) -> list[str]:
-    """Registered names matching a shell-style ``pattern`` (``"resnet*"``), naturally sorted.
+def list_models(pattern: str | None = None, *, weights: bool = False) -> list[str]:
+    """Registered names matching a shell-style ``pattern`` (``"resnet*"``), naturally sorted;
+    with ``weights=True`` only those that ship trained weights.
 
     A pattern without wildcards matches names that contain it.
     """
+    if not isinstance(weights, bool):
+        raise CnnzooError(f"weights={weights!r}: weights must be True or False")
     names = _REGISTRY.keys()
+    if weights:
+        from .weights import shipped_names
+
+        names = [name for name in names if name in shipped_names()]
     if pattern:
         glob = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
         names = [n for n in names if fnmatch.fnmatchcase(n, glob)]
@@ -170,16 +177,26 @@ def get_model(name: str, weights=None, **kwargs) -> nn.Module:
     """Build a registered model. Every builder takes ``num_classes`` and ``in_channels``; models
     with a fixed-size head also take ``input_size=(C, H, W)`` or ``(H, W)``.
 
-    ``weights`` is a state_dict file to load into the built model with ``strict=True``: a
-    ``.safetensors`` file, or a ``torch.save``'d dict read with ``weights_only=True`` (a file
-    that would run code is refused). A torchvision state_dict fits the torchvision-compatible
+    ``weights="fashion-mnist"`` loads the trained weights cnnzoo ships for the model
+    (``cnnzoo.get_weights``, ``list_models(weights=True)``). Any other ``weights`` is a
+    state_dict file to load into the built model with ``strict=True``: a ``.safetensors`` file,
+    or a ``torch.save``'d dict read with ``weights_only=True`` (a file that would run code is
+    refused). A torchvision state_dict fits the torchvision-compatible
     variants unchanged. A bad file, or one that does not fit, raises ``CnnzooError``; so does a
     model whose weights alone do not fit in memory (a fixed-size head built for a huge input).
     """
+    from .weights import TAGS
+
     builder = model_info(name).builder
     if weights is not None and not isinstance(weights, (str, os.PathLike)) or weights == "":
-        raise CnnzooError(f"weights={weights!r}: give the path of a weights file (.safetensors "
+        raise CnnzooError(f"weights={weights!r}: give {' or '.join(map(repr, TAGS))} (the "
+                          f"weights cnnzoo ships) or the path of a weights file (.safetensors "
                           f"or a torch.save'd state_dict)")
+    shipped = None
+    if weights in TAGS:  # a file of that name is given as ./fashion-mnist
+        from .weights import get_weights
+
+        shipped = get_weights(name, weights)
     _check_arguments(name, builder, kwargs)
     with out_of_memory_as(f"{name}{_built_for(kwargs)} does not fit in memory (its layers' "
                           f"weights alone); try a smaller "
@@ -190,7 +207,9 @@ def get_model(name: str, weights=None, **kwargs) -> nn.Module:
             raise
         except ValueError as error:  # a layer's own range check: dropout=1.5
             raise CnnzooError(f"{name}{_built_for(kwargs)}: {error}") from error
-    if weights is not None:
+    if shipped is not None:
+        _load_state(model, shipped.state_dict(), shipped.path, name)
+    elif weights is not None:
         _load_state_file(model, weights, name)
     return model
 
@@ -246,7 +265,11 @@ def _load_state_file(model: nn.Module, path, name: str = "the model") -> None:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CnnzooError(f"{path} holds no state_dict (a dict of name -> tensor); save one with "
                           f"torch.save(model.state_dict(), path)")
+    _load_state(model, state, path, name)
 
+
+def _load_state(model: nn.Module, state: dict, path, name: str) -> None:
+    """``model.load_state_dict(state, strict=True)``, a mismatch named in one line."""
     expected = model.state_dict()
     for key in expected:  # files saved before BatchNorm counted its batches, as torch loads them
         if key.endswith("num_batches_tracked") and key not in state:

@@ -1,5 +1,5 @@
 """Pictures of what is inside: data, kernels, feature maps, predictions, receptive fields,
-gradients and architecture, drawn with matplotlib and written as PNG, SVG, PDF or JPEG.
+gradients, class activation maps and architecture, drawn with matplotlib and written as PNG, SVG, PDF or JPEG.
 
 Each kind has a ``draw_*`` function that takes objects (a model, tensors, a ``DataSet``) and
 returns a matplotlib figure (``cnnzoo.plots.Picture``: the last expression of a notebook cell,
@@ -17,6 +17,8 @@ from .._lazy import lazy_exports
 _EXPORTS = {
     "draw_architecture": ".architecture", "layer_boxes": ".architecture",
     "show_architecture": ".architecture",
+    "attribute": ".cam", "cam_layer": ".cam", "deletion_curve": ".cam", "draw_cams": ".cam",
+    "show_cam": ".cam",
     "draw_data": ".data", "show_data": ".data",
     "draw_features": ".features", "show_features": ".features",
     "draw_filters": ".filters", "show_filters": ".filters",

@@ -9,6 +9,9 @@ from ..errors import CnnzooError
 MAX_PER_CLASS = 50  # show data: a row of 50 images is 3,500 pixels wide
 MAX_COUNT = 64  # show predictions, report: eight rows of eight test images
 MAX_DEPTH = 100  # show gradients: by 60 layers the plain sigmoid stack's first gradient is 0
+# show cam's methods (cnnzoo.show.cam.METHODS), named here for the command line's help
+CAM_METHODS = ("gradcam", "gradcam++", "layercam", "saliency", "integrated-gradients",
+               "occlusion")
 
 
 def check_limit(parameter: str, value: int, limit: int, why: str) -> None:

@@ -319,7 +319,7 @@ class Run:
     config: dict
     model: torch.nn.Module
     history: list[dict]
-    weights: str = "final"  # "best": the best epoch's (load_run(best=True))
+    weights: str = "final"  # "best": the best epoch's (load_run(best=True)); a tag: shipped
 
     @property
     def classes(self) -> list[str]:
@@ -475,6 +475,22 @@ def load_run(folder, model=None, *, best: bool = False) -> Run:
     else:
         raise CnnzooError(f"{folder} holds no weights yet (no {WEIGHTS} or {CHECKPOINT})")
     return Run(folder, config, net.eval(), read_metrics(folder), "best" if best else "final")
+
+
+def load_source(source, weights: str | None = None) -> Run:
+    """What the pictures and evaluations read: the run directory ``source`` (``load_run``), or
+    with ``weights`` (``"fashion-mnist"``) the registry model ``source`` with the weights
+    cnnzoo ships for it, as a ``Run`` whose configuration is the record's (no history; its
+    ``path`` the weights' folder in the package, ``weights`` the tag)."""
+    if weights is None:
+        return load_run(source)
+    from ..models.weights import get_weights
+
+    if not isinstance(source, str):
+        raise CnnzooError(f"{source!r}: shipped weights are named by a registry model's name")
+    shipped = get_weights(source, weights)
+    config = dict(shipped.config, data_dir=None)  # the data is looked for where cnnzoo looks
+    return Run(shipped.path.parent, config, shipped.build(), [], weights)
 
 
 # --- a run's directory while it trains ---------------------------------------------------------
